@@ -1,0 +1,27 @@
+"""Errors that the command line prints as one line (no traceback)."""
+
+from __future__ import annotations
+
+
+class ColorkitError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class UsageError(ColorkitError):
+    """Bad input from the user: an unknown name, a bad option, a missing file. Exit code 2."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError):
+    """A component name that no loaded plugin registers."""
+
+
+class OptionError(UsageError):
+    """An unknown or ill-typed component or training option."""
+
+
+class PluginError(ColorkitError):
+    """A plugin failed to load, or two plugins claim one name."""

@@ -1,0 +1,170 @@
+"""The five component interfaces every plugin implements.
+
+Conventions shared by all of them (see :mod:`colorkit.color`):
+
+* images are batched ``B x C x H x W`` float tensors;
+* ``l`` is the normalised lightness, ``L* / 50 - 1``, in ``[-1, 1]``;
+* colour is normalised ``a* / 110`` and ``b* / 110`` (and ``L`` as above for 3-channel output);
+* RGB images handed to metrics are floats in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from colorkit.color import as_lab
+
+OutputSpace = Literal["ab", "lab"]
+
+
+class Generator(nn.Module):
+    """Maps the normalised L channel (``B x 1 x H x W``) to colour.
+
+    ``output_space`` says what ``forward`` returns: ``"ab"`` (``B x 2 x H x W``; the input L is
+    reused) or ``"lab"`` (``B x 3 x H x W``, the paper's choice). A generator must be fully
+    convolutional; ``size_multiple`` is the number both input sides must be a multiple of.
+    """
+
+    output_space: OutputSpace = "ab"
+    size_multiple: int = 1
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ``ValueError`` with a clear message when the generator cannot take this size."""
+        m = self.size_multiple
+        if height % m or width % m or height < m or width < m:
+            raise ValueError(
+                f"{type(self).__name__} needs both image sides to be a positive multiple of {m} "
+                f"(got {height}x{width}); choose another size or a smaller depth"
+            )
+
+    @abc.abstractmethod
+    def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
+        """Predict normalised colour for the normalised L channel ``l``."""
+
+
+class Discriminator(nn.Module):
+    """Scores colour images given the grayscale condition.
+
+    ``forward(l, lab)`` takes the condition ``l`` (``B x 1 x H x W``) and a full normalised
+    L*a*b* image (``B x 3 x H x W``, real or generated) and returns logits: ``B x 1`` or a patch
+    map ``B x 1 x h x w``. The sigmoid belongs to the loss, not the network.
+    """
+
+    @abc.abstractmethod
+    def forward(self, l: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:  # noqa: E741
+        """Logits that ``lab`` is a real colouring of ``l``."""
+
+
+@dataclass
+class Prediction:
+    """What a loss sees of one batch.
+
+    ``pred`` and ``target`` are in the generator's output space (2 or 3 channels, normalised);
+    ``fake_lab`` and ``real_lab`` are the full normalised L*a*b* images a discriminator takes.
+    """
+
+    l: torch.Tensor
+    pred: torch.Tensor
+    target: torch.Tensor
+
+    @property
+    def fake_lab(self) -> torch.Tensor:
+        return as_lab(self.l, self.pred)
+
+    @property
+    def real_lab(self) -> torch.Tensor:
+        return as_lab(self.l, self.target)
+
+    def detached(self) -> Prediction:
+        return Prediction(self.l, self.pred.detach(), self.target)
+
+
+LossParts = dict[str, torch.Tensor]
+
+
+class Loss(abc.ABC):
+    """Training objective.
+
+    Both methods return a dict of named scalar tensors; the key ``"total"`` is the one that is
+    minimised, the other keys (``gan``, ``l1``, ``d_real``, ``d_fake`` ...) are logged.
+    """
+
+    #: Whether training needs a discriminator for this loss.
+    needs_discriminator: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
+        """The generator's loss for one batch (gradients flow into ``batch.pred``)."""
+
+    def discriminator_loss(self, batch: Prediction, disc: Discriminator) -> LossParts:
+        """The discriminator's loss; ``batch.pred`` is already detached. Adversarial losses only."""
+        raise NotImplementedError(f"{type(self).__name__} trains no discriminator")
+
+
+class Dataset(abc.ABC):
+    """Named splits of colour images at one working size.
+
+    ``split(name, train=...)`` returns a ``torch.utils.data.Dataset`` whose items are ``uint8``
+    RGB tensors ``3 x size x size``. Conversion to L*a*b* happens on whole batches on the
+    training device, never per item. ``train=True`` enables training augmentation.
+    """
+
+    #: The split names this dataset has, e.g. ``("train", "test")``.
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    #: The split trained on, and the held-out split evaluated and sampled from.
+    train_split: ClassVar[str] = "train"
+    eval_split: ClassVar[str] = "test"
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """The working image size (square, pixels)."""
+
+    @abc.abstractmethod
+    def split(self, name: str, train: bool = False) -> torch.utils.data.Dataset:
+        """The items of split ``name``; ``train`` turns on augmentation."""
+
+    @classmethod
+    def example_options(cls, folder: Path) -> dict[str, Any]:
+        """Options that build a tiny instance for contract tests, writing any files it needs
+        under ``folder``. The default (no options) suits datasets that need no files."""
+        return {}
+
+    def check_split(self, name: str) -> None:
+        """Raise a clear error for an unknown split name."""
+        if name not in self.splits:
+            from colorkit.errors import UsageError
+
+            raise UsageError(
+                f"dataset {type(self).__name__} has no split '{name}'; its splits are "
+                f"{', '.join(self.splits)}"
+            )
+
+
+class Metric(abc.ABC):
+    """A number accumulated over batches of RGB images (floats in ``[0, 1]``, ``B x 3 x H x W``).
+
+    ``unit`` is printed beside the value; ``higher_is_better`` orders results and picks the best
+    checkpoint.
+    """
+
+    unit: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+
+    @abc.abstractmethod
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Accumulate one batch of predicted and ground-truth RGB images."""
+
+    @abc.abstractmethod
+    def compute(self) -> float:
+        """The value over everything accumulated since the last reset."""

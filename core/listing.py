@@ -1,0 +1,56 @@
+"""``colorkit list``: what the loaded plugins provide."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from colorkit.errors import UnknownNameError
+from colorkit.options import describe_options
+from colorkit.registry import KINDS, Registry
+
+ALIASES = {"generators": "generator", "gen": "generator", "discriminators": "discriminator", "disc": "discriminator",
+           "losses": "loss", "datasets": "dataset", "metrics": "metric", "presets": "preset"}
+
+
+def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
+    kind = ALIASES.get(kind, kind) if kind else None
+    if kind is not None and kind not in KINDS and kind != "preset":
+        raise UnknownNameError(f"unknown kind '{kind}'; use one of {', '.join([*KINDS, 'preset'])}")
+    rows = []
+    for comp in registry:
+        if kind in (None, comp.kind):
+            rows.append({"kind": comp.kind, "name": comp.name, "package": comp.package, "version": comp.version,
+                         "description": comp.description, "options": describe_options(comp.options)})
+    presets = []
+    if kind in (None, "preset"):
+        for name in sorted(registry.presets):
+            presets.append({"kind": "preset", "name": name, "package": "colorkit",
+                            "description": str(registry.presets[name].get("description", ""))})
+    failed = [{"plugin": f.plugin, "package": f.package, "error": f.error} for f in registry.failed]
+    return {"components": rows, "presets": presets, "failed": failed}
+
+
+def list_components(registry: Registry, kind: str | None, as_json: bool = False, show_options: bool = False) -> None:
+    data = collect(registry, kind)
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 120))
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    for col in ("kind", "name", "package", "description"):
+        table.add_column(col, overflow="fold")
+    for row in data["components"]:
+        pkg = row["package"] + (f" {row['version']}" if row["version"] else "")
+        table.add_row(row["kind"], row["name"], pkg, row["description"])
+        if show_options:
+            for o in row["options"]:
+                table.add_row("", f"  {o['name']}", f"{o['type']} = {o['default']!r}", o["help"])
+    for row in data["presets"]:
+        table.add_row("preset", row["name"], row["package"], row["description"])
+    console.print(table)
+    for f in data["failed"]:
+        console.print(f"[red]failed[/red] plugin {f['plugin']} (package {f['package']}): {f['error']}", highlight=False)

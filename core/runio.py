@@ -1,0 +1,196 @@
+"""Run directories and checkpoints: atomic writes, self-describing, safe to load.
+
+A run directory holds ``config.yaml`` (the resolved experiment, written once and never
+overwritten), ``environment.json``, ``metrics.jsonl``, ``checkpoints/last.pt`` and
+``samples.png``. Checkpoints carry the resolved experiment and the plugin versions, so
+``eval`` and ``colorize`` need nothing else; they load with ``torch.load(weights_only=True)``, so
+a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from colorkit.errors import ColorkitError, UsageError
+
+CHECKPOINT_FORMAT = "colorkit-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save a checkpoint atomically: a crash or full disk mid-save keeps the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def resolve_checkpoint(target: str | Path) -> Path:
+    """A checkpoint file from a path to a checkpoint or to a run directory."""
+    p = Path(target)
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / "best.pt", p / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise UsageError(f"{p}: no checkpoints/best.pt or checkpoints/last.pt in this run directory")
+    if not p.exists():
+        raise UsageError(f"{p}: no such checkpoint file or run directory")
+    return p
+
+
+def load_checkpoint(target: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a colorkit checkpoint safely (``weights_only=True``); errors name the file."""
+    path = resolve_checkpoint(target)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{path}: not a readable colorkit checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path}: not a colorkit checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+        raise UsageError(f"{path}: checkpoint version {state['version']} is newer than this colorkit; upgrade colorkit")
+    state["path"] = str(path)
+    return state
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    commit = out.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, timeout=5,
+    )
+    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def environment_manifest(*, seed: int, device: torch.device, plugins: dict[str, Any]) -> dict[str, Any]:
+    """Versions, hardware, git commit, seed and device of a run."""
+    from colorkit import __version__
+
+    import numpy
+
+    info: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "colorkit": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "seed": seed,
+        "command": sys.argv,
+        "git_commit_colorkit": _git_commit(Path(__file__).resolve().parent),
+        "git_commit_cwd": _git_commit(Path.cwd()),
+        "plugins": plugins,
+    }
+    if device.type == "cuda":
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -> Path:
+    """Create a run directory; refuse one that already holds a run."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"{stamp}-{label}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = Path(root) / f"{stamp}-{label}-{n}"
+    else:
+        path = Path(out)
+        if (path / "config.yaml").exists():
+            raise UsageError(f"{path}: already holds a run (config.yaml); choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create the run directory ({exc.strerror})") from None
+    return path
+
+
+def write_new_text(path: Path, text: str) -> None:
+    """Write a file that must not exist yet (the resolved config is never overwritten)."""
+    try:
+        with open(path, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except FileExistsError:
+        raise ColorkitError(f"{path}: exists already and is never overwritten") from None
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows

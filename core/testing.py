@@ -1,0 +1,221 @@
+"""Contract checks for colorkit components, for plugin authors' own test suites.
+
+Each ``check_*`` function builds nothing itself: give it your component (or, for metrics, a
+factory) and it raises ``AssertionError`` with a precise message where the component breaks the
+interface contract of :mod:`colorkit.interfaces`. colorkit runs the same checks over every
+registered component (``tests/test_contracts.py``)::
+
+    from colorkit.testing import check_generator
+    def test_my_generator():
+        check_generator(MyGenerator(MyOptions()), size=32)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from colorkit import color
+from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
+from colorkit.registry import Component
+
+__all__ = [
+    "check_component",
+    "check_dataset",
+    "check_discriminator",
+    "check_generator",
+    "check_loss",
+    "check_metric",
+    "random_lab",
+]
+
+
+def random_lab(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Normalised L*a*b* of random smooth RGB images, ``batch x 3 x size x size``."""
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, max(1, size // 4), max(1, size // 4), generator=gen)
+    rgb = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    return color.rgb_to_model(rgb)
+
+
+def _smallest_size(module: Any, size: int | None) -> int:
+    m = int(getattr(module, "size_multiple", 1) or 1)
+    if size is not None:
+        return size
+    return max(m, 8)
+
+
+def check_generator(gen: Generator, size: int | None = None, batch: int = 2) -> None:
+    """A generator maps ``B x 1 x S x S`` to ``B x (2|3) x S x S``, finite, with gradients, and
+    rejects a size it cannot take with ``ValueError``."""
+    assert isinstance(gen, Generator), f"{type(gen).__name__} must subclass colorkit.Generator"
+    assert gen.output_space in ("ab", "lab"), f"output_space must be 'ab' or 'lab', got {gen.output_space!r}"
+    size = _smallest_size(gen, size)
+    lab = random_lab(batch, size)
+    l = lab[:, :1]  # noqa: E741
+    gen.train()
+    out = gen(l)
+    channels = 2 if gen.output_space == "ab" else 3
+    assert tuple(out.shape) == (batch, channels, size, size), (
+        f"{type(gen).__name__}: expected output {(batch, channels, size, size)}, got {tuple(out.shape)}"
+    )
+    assert torch.isfinite(out).all(), f"{type(gen).__name__}: non-finite output"
+    out.float().pow(2).mean().backward()
+    params = [p for p in gen.parameters() if p.requires_grad]
+    assert params, f"{type(gen).__name__} has no trainable parameters"
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), (
+        f"{type(gen).__name__}: no gradient reaches the parameters"
+    )
+    gen.zero_grad(set_to_none=True)
+    gen.eval()
+    with torch.no_grad():
+        again = gen(l)
+    assert tuple(again.shape) == tuple(out.shape)
+    m = int(gen.size_multiple)
+    if m > 1:
+        bad = size + m // 2 if m // 2 else size + 1
+        try:
+            gen.check_input_size(bad, bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"{type(gen).__name__}.check_input_size accepted {bad}x{bad} (size_multiple {m})")
+
+
+def check_discriminator(disc: Discriminator, size: int | None = None, batch: int = 2) -> None:
+    """A discriminator maps (``B x 1 x S x S``, ``B x 3 x S x S``) to finite logits ``B x 1 [x h x w]``
+    that depend on the colour input, with gradients."""
+    assert isinstance(disc, Discriminator), f"{type(disc).__name__} must subclass colorkit.Discriminator"
+    size = _smallest_size(disc, size)
+    lab = random_lab(batch, size)
+    disc.train()
+    logits = disc(lab[:, :1], lab)
+    assert logits.shape[0] == batch and logits.shape[1] == 1 and logits.dim() in (2, 4), (
+        f"{type(disc).__name__}: logits must be B x 1 or B x 1 x h x w, got {tuple(logits.shape)}"
+    )
+    assert torch.isfinite(logits).all(), f"{type(disc).__name__}: non-finite logits"
+    logits.mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in disc.parameters()), (
+        f"{type(disc).__name__}: no gradient reaches the parameters"
+    )
+    disc.zero_grad(set_to_none=True)
+    disc.eval()
+    with torch.no_grad():
+        a = disc(lab[:, :1], lab)
+        b = disc(lab[:, :1], color.gray_lab(lab[:, :1]))
+    assert not torch.equal(a, b), f"{type(disc).__name__}: logits ignore the colour input"
+
+
+def check_loss(loss: Loss, disc: Discriminator | None = None, size: int = 32, batch: int = 2) -> None:
+    """A loss returns a dict of finite scalars with a differentiable ``total`` for both a*b* and
+    L*a*b* predictions; an adversarial loss also gives a discriminator loss."""
+    assert isinstance(loss, Loss), f"{type(loss).__name__} must subclass colorkit.Loss"
+    if loss.needs_discriminator:
+        assert disc is not None, "check_loss needs a discriminator for an adversarial loss"
+    lab = random_lab(batch, size)
+    l = lab[:, :1]  # noqa: E741
+    for channels in (2, 3):
+        target = lab[:, 1:] if channels == 2 else lab
+        pred = (target + 0.1 * torch.randn_like(target)).requires_grad_(True)
+        parts = loss.generator_loss(Prediction(l, pred, target), disc if loss.needs_discriminator else None)
+        _check_parts(parts, type(loss).__name__, "generator_loss")
+        parts["total"].backward()
+        assert pred.grad is not None and pred.grad.abs().sum() > 0, f"{type(loss).__name__}: no gradient to the prediction"
+        if loss.needs_discriminator:
+            assert disc is not None
+            d_parts = loss.discriminator_loss(Prediction(l, pred.detach(), target), disc)
+            _check_parts(d_parts, type(loss).__name__, "discriminator_loss")
+            d_parts["total"].backward()
+            disc.zero_grad(set_to_none=True)
+    perfect = loss.generator_loss(Prediction(l, lab[:, 1:].clone(), lab[:, 1:]), disc if loss.needs_discriminator else None)
+    worse = loss.generator_loss(Prediction(l, -lab[:, 1:], lab[:, 1:]), disc if loss.needs_discriminator else None)
+    if not loss.needs_discriminator:
+        assert perfect["total"].item() < worse["total"].item(), f"{type(loss).__name__}: a perfect prediction is not better"
+
+
+def _check_parts(parts: Any, who: str, method: str) -> None:
+    assert isinstance(parts, dict) and "total" in parts, f"{who}.{method} must return a dict with 'total'"
+    for name, value in parts.items():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0, f"{who}.{method}: part '{name}' is not a scalar tensor"
+        assert torch.isfinite(value), f"{who}.{method}: part '{name}' is not finite"
+
+
+def check_dataset(dataset: Dataset, max_items: int = 4) -> None:
+    """A dataset names its splits and serves ``uint8`` RGB ``3 x size x size`` tensors from each."""
+    assert isinstance(dataset, Dataset), f"{type(dataset).__name__} must subclass colorkit.Dataset"
+    assert dataset.splits, "a dataset needs at least one split"
+    assert dataset.train_split in dataset.splits and dataset.eval_split in dataset.splits
+    size = dataset.size
+    assert isinstance(size, int) and size > 0
+    for name in dict.fromkeys((dataset.train_split, dataset.eval_split)):
+        for train in (False, True):
+            data = dataset.split(name, train=train)
+            assert len(data) > 0, f"{type(dataset).__name__}: split '{name}' is empty"
+            for i in range(min(max_items, len(data))):
+                item = data[i]
+                assert isinstance(item, torch.Tensor), f"split '{name}' item {i} is {type(item).__name__}, not a tensor"
+                assert item.dtype == torch.uint8, f"split '{name}' item {i} has dtype {item.dtype}, not uint8"
+                assert tuple(item.shape) == (3, size, size), (
+                    f"split '{name}' item {i} has shape {tuple(item.shape)}, expected {(3, size, size)}"
+                )
+    try:
+        dataset.split("no-such-split")
+    except Exception as exc:  # noqa: BLE001
+        assert "no-such-split" in str(exc), "an unknown split must be named in the error"
+    else:
+        raise AssertionError(f"{type(dataset).__name__}: an unknown split name was accepted")
+
+
+def check_metric(make: Callable[[], Metric], size: int = 16) -> None:
+    """A metric gives a finite float, is deterministic, resets, and accumulates over batches
+    (two half-batches give the value of the whole batch, up to 1e-4 relative)."""
+    metric = make()
+    assert isinstance(metric, Metric), f"{type(metric).__name__} must subclass colorkit.Metric"
+    assert isinstance(metric.unit, str) and isinstance(metric.higher_is_better, bool)
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(4, 3, size, size, generator=g)
+    pred = (target + 0.2 * torch.rand(4, 3, size, size, generator=g) - 0.1).clamp(0, 1)
+    metric.reset()
+    metric.update(pred, target)
+    whole = metric.compute()
+    assert isinstance(whole, float) and math.isfinite(whole), f"{type(metric).__name__}.compute() gave {whole!r}"
+    metric.reset()
+    metric.update(pred[:2], target[:2])
+    metric.update(pred[2:], target[2:])
+    halves = metric.compute()
+    assert math.isclose(whole, halves, rel_tol=1e-4, abs_tol=1e-6), (
+        f"{type(metric).__name__}: one batch gives {whole}, two halves give {halves}"
+    )
+    metric.reset()
+    metric.update(pred, target)
+    assert math.isclose(metric.compute(), whole, rel_tol=1e-6, abs_tol=1e-9), f"{type(metric).__name__}: reset() keeps state"
+
+
+def check_component(component: Component, folder: Path, registry: Any = None) -> None:
+    """Run the contract check that fits a registered component (built with its defaults, or with
+    ``example_options`` for datasets). ``registry`` supplies a discriminator for adversarial losses."""
+    kind = component.kind
+    if kind == "generator":
+        gen = component.build({})
+        check_generator(gen, size=max(int(gen.size_multiple), 8) if gen.size_multiple <= 64 else None)
+    elif kind == "discriminator":
+        check_discriminator(component.build({}))
+    elif kind == "loss":
+        loss = component.build({})
+        disc = None
+        if loss.needs_discriminator:
+            from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
+
+            disc = ConvDiscriminator(ConvDiscOptions(base=8, depth=3))
+        check_loss(loss, disc)
+    elif kind == "dataset":
+        factory = component.factory
+        options = factory.example_options(folder) if hasattr(factory, "example_options") else {}
+        check_dataset(component.build(options))
+    elif kind == "metric":
+        check_metric(lambda: component.build({}))
+    else:  # pragma: no cover
+        raise AssertionError(f"unknown kind {kind}")

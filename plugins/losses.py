@@ -1,0 +1,95 @@
+"""Losses ``ns_l1`` (eq. 7-8), ``minimax_l1`` (eq. 1 + L1) and ``l2`` (eq. 9) of Nazeri & Ng (2018).
+
+All work on logits: ``-log D(x) = softplus(-x)`` and ``log(1 - D(x)) = -softplus(x)``, which are
+exact and numerically stable. The L1/L2 reconstruction terms are means over pixels and channels
+of the normalised generator output (a*b* or L*a*b*).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+import colorkit
+from colorkit.interfaces import Discriminator, Loss, LossParts, Prediction
+from colorkit.options import opt
+
+
+@dataclass(frozen=True)
+class AdversarialL1Options:
+    lam: float = opt(100.0, "weight lambda of the L1 term (the paper: 100)")
+    real_label: float = opt(0.9, "discriminator target for real images (one-sided label smoothing: 0.9)")
+    fake_label: float = opt(0.0, "discriminator target for generated images")
+
+    def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise ValueError("loss.lam must be >= 0")
+        for key in ("real_label", "fake_label"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"loss.{key} must be in [0, 1]")
+
+
+def _logits(disc: Discriminator, l: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:  # noqa: E741
+    return disc(l, lab)
+
+
+class _AdversarialL1(Loss):
+    needs_discriminator = True
+
+    def __init__(self, options: AdversarialL1Options) -> None:
+        self.options = options
+
+    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
+        if disc is None:
+            raise ValueError(f"{type(self).__name__} needs a discriminator")
+        gan = self.gan_term(_logits(disc, batch.l, batch.fake_lab))
+        l1 = F.l1_loss(batch.pred, batch.target)
+        return {"total": gan + self.options.lam * l1, "gan": gan, "l1": l1}
+
+    def discriminator_loss(self, batch: Prediction, disc: Discriminator) -> LossParts:
+        real = _logits(disc, batch.l, batch.real_lab)
+        fake = _logits(disc, batch.l, batch.fake_lab)
+        d_real = F.binary_cross_entropy_with_logits(real, torch.full_like(real, self.options.real_label))
+        d_fake = F.binary_cross_entropy_with_logits(fake, torch.full_like(fake, self.options.fake_label))
+        return {"total": d_real + d_fake, "d_real": d_real, "d_fake": d_fake}
+
+
+class NonSaturatingL1(_AdversarialL1):
+    """Non-saturating GAN loss -log D(G(x)) + lambda * L1 (eq. 7), D loss of eq. 8."""
+
+    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-fake_logits).mean()
+
+
+class MinimaxL1(_AdversarialL1):
+    """Saturating (minimax) GAN loss log(1 - D(G(x))) + lambda * L1 (eq. 1), for Figure 1."""
+
+    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -F.softplus(fake_logits).mean()
+
+
+class L2(Loss):
+    """Mean squared error between prediction and ground truth over all pixels (eq. 9)."""
+
+    needs_discriminator = False
+
+    def __init__(self, options: object) -> None:
+        self.options = options
+
+    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
+        l2 = F.mse_loss(batch.pred, batch.target)
+        return {"total": l2, "l2": l2}
+
+
+@colorkit.hookimpl
+def register_losses(register):
+    register("ns_l1", NonSaturatingL1, options=AdversarialL1Options,
+             description="non-saturating GAN + lambda*L1, one-sided label smoothing (eq. 7-8)")
+    register("minimax_l1", MinimaxL1, options=AdversarialL1Options,
+             description="saturating minimax GAN + lambda*L1 (eq. 1), the Figure 1 comparison")
+    register("l2", L2, description="mean squared error, no discriminator: the U-Net baseline (eq. 9)")
