@@ -115,6 +115,9 @@ def run_command(
     typer.echo(f"run written to {result.run_dir} ({result.steps} steps, {result.images} images, {result.seconds:.1f} s)")
 
 
+# --- commands defined in other modules are attached below (keep each on its own line) ---
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
