@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from colorkit.errors import OptionError, UsageError
+from colorkit.errors import UsageError
 from colorkit.options import build_options, opt, options_to_dict
 from colorkit.registry import Registry
 
@@ -215,7 +215,8 @@ def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
     needs_disc = registry.get("loss", loss.name).factory(loss.options).needs_discriminator
     disc_raw = data["disc"]
     if disc_raw == "auto" or (isinstance(disc_raw, dict) and disc_raw.get("name") == "auto"):
-        data["disc"] = {"name": "conv", "options": {}} if needs_disc else "none"
+        auto_options = disc_raw.get("options", {}) if isinstance(disc_raw, dict) else {}
+        data["disc"] = {"name": "conv", "options": auto_options} if needs_disc else "none"
     disc = None if data["disc"] == "none" else component("disc")
     if needs_disc and disc is None:
         raise UsageError(f"loss '{loss.name}' is adversarial and needs a discriminator: pass --disc NAME (e.g. --disc conv)")
@@ -240,21 +241,16 @@ def experiment_from_sources(
     sets: list[str] | None = None,
 ) -> Experiment:
     """Merge preset, config file, CLI values and ``--set`` overrides, then resolve."""
-    layers: list[tuple[str, dict[str, Any]]] = []
+    layers: list[tuple[str, dict[str, Any]]] = [("defaults", DEFAULTS)]
     if preset:
         layers.append((f"preset '{preset}'", dict(registry.preset(preset))))
     if config:
         layers.append((str(config), load_yaml_file(config)))
     if cli:
         layers.append(("command line", cli))
-    merged = merge_layers(layers)
-    try:
-        merged = apply_sets(merged, sets or [])
-    except OptionError:
-        raise
-    return resolve(registry, merged)
+    return resolve(registry, apply_sets(merge_layers(layers), sets or []))
 
 
 def experiment_from_dict(registry: Registry, data: dict[str, Any], source: str) -> Experiment:
     """Rebuild a saved (resolved) experiment, e.g. from a checkpoint."""
-    return resolve(registry, merge_layers([(source, data)]))
+    return resolve(registry, merge_layers([("defaults", DEFAULTS), (source, data)]))

@@ -1,0 +1,52 @@
+"""Shared fixtures: a throwaway plugin that registers a tiny generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+import colorkit
+from colorkit.interfaces import Generator
+from colorkit.options import opt
+
+
+@pytest.fixture(autouse=True)
+def _no_entry_point_plugins_unless_asked(monkeypatch):
+    """Tests see only the built-ins plus what they register, unless a test re-enables autoload."""
+    monkeypatch.setenv("COLORKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("COLORKIT_PLUGINS", raising=False)
+
+
+@dataclass(frozen=True)
+class TinyOptions:
+    width: int = opt(4, "hidden channels")
+
+
+class TinyGenerator(Generator):
+    """Two 3x3 convs: a throwaway generator for tests."""
+
+    output_space = "ab"
+
+    def __init__(self, options: TinyOptions) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, options.width, 3, padding=1), nn.ReLU(),
+                                 nn.Conv2d(options.width, 2, 3, padding=1), nn.Tanh())
+
+    def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
+        return self.net(l)
+
+
+class ThrowawayPlugin:
+    """A plugin object registered for one test and gone afterwards (registries are fresh)."""
+
+    @colorkit.hookimpl
+    def register_generators(self, register):
+        register("tiny", TinyGenerator, options=TinyOptions, description="throwaway test generator")
+
+
+@pytest.fixture
+def throwaway_plugin():
+    return ThrowawayPlugin()
