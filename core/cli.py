@@ -90,19 +90,36 @@ def run_command(
     preset: Annotated[Optional[str], typer.Option("--preset", help="A preset from registry.yaml (colorkit list preset).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for any option, e.g. gen.base=32 (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<timestamp>-<names>).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, bf16, fp16 or fp32 (autocast).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory from its last checkpoint.")] = None,
+    fork: Annotated[bool, typer.Option("--fork", help="With --resume and a changed config: continue in a new run directory.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", help="Train with N local processes (DDP through torchrun).", min=1)] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train an experiment assembled from component names and write a run directory."""
+    from colorkit import distributed
     from colorkit.experiment import experiment_from_sources
     from colorkit.training import train
 
+    launching = nproc > 1 and not distributed.env_info().enabled
+    if launching:
+        # Validate here, so that a user mistake is one line rather than one per process.
+        checked = experiment_from_sources(get_registry(ctx), preset=preset, config=config, sets=list(set_ or []),
+                                          cli={"train": {"device": device}} if device else None) if resume is None else None
+        if checked is not None and checked.train.sync_bn and not _cuda_device(checked.train.device):
+            fail("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on the CPU", 2)
+        argv = _argv_without_nproc(sys.argv[1:])
+        code = distributed.launch(nproc, argv)
+        if code:
+            fail(f"distributed run with {nproc} processes failed (exit code {code}); see the messages above", 1)
+        return
     registry = get_registry(ctx)
     cli: dict[str, Any] = {}
     for key, value in (("gen", gen), ("disc", disc), ("loss", loss), ("dataset", dataset)):
         if value is not None:
             cli[key] = value
     train_opts = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
-                                     ("seed", seed), ("device", device)) if v is not None}
+                                     ("seed", seed), ("device", device), ("precision", precision)) if v is not None}
     if train_opts:
         cli["train"] = train_opts
     if metrics is not None:
@@ -110,12 +127,49 @@ def run_command(
     sets = list(set_ or [])
     if data_root is not None:
         sets.insert(0, f"dataset.root={data_root}")
-    exp = experiment_from_sources(registry, preset=preset, config=config, cli=cli, sets=sets)
-    result = train(registry, exp, out, progress=not quiet)
-    typer.echo(f"run written to {result.run_dir} ({result.steps} steps, {result.images} images, {result.seconds:.1f} s)")
+    exp = None
+    if resume is not None:
+        if preset is not None or config is not None:
+            fail("--resume takes the experiment from the run's config.yaml; drop --preset/--config "
+                 "(flags and --set may change it together with --fork)", 2)
+        if cli or sets:
+            exp = experiment_from_sources(registry, config=resume / "config.yaml", cli=cli, sets=sets)
+    else:
+        exp = experiment_from_sources(registry, preset=preset, config=config, cli=cli, sets=sets)
+    result = train(registry, exp, out, progress=not quiet, resume=resume, fork=fork)
+    from colorkit.distributed import env_info
+
+    if env_info().is_main:
+        best = f"; best {result.best['metric']} {result.best['value']:.4g}" if result.best and result.best["value"] is not None else ""
+        typer.echo(f"run written to {result.run_dir} ({result.steps} steps, {result.images} images, "
+                   f"{result.seconds:.1f} s{best})")
+
+
+def _cuda_device(name: str) -> bool:
+    import torch
+
+    return name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+
+
+def _argv_without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        out.append(arg)
+    return out
 
 
 # --- commands defined in other modules are attached below (keep each on its own line) ---
+from colorkit.cli_eval import colorize_command, eval_command  # noqa: E402
+app.command("eval")(eval_command)
+app.command("colorize")(colorize_command)
 
 
 def main() -> None:

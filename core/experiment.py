@@ -26,26 +26,40 @@ TOP_KEYS = set(COMPONENT_KEYS) | {"train", "metrics", "description"}
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """Training settings (``--set train.KEY=VALUE``); defaults follow the paper's section 3.3."""
+    """Training settings (``--set train.KEY=VALUE``); defaults follow the paper's section 3.3.
+
+    Every field is documented in ``docs/training.md`` (a test keeps the two in step).
+    """
 
     epochs: int = opt(5, "passes over the training split")
-    batch_size: int = opt(16, "images per batch")
-    lr: float = opt(5e-4, "Adam learning rate of the generator (the paper: 5e-4)")
-    lr_d: float | None = opt(None, "Adam learning rate of the discriminator (default: lr)")
-    beta1: float = opt(0.5, "Adam beta1 (the paper: 0.5)")
+    batch_size: int = opt(16, "images per batch (per process under DDP)")
+    lr: float = opt(5e-4, "Adam learning rate of the generator (the paper: 5e-4; the authors' code: 3e-4)")
+    lr_d: float | None = opt(None, "Adam learning rate of the discriminator (default: lr; the authors' code: lr/10)")
+    beta1: float = opt(0.5, "Adam beta1 (the paper: 0.5; the authors' code: 0)")
     beta2: float = opt(0.999, "Adam beta2")
     g_steps: int = opt(1, "generator steps per discriminator step (the authors' code: 2)")
     lr_schedule: Literal["plateau", "exponential", "none"] = opt(
-        "plateau", "plateau: lr x lr_factor when the epoch loss stops improving; exponential: x gamma per epoch"
+        "plateau", "plateau: lr x lr_factor when the validation L1 stops improving (the paper); "
+        "exponential: lr x gamma every epoch (the authors' code)"
     )
     lr_factor: float = opt(0.1, "learning-rate factor on a plateau (the paper: 0.1)")
-    patience: int = opt(3, "epochs without improvement before the plateau decay")
+    patience: int = opt(3, "validations without improvement before the plateau decay")
     gamma: float = opt(0.95, "per-epoch factor of the exponential schedule")
     init: Literal["he", "default"] = opt("he", "weight init: He et al. (the paper) or PyTorch's default")
     seed: int = opt(0, "random seed (weights, data order, augmentation)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
-    max_steps: int | None = opt(None, "stop after this many batches in all (for smoke tests)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
+        "auto", "autocast precision; auto: bf16 on CUDA GPUs that support it, fp32 elsewhere"
+    )
+    channels_last: Literal["auto", "true", "false"] = opt("auto", "channels-last memory format; auto: on CUDA")
+    compile: bool = opt(False, "torch.compile the networks")
+    val_every: int = opt(0, "validate every N batches (0: at the end of every epoch)")
+    val_limit: int | None = opt(None, "validate on at most this many held-out images")
+    best_metric: str | None = opt(None, "metric that picks checkpoints/best.pt (default: the first of --metrics)")
+    ckpt_every: int = opt(0, "also save checkpoints/last.pt every N batches (0: at epoch ends only)")
+    max_steps: int | None = opt(None, "stop after this many batches in all (smoke tests, benchmarks)")
     workers: int = opt(0, "data-loader worker processes")
+    sync_bn: bool = opt(False, "SyncBatchNorm across processes under DDP")
     log_every: int = opt(10, "write a metrics-log line every N batches")
     grid_rows: int = opt(8, "held-out images in the sample grid")
 
@@ -53,10 +67,13 @@ class TrainOptions:
         for key in ("epochs", "batch_size", "g_steps", "log_every", "grid_rows"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be at least 1")
+        for key in ("val_every", "ckpt_every", "workers", "patience"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0")
         if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
             raise ValueError("learning rates must be positive")
-        if self.workers < 0:
-            raise ValueError("train.workers must be >= 0")
+        if not (0 < self.lr_factor < 1 and 0 < self.gamma <= 1):
+            raise ValueError("train.lr_factor must be in (0, 1) and train.gamma in (0, 1]")
 
 
 @dataclasses.dataclass
@@ -195,7 +212,7 @@ DEFAULTS: dict[str, Any] = {
     "disc": "auto",
     "loss": {"name": "ns_l1", "options": {}},
     "dataset": {"name": "samples", "options": {}},
-    "metrics": [],
+    "metrics": ["mae", "accuracy", "psnr"],
 }
 
 
@@ -229,6 +246,11 @@ def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
     for name in metrics:
         registry.get("metric", name)
     train = build_options(TrainOptions, data.get("train") or {}, "train")
+    if train.best_metric is not None and train.best_metric not in metrics:
+        raise UsageError(
+            f"train.best_metric '{train.best_metric}' is not among the validation metrics ({', '.join(metrics) or 'none'}); "
+            "add it with --metrics"
+        )
     return Experiment(gen, disc, loss, dataset, train, metrics, str(data.get("description") or ""))
 
 

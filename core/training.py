@@ -1,34 +1,61 @@
-"""The training loop (GAN and non-GAN), run directories, checkpoints, logs and sample grids."""
+"""The training loop (GAN and non-GAN): validation, checkpoints, exact resume, DDP, precision.
+
+Determinism: with a fixed seed on the CPU, a run killed at any point and resumed with
+``colorkit run --resume RUN_DIR`` ends with the same weights and metrics as an uninterrupted run.
+The data order of every epoch is a function of (seed, epoch) alone (``DistributedSampler`` with
+``set_epoch``), the random state of torch, numpy and Python is saved in every checkpoint, and a
+resumed epoch skips the batches already consumed (by index with ``train.workers=0``; with worker
+processes the skipped batches are loaded and dropped so the workers' random streams line up).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
 import random
+import signal
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from colorkit import color
+from colorkit import distributed as ckdist
 from colorkit.errors import ColorkitError, UsageError
-from colorkit.experiment import Experiment
+from colorkit.experiment import Experiment, experiment_from_dict
 from colorkit.images import make_grid, save_png
 from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Prediction
 from colorkit.registry import Registry
-from colorkit.runio import append_jsonl, environment_manifest, new_run_dir, save_checkpoint, write_new_text
+from colorkit.runio import (
+    append_jsonl,
+    atomic_write_bytes,
+    environment_manifest,
+    load_checkpoint,
+    new_run_dir,
+    save_checkpoint,
+    write_new_text,
+)
 
 
-def pick_device(name: str) -> torch.device:
+class TrainingInterrupted(ColorkitError):
+    """Ctrl-C: the checkpoint was saved and the run can be resumed."""
+
+    exit_code = 130
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; other names are checked."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -40,13 +67,57 @@ def pick_device(name: str) -> torch.device:
         raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
     return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (``None`` for fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if name == "fp32":
+        return None
+    if name == "fp16" and device.type == "cpu":
+        raise UsageError("train.precision=fp16 needs a GPU; use bf16 or fp32 on the CPU")
+    return torch.bfloat16 if name == "bf16" else torch.float16
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state a training step reads, in a form ``weights_only`` loading accepts."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": _py_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _py_state_to_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def he_init(module: nn.Module) -> None:
@@ -108,19 +179,38 @@ def split_target(gen: Generator, lab: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def predict_rgb(gen: Generator, lab: torch.Tensor) -> torch.Tensor:
+def predict_rgb(gen: nn.Module, lab: torch.Tensor) -> torch.Tensor:
     """RGB prediction for normalised Lab input (only its L is used)."""
     l = lab[:, :1]  # noqa: E741
-    return color.model_to_rgb(color.as_lab(l, gen(l)))
+    return color.model_to_rgb(color.as_lab(l, gen(l).float()))
 
 
-def _finite_or_fail(parts: dict[str, torch.Tensor], step: int, who: str) -> None:
-    for name, value in parts.items():
-        if not torch.isfinite(value).all():
-            raise ColorkitError(
-                f"step {step}: {who} loss part '{name}' is {value.item()}; training stopped, the last "
-                "good checkpoint is kept (lower the learning rate or check the data)"
-            )
+class _Skip(Sampler[int]):
+    """The indices of ``base`` after the first ``skip``."""
+
+    def __init__(self, base: Sampler[int], skip: int) -> None:
+        self.base, self.skip = base, skip
+
+    def __iter__(self) -> Iterator[int]:
+        for i, index in enumerate(self.base):
+            if i >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
+
+
+def params_checksum(module: nn.Module) -> str:
+    """SHA-256 of every parameter's bytes: equal on all ranks when DDP keeps them in sync."""
+    h = hashlib.sha256()
+    for p in module.parameters():
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    module = getattr(module, "module", module)
+    return getattr(module, "_orig_mod", module)
 
 
 @dataclass
@@ -130,172 +220,384 @@ class RunResult:
     images: int
     epoch_logs: list[dict[str, Any]]
     seconds: float
+    best: dict[str, Any] | None = None
 
 
 class Trainer:
-    """Trains one experiment into a run directory."""
+    """Trains one experiment into a run directory (rank 0 writes; every rank trains)."""
 
-    def __init__(self, registry: Registry, exp: Experiment, out: str | Path | None = None,
-                 progress: bool = True, console: Any = None) -> None:
-        self.registry, self.exp = registry, exp
-        self.train_opts = exp.train
-        self.device = pick_device(exp.train.device)
-        seed_everything(exp.train.seed)
+    def __init__(self, registry: Registry, exp: Experiment, run_dir: Path, *, progress: bool = True,
+                 console: Any = None, info: ckdist.DistInfo | None = None) -> None:
+        self.registry, self.exp, self.run_dir = registry, exp, run_dir
+        t = self.t = exp.train
+        self.info = info or ckdist.DistInfo()
+        self.device = pick_device(t.device, self.info.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.amp_dtype = resolve_precision(t.precision, self.device)
+        self.channels_last = t.channels_last == "true" or (t.channels_last == "auto" and self.device.type == "cuda")
+        seed_everything(t.seed)
         self.c = build_components(registry, exp)
-        if exp.train.init == "he":
+        if t.init == "he":
             he_init(self.c.gen)
             if self.c.disc is not None:
                 he_init(self.c.disc)
-        self.gen = self.c.gen.to(self.device)
-        self.disc = self.c.disc.to(self.device) if self.c.disc is not None else None
-        t = exp.train
-        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
-        self.opt_d = (
-            torch.optim.Adam(self.disc.parameters(), lr=t.lr_d or t.lr, betas=(t.beta1, t.beta2))
-            if self.disc is not None else None
-        )
-        self.schedulers = [self._scheduler(o) for o in (self.opt_g, self.opt_d) if o is not None]
-        self.train_data = self.c.dataset.split(self.c.dataset.train_split, train=True)
-        self.eval_data = self.c.dataset.split(self.c.dataset.eval_split, train=False)
+        self.gen: nn.Module = self._prepare(self.c.gen)
+        self.disc: nn.Module | None = self._prepare(self.c.disc) if self.c.disc is not None else None
+        self.opt_g = torch.optim.Adam(_unwrap(self.gen).parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
+        self.opt_d = (torch.optim.Adam(_unwrap(self.disc).parameters(), lr=t.lr_d or t.lr, betas=(t.beta1, t.beta2))
+                      if self.disc is not None else None)
+        self.sched_g = self._scheduler(self.opt_g)
+        self.sched_d = self._scheduler(self.opt_d) if self.opt_d is not None else None
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        ds = self.c.dataset
+        self.train_data = ds.split(ds.train_split, train=True)
+        self.eval_data = ds.split(ds.eval_split, train=False)
         if len(self.train_data) == 0:
-            raise UsageError(f"dataset '{exp.dataset.name}': the {self.c.dataset.train_split} split is empty")
-        self.progress, self.console = progress, console
-        self.run_dir = new_run_dir(out, exp.label)
+            raise UsageError(f"dataset '{exp.dataset.name}': the {ds.train_split} split is empty")
+        self.metric_names = list(exp.metrics)
+        self.best_metric = t.best_metric or (self.metric_names[0] if self.metric_names else None)
+        if self.best_metric is not None:
+            self.best_higher = registry.get("metric", self.best_metric).build({}).higher_is_better
+        self.progress, self.console = progress and self.info.is_main, console
+        # Progress counters, all saved in checkpoints.
+        self.epoch = 1
+        self.batch_in_epoch = 0
         self.step = 0
         self.images = 0
-        self.epoch = 0
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.best_value: float | None = None
+        self.epoch_logs: list[dict[str, Any]] = []
+        self.log_lines = 0
+        self._stop_requested = False
+        torch.manual_seed(t.seed + 1_000_003 * self.info.rank)  # per-rank dropout/augmentation streams
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _prepare(self, module: nn.Module) -> nn.Module:
+        if self.info.enabled and self.t.sync_bn:
+            if self.device.type != "cuda":
+                raise UsageError("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); "
+                                 "drop it on the CPU")
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        if self.t.compile:
+            module = torch.compile(module)
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return module
 
     def _scheduler(self, opt: torch.optim.Optimizer) -> Any:
-        t = self.train_opts
+        t = self.t
         if t.lr_schedule == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=t.lr_factor, patience=t.patience)
         if t.lr_schedule == "exponential":
             return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=t.gamma)
         return None
 
-    # -- one batch ----------------------------------------------------------------------------
-    def train_batch(self, rgb: torch.Tensor) -> dict[str, float]:
+    def _loader(self, epoch: int, skip_batches: int) -> tuple[DataLoader, int]:
+        t = self.t
+        sampler = DistributedSampler(self.train_data, num_replicas=self.info.world_size, rank=self.info.rank,
+                                     shuffle=True, seed=t.seed)
+        sampler.set_epoch(epoch)
+        drop_last = len(sampler) >= t.batch_size
+        by_index = skip_batches if t.workers == 0 else 0
+        batches = BatchSampler(_Skip(sampler, by_index * t.batch_size), t.batch_size, drop_last=drop_last)
+        gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch * 7_919 + self.info.rank)
+        loader = DataLoader(self.train_data, batch_sampler=batches, num_workers=t.workers, generator=gen,
+                            pin_memory=self.device.type == "cuda")
+        return loader, skip_batches - by_index
+
+    def batches_per_epoch(self) -> int:
+        n = len(DistributedSampler(self.train_data, num_replicas=self.info.world_size, rank=self.info.rank))
+        return n // self.t.batch_size if n >= self.t.batch_size else 1
+
+    # -- one batch ----------------------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _to_model(self, rgb: torch.Tensor) -> torch.Tensor:
         lab = color.rgb_to_model(rgb.to(self.device, non_blocking=True))
-        l, target = split_target(self.gen, lab)  # noqa: E741
-        logs: dict[str, float] = {}
-        pred = self.gen(l)
+        return lab.contiguous(memory_format=torch.channels_last) if self.channels_last else lab
+
+    def train_batch(self, rgb: torch.Tensor) -> dict[str, float]:
+        """One discriminator step and ``g_steps`` generator steps; returns the logged values."""
+        lab = self._to_model(rgb)
+        l, target = split_target(self.c.gen, lab)  # noqa: E741
+        parts: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            pred = self.gen(l)
         if self.disc is not None:
             assert self.opt_d is not None
-            self.disc.requires_grad_(True)
             self.opt_d.zero_grad(set_to_none=True)
-            d_parts = self.c.loss.discriminator_loss(Prediction(l, pred.detach(), target), self.disc)
-            _finite_or_fail(d_parts, self.step, "discriminator")
-            d_parts["total"].backward()
-            self.opt_d.step()
-            logs.update({("d_total" if k == "total" else k): v.item() for k, v in d_parts.items()})
-            self.disc.requires_grad_(False)
-        for k in range(self.train_opts.g_steps):
-            if k > 0:
-                pred = self.gen(l)
-            self.opt_g.zero_grad(set_to_none=True)
-            g_parts = self.c.loss.generator_loss(Prediction(l, pred, target), self.disc)
-            _finite_or_fail(g_parts, self.step, "generator")
-            g_parts["total"].backward()
-            self.opt_g.step()
-        logs.update({("g_total" if k == "total" else k): v.item() for k, v in g_parts.items()})
-        logs["train_l1"] = (pred.detach() - target).abs().mean().item()
+            with self._autocast():
+                d_parts = self.c.loss.discriminator_loss(Prediction(l, pred.detach(), target), self.disc)
+            self.scaler_d.scale(d_parts["total"]).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            parts.update({("d_total" if k == "total" else k): v.detach() for k, v in d_parts.items()})
+        # The generator sees the bare discriminator: no DDP gradient sync for D during G steps.
+        plain_disc = _unwrap(self.disc) if self.disc is not None else None
+        if plain_disc is not None:
+            plain_disc.requires_grad_(False)
+        try:
+            for k in range(self.t.g_steps):
+                if k > 0:
+                    with self._autocast():
+                        pred = self.gen(l)
+                self.opt_g.zero_grad(set_to_none=True)
+                with self._autocast():
+                    g_parts = self.c.loss.generator_loss(Prediction(l, pred, target), plain_disc)
+                self.scaler_g.scale(g_parts["total"]).backward()
+                self.scaler_g.step(self.opt_g)
+                self.scaler_g.update()
+        finally:
+            if plain_disc is not None:
+                plain_disc.requires_grad_(True)
+        parts.update({("g_total" if k == "total" else k): v.detach() for k, v in g_parts.items()})
+        parts["train_l1"] = (pred.detach().float() - target).abs().mean()
+        names = list(parts)
+        values = torch.stack([parts[n].float() for n in names]).tolist()  # one device sync per step
+        logs = dict(zip(names, values))
+        for name, value in logs.items():
+            if not math.isfinite(value):
+                raise ColorkitError(
+                    f"step {self.step + 1}: loss part '{name}' is {value}; training stopped, the last good "
+                    "checkpoint is kept (lower the learning rate, try train.precision=fp32, or check the data)"
+                )
         return logs
 
-    # -- outputs ------------------------------------------------------------------------------
+    # -- validation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Metrics of the chosen names and ``val_l1`` (the plateau signal) on the held-out split."""
+        gen = self.gen
+        gen.eval()
+        metrics = {name: self.registry.build("metric", name) for name in self.metric_names}
+        for m in metrics.values():
+            m.reset()
+        n = len(self.eval_data) if self.t.val_limit is None else min(self.t.val_limit, len(self.eval_data))
+        loader = DataLoader(torch.utils.data.Subset(self.eval_data, range(n)), batch_size=max(self.t.batch_size, 32),
+                            shuffle=False, num_workers=self.t.workers)
+        l1_sum, pixels = 0.0, 0
+        for rgb in loader:
+            lab = self._to_model(rgb)
+            l, target = split_target(self.c.gen, lab)  # noqa: E741
+            with self._autocast():
+                out = gen(l)
+            out = out.float()
+            l1_sum += (out - target).abs().sum().item()
+            pixels += target.numel()
+            pred_rgb = color.model_to_rgb(color.as_lab(l, out))
+            target_rgb = rgb.to(self.device).float() / 255.0
+            for m in metrics.values():
+                m.update(pred_rgb, target_rgb)
+        gen.train()
+        values = {f"val_{k}": float(m.compute()) for k, m in metrics.items()}
+        values["val_l1"] = l1_sum / max(1, pixels)
+        return values
+
+    # -- outputs ------------------------------------------------------------------------------------
     def write_grid(self, path: Path | None = None) -> Path:
-        n = min(self.train_opts.grid_rows, len(self.eval_data))
+        n = min(self.t.grid_rows, len(self.eval_data))
         batch = torch.stack([self.eval_data[i] for i in range(n)]).to(self.device)
         lab = color.rgb_to_model(batch)
-        was_training = self.gen.training
-        self.gen.eval()
-        pred = predict_rgb(self.gen, lab)
-        self.gen.train(was_training)
+        gen = _unwrap(self.gen)
+        gen.eval()
+        with self._autocast():
+            pred = predict_rgb(gen, lab)
+        gen.train()
         gray = color.model_to_rgb(color.gray_lab(lab[:, :1]))
-        original = batch.float() / 255.0
         path = path or self.run_dir / "samples.png"
-        save_png(make_grid([gray, original, pred]), path)
+        save_png(make_grid([gray, batch.float() / 255.0, pred.float()]), path)
         return path
 
-    def checkpoint_state(self) -> dict[str, Any]:
+    def state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         state: dict[str, Any] = {
             "experiment": self.exp.to_dict(),
             "plugins": self.c.plugins,
             "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
             "images": self.images,
-            "gen": self.gen.state_dict(),
+            "sums": dict(self.sums),
+            "count": self.count,
+            "best_value": self.best_value,
+            "epoch_logs": list(self.epoch_logs),
+            "log_lines": self.log_lines,
+            "world_size": self.info.world_size,
+            "rng": rng,
+            "gen": _unwrap(self.gen).state_dict(),
             "opt_g": self.opt_g.state_dict(),
+            "sched_g": self.sched_g.state_dict() if self.sched_g is not None else None,
+            "scaler_g": self.scaler_g.state_dict(),
         }
         if self.disc is not None and self.opt_d is not None:
-            state["disc"] = self.disc.state_dict()
+            state["disc"] = _unwrap(self.disc).state_dict()
             state["opt_d"] = self.opt_d.state_dict()
+            state["sched_d"] = self.sched_d.state_dict() if self.sched_d is not None else None
+            state["scaler_d"] = self.scaler_d.state_dict()
         return state
 
-    # -- the loop -------------------------------------------------------------------------------
+    def save(self, name: str = "last.pt") -> None:
+        rng = ckdist.gather_objects(rng_state(), self.info)  # collective: every rank calls it
+        if self.info.is_main:
+            save_checkpoint(self.run_dir / "checkpoints" / name, self.state(rng))
+        ckdist.barrier(self.info)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's weights, optimisers, schedulers, counters and RNG."""
+        try:
+            _unwrap(self.gen).load_state_dict(state["gen"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.disc is not None:
+                if "disc" not in state:
+                    raise KeyError("disc")
+                _unwrap(self.disc).load_state_dict(state["disc"])
+                assert self.opt_d is not None
+                self.opt_d.load_state_dict(state["opt_d"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise UsageError(f"{state.get('path', 'checkpoint')}: does not fit this experiment ({first})") from None
+        for sched, key in ((self.sched_g, "sched_g"), (self.sched_d, "sched_d")):
+            if sched is not None and state.get(key):
+                sched.load_state_dict(state[key])
+        self.scaler_g.load_state_dict(state.get("scaler_g") or {})
+        if state.get("scaler_d"):
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self.step, self.images = int(state["step"]), int(state["images"])
+        self.sums, self.count = dict(state["sums"]), int(state["count"])
+        self.best_value = state.get("best_value")
+        self.epoch_logs = list(state.get("epoch_logs", []))
+        self.log_lines = int(state.get("log_lines", 0))
+        rng = state.get("rng") or []
+        if len(rng) == self.info.world_size:
+            set_rng_state(rng[self.info.rank])
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.info.is_main:
+            append_jsonl(self.run_dir / "metrics.jsonl", record)
+        self.log_lines += 1
+
+    def _after_validation(self, values: dict[str, float]) -> None:
+        record = {"event": "val", "epoch": self.epoch, "step": self.step, "images": self.images, **values}
+        self._log(record)
+        for sched in (self.sched_g, self.sched_d):
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(values["val_l1"])
+        if self.best_metric is not None:
+            value = values[f"val_{self.best_metric}"]
+            better = self.best_value is None or (value > self.best_value if self.best_higher else value < self.best_value)
+            if better and math.isfinite(value):
+                self.best_value = value
+                self.save("best.pt")
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
     def run(self) -> RunResult:
-        t = self.train_opts
-        write_new_text(self.run_dir / "config.yaml", self.exp.to_yaml())
-        import json
-
-        from colorkit.runio import atomic_write_bytes
-
-        manifest = environment_manifest(seed=t.seed, device=self.device, plugins=self.c.plugins)
-        atomic_write_bytes(self.run_dir / "environment.json", json.dumps(manifest, indent=2).encode())
-        log_path = self.run_dir / "metrics.jsonl"
-        gen_rng = torch.Generator().manual_seed(t.seed)
-        loader = DataLoader(
-            self.train_data, batch_size=t.batch_size, shuffle=True, generator=gen_rng,
-            drop_last=len(self.train_data) >= t.batch_size, num_workers=t.workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=t.workers > 0,
-        )
-        steps_per_epoch = len(loader)
-        total = t.epochs * steps_per_epoch
-        if t.max_steps is not None:
-            total = min(total, t.max_steps)
-        epoch_logs: list[dict[str, Any]] = []
+        t = self.t
         start = time.perf_counter()
+        per_epoch = self.batches_per_epoch()
+        total = t.epochs * per_epoch if t.max_steps is None else min(t.epochs * per_epoch, t.max_steps)
+        old_handler = None
+        with contextlib.suppress(ValueError):  # not the main thread: no signal handling
+            old_handler = signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            with _progress(self.progress, self.console) as bar:
+                task = bar.add_task(self.exp.label, total=total, completed=min(self.step, total), parts="")
+                self._loop(bar, task, per_epoch)
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        if self.info.is_main:
+            self.write_grid()
+        sums = ckdist.gather_objects({"gen": params_checksum(_unwrap(self.gen)),
+                                      "disc": params_checksum(_unwrap(self.disc)) if self.disc is not None else None},
+                                     self.info)
+        seconds = time.perf_counter() - start
+        self._log({"event": "end", "step": self.step, "images": self.images, "seconds": round(seconds, 3),
+                   "world_size": self.info.world_size, "param_checksums": sums,
+                   "ranks_in_sync": all(s == sums[0] for s in sums)})
+        best = {"metric": self.best_metric, "value": self.best_value} if self.best_metric else None
+        return RunResult(self.run_dir, self.step, self.images, self.epoch_logs, seconds, best)
+
+    def _loop(self, bar: Any, task: Any, per_epoch: int) -> None:
+        t = self.t
         self.gen.train()
         if self.disc is not None:
             self.disc.train()
-        with _progress(self.progress, self.console) as bar:
-            task = bar.add_task(self.exp.label, total=total, parts="")
-            for epoch in range(1, t.epochs + 1):
-                self.epoch = epoch
-                sums: dict[str, float] = defaultdict(float)
-                count = 0
-                for rgb in loader:
-                    if t.max_steps is not None and self.step >= t.max_steps:
-                        break
-                    logs = self.train_batch(rgb)
-                    self.step += 1
-                    self.images += rgb.shape[0]
-                    count += 1
-                    for k, v in logs.items():
-                        sums[k] += v
-                    if self.step % t.log_every == 0 or self.step == 1:
-                        append_jsonl(log_path, {"event": "step", "step": self.step, "epoch": epoch,
-                                                "images": self.images, "lr": self.opt_g.param_groups[0]["lr"], **logs})
-                    bar.update(task, advance=1, parts=_fmt_parts(logs))
-                if count == 0:
-                    break
-                means = {k: v / count for k, v in sums.items()}
-                record = {"event": "epoch", "epoch": epoch, "step": self.step, "images": self.images,
-                          "seconds": round(time.perf_counter() - start, 3),
-                          "lr": self.opt_g.param_groups[0]["lr"], **means}
-                append_jsonl(log_path, record)
-                epoch_logs.append(record)
-                for sched in self.schedulers:
-                    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        sched.step(means["g_total"])
-                    elif sched is not None:
-                        sched.step()
-                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self.checkpoint_state())
+        while self.epoch <= t.epochs:
+            loader, drop = self._loader(self.epoch, self.batch_in_epoch)
+            for i, rgb in enumerate(loader):
+                if i < drop:
+                    continue  # resumed with workers: these batches were consumed before the checkpoint
                 if t.max_steps is not None and self.step >= t.max_steps:
                     break
-        self.write_grid()
-        seconds = time.perf_counter() - start
-        append_jsonl(log_path, {"event": "end", "step": self.step, "images": self.images, "seconds": round(seconds, 3)})
-        return RunResult(self.run_dir, self.step, self.images, epoch_logs, seconds)
+                logs = self.train_batch(rgb)
+                self.step += 1
+                self.batch_in_epoch += 1
+                self.images += rgb.shape[0] * self.info.world_size
+                self.count += 1
+                for k, v in logs.items():
+                    self.sums[k] = self.sums.get(k, 0.0) + v
+                if self.step % t.log_every == 0 or self.step == 1:
+                    self._log({"event": "step", "step": self.step, "epoch": self.epoch, "images": self.images,
+                               "lr": self.opt_g.param_groups[0]["lr"], **logs})
+                bar.update(task, advance=1, parts=_fmt_parts(logs))
+                if t.val_every and self.step % t.val_every == 0:
+                    self._after_validation(self.validate())
+                stop = self._stop_requested
+                if self.info.enabled:
+                    flag = torch.tensor([int(stop)], device=self.device if self.device.type == "cuda" else "cpu")
+                    torch.distributed.all_reduce(flag)
+                    stop = bool(flag.item())
+                if stop:
+                    self.save()
+                    raise TrainingInterrupted(
+                        f"interrupted at step {self.step}: checkpoint saved in {self.run_dir / 'checkpoints'}; "
+                        f"continue with: colorkit run --resume {self.run_dir}"
+                    )
+                if t.ckpt_every and self.step % t.ckpt_every == 0:
+                    self.save()
+            if t.max_steps is not None and self.step >= t.max_steps and self.batch_in_epoch < per_epoch:
+                if self.count:
+                    self._end_epoch(partial=True)
+                self.save()
+                return
+            self._end_epoch()
+            self.save()
+
+    def _end_epoch(self, partial: bool = False) -> None:
+        means = {k: v / max(1, self.count) for k, v in self.sums.items()}
+        record = {"event": "epoch", "epoch": self.epoch, "step": self.step, "images": self.images,
+                  "lr": self.opt_g.param_groups[0]["lr"], "partial": partial, **means}
+        if not self.t.val_every:
+            values = self.validate()
+            record.update(values)
+            self._log(record)
+            self._after_validation(values)
+        else:
+            self._log(record)
+        self.epoch_logs.append(record)
+        for sched in (self.sched_g, self.sched_d):
+            if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step()
+        if not partial:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+        self.sums, self.count = {}, 0
 
 
 def _fmt_parts(logs: dict[str, float]) -> str:
@@ -329,6 +631,82 @@ def _progress(enabled: bool, console: Any = None) -> Any:
     )
 
 
-def train(registry: Registry, exp: Experiment, out: str | Path | None = None, progress: bool = True) -> RunResult:
-    """Train ``exp`` and return where the run was written."""
-    return Trainer(registry, exp, out, progress=progress).run()
+def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _config_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key} ({va!r} -> {vb!r})")
+    return out
+
+
+def train(registry: Registry, exp: Experiment | None, out: str | Path | None = None, *, progress: bool = True,
+          resume: str | Path | None = None, fork: bool = False, console: Any = None) -> RunResult:
+    """Train ``exp`` into a new run directory, or continue the run in ``resume``.
+
+    With ``resume``, ``exp`` may be ``None`` (the run's saved config is used) or an experiment
+    that must equal the saved one, unless ``fork`` is set: then a new run directory (``out``)
+    gets the new config and training continues there from the resumed run's checkpoint.
+    """
+    state = None
+    run_dir: Path | None = None
+    resume_dir = Path(resume) if resume is not None else None
+    if resume_dir is not None:
+        if not (resume_dir / "config.yaml").is_file():
+            raise UsageError(f"--resume {resume_dir}: not a run directory (no config.yaml)")
+        ckpt = resume_dir / "checkpoints" / "last.pt"
+        if not ckpt.is_file():
+            raise UsageError(f"--resume {resume_dir}: no checkpoints/last.pt yet; start a new run instead")
+        saved_dict = yaml.safe_load((resume_dir / "config.yaml").read_text(encoding="utf-8"))
+        saved = experiment_from_dict(registry, saved_dict, str(resume_dir / "config.yaml"))
+        exp = exp or saved
+        diff = _config_diff(saved.to_dict(), exp.to_dict())
+        if diff and not fork:
+            raise UsageError(
+                f"--resume {resume_dir}: the experiment differs from its config.yaml in {', '.join(diff)}; "
+                "pass --fork (with --out NEW_DIR) to continue in a new run directory"
+            )
+        state = load_checkpoint(ckpt)
+        if not diff:
+            run_dir = resume_dir
+    if exp is None:
+        raise UsageError("nothing to train: give an experiment or --resume RUN_DIR")
+    info = ckdist.env_info()
+    ckdist.init(info, pick_device(exp.train.device, info.local_rank))
+    try:
+        if run_dir is None:
+            made = str(new_run_dir(out, exp.label)) if info.is_main else None
+            run_dir = Path(ckdist.broadcast_object(made, info))
+        trainer = Trainer(registry, exp, run_dir, progress=progress, console=console, info=info)
+        if state is not None:
+            trainer.load_state(state)
+        if info.is_main:
+            if run_dir != resume_dir:  # a new run: write its config once
+                write_new_text(run_dir / "config.yaml", exp.to_yaml())
+                manifest = environment_manifest(seed=exp.train.seed, device=trainer.device, plugins=trainer.c.plugins)
+                manifest["world_size"] = info.world_size
+                if state is not None:
+                    manifest["forked_from"] = state["path"]
+                atomic_write_bytes(run_dir / "environment.json", json.dumps(manifest, indent=2).encode())
+                if state is not None:
+                    _truncate_log(run_dir / "metrics.jsonl", 0)
+                    trainer.log_lines = 0
+            else:
+                _truncate_log(run_dir / "metrics.jsonl", trainer.log_lines)
+        if state is not None:
+            trainer._log({"event": "resume", "step": trainer.step, "from": state["path"]})
+        return trainer.run()
+    finally:
+        ckdist.shutdown()
+
+
+def _truncate_log(path: Path, lines: int) -> None:
+    """Keep the first ``lines`` records (those written before the checkpoint): the resumed run
+    writes the later ones again, identically."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        keep = [line for line in fh if line.strip()][:lines]
+    atomic_write_bytes(path, "".join(keep).encode())
