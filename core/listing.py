@@ -37,6 +37,7 @@ def list_components(registry: Registry, kind: str | None, as_json: bool = False,
         print(json.dumps(data, indent=2, default=str))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=max(Console().width, 120))
@@ -53,4 +54,5 @@ def list_components(registry: Registry, kind: str | None, as_json: bool = False,
         table.add_row("preset", row["name"], row["package"], row["description"])
     console.print(table)
     for f in data["failed"]:
-        console.print(f"[red]failed[/red] plugin {f['plugin']} (package {f['package']}): {f['error']}", highlight=False)
+        text = escape(f"plugin {f['plugin']} (package {f['package']}): {f['error']}")
+        console.print(f"[red]failed[/red] {text}", highlight=False, soft_wrap=True)  # one line, however long

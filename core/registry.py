@@ -281,7 +281,7 @@ def build_registry(
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - recorded and shown, never swallowed
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded and shown, never swallowed
                 reg.failed.append(FailedPlugin(label, dist, _one_line(exc)))
                 continue
             reg._add_plugin(plugin, label, dist, version)

@@ -1,9 +1,17 @@
 """Contract checks for colorkit components, for plugin authors' own test suites.
 
-Each ``check_*`` function builds nothing itself: give it your component (or, for metrics, a
-factory) and it raises ``AssertionError`` with a precise message where the component breaks the
-interface contract of :mod:`colorkit.interfaces`. colorkit runs the same checks over every
-registered component (``tests/test_contracts.py``)::
+Each ``check_*`` function takes your component (or, for metrics, a factory) and raises
+``AssertionError`` with a precise message where it breaks the interface contract of
+:mod:`colorkit.interfaces`. colorkit runs the same checks over every registered component
+(``tests/test_contracts.py``). The shortest test of a whole plugin module is::
+
+    import my_colorkit_plugin
+    from colorkit.testing import check_plugin
+
+    def test_contracts(tmp_path):
+        check_plugin(my_colorkit_plugin, tmp_path, options={"my_gen": {"width": 8}})
+
+and single components can be checked directly::
 
     from colorkit.testing import check_generator
     def test_my_generator():
@@ -12,15 +20,22 @@ registered component (``tests/test_contracts.py``)::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
+import tempfile
+import typing
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
+import yaml
 
 from colorkit import color
+from colorkit.errors import OptionError
 from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
-from colorkit.registry import Component
+from colorkit.options import build_options, convert, describe_options, options_to_dict
+from colorkit.registry import PREFIX, Component
 
 __all__ = [
     "check_component",
@@ -29,6 +44,8 @@ __all__ = [
     "check_generator",
     "check_loss",
     "check_metric",
+    "check_options",
+    "check_plugin",
     "random_lab",
 ]
 
@@ -49,8 +66,9 @@ def _smallest_size(module: Any, size: int | None) -> int:
 
 
 def check_generator(gen: Generator, size: int | None = None, batch: int = 2) -> None:
-    """A generator maps ``B x 1 x S x S`` to ``B x (2|3) x S x S``, finite, with gradients, and
-    rejects a size it cannot take with ``ValueError``."""
+    """A generator maps ``B x 1 x S x S`` to ``B x (2|3) x S x S``, finite, with gradients, is
+    fully convolutional (takes ``S x 2S`` too), and rejects a size it cannot take with
+    ``ValueError``. ``size`` defaults to the smallest it takes (its ``size_multiple``, at least 8)."""
     assert isinstance(gen, Generator), f"{type(gen).__name__} must subclass colorkit.Generator"
     assert gen.output_space in ("ab", "lab"), f"output_space must be 'ab' or 'lab', got {gen.output_space!r}"
     size = _smallest_size(gen, size)
@@ -73,7 +91,12 @@ def check_generator(gen: Generator, size: int | None = None, batch: int = 2) -> 
     gen.eval()
     with torch.no_grad():
         again = gen(l)
-    assert tuple(again.shape) == tuple(out.shape)
+        assert tuple(again.shape) == tuple(out.shape)
+        wide = gen(torch.cat((l, l.flip(-1)), dim=-1))
+    assert tuple(wide.shape) == (batch, channels, size, 2 * size), (
+        f"{type(gen).__name__}: a generator must be fully convolutional; a {size}x{2 * size} input "
+        f"gave {tuple(wide.shape)}"
+    )
     m = int(gen.size_multiple)
     if m > 1:
         bad = size + m // 2 if m // 2 else size + 1
@@ -194,28 +217,172 @@ def check_metric(make: Callable[[], Metric], size: int = 16) -> None:
     assert math.isclose(metric.compute(), whole, rel_tol=1e-6, abs_tol=1e-9), f"{type(metric).__name__}: reset() keeps state"
 
 
-def check_component(component: Component, folder: Path, registry: Any = None) -> None:
-    """Run the contract check that fits a registered component (built with its defaults, or with
-    ``example_options`` for datasets). ``registry`` supplies a discriminator for adversarial losses."""
-    kind = component.kind
-    if kind == "generator":
-        gen = component.build({})
-        check_generator(gen, size=max(int(gen.size_multiple), 8) if gen.size_multiple <= 64 else None)
-    elif kind == "discriminator":
-        check_discriminator(component.build({}))
-    elif kind == "loss":
-        loss = component.build({})
-        disc = None
-        if loss.needs_discriminator:
-            from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
+def check_options(options_cls: type, prefix: str = "opt") -> Any:
+    """An options class is a dataclass whose every field has a default and a supported type, and
+    whose values survive the round trip through a saved ``config.yaml`` (runs and checkpoints are
+    rebuilt from it). Returns the default instance."""
+    name = getattr(options_cls, "__name__", repr(options_cls))
+    assert dataclasses.is_dataclass(options_cls) and isinstance(options_cls, type), (
+        f"options {name} must be a dataclass class"
+    )
+    missing = [
+        f.name for f in dataclasses.fields(options_cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    assert not missing, f"options {name}: every option needs a default; missing for {', '.join(missing)}"
+    hints = typing.get_type_hints(options_cls)
+    defaults = build_options(options_cls, {}, prefix)
+    for f in dataclasses.fields(options_cls):
+        try:  # the type is one colorkit converts values to, and the default is one of them
+            convert(getattr(defaults, f.name), hints[f.name], f"{prefix}.{f.name}")
+        except OptionError as exc:
+            raise AssertionError(f"options {name}: {exc}") from None
+    _check_saved_options(defaults, prefix)
+    return defaults
 
-            disc = ConvDiscriminator(ConvDiscOptions(base=8, depth=3))
-        check_loss(loss, disc)
-    elif kind == "dataset":
-        factory = component.factory
-        options = factory.example_options(folder) if hasattr(factory, "example_options") else {}
-        check_dataset(component.build(options))
+
+def _check_saved_options(options: Any, prefix: str = "opt") -> None:
+    """An options instance survives ``options_to_dict`` -> YAML -> ``build_options`` unchanged."""
+    who = type(options).__name__
+    try:
+        saved = yaml.safe_load(yaml.safe_dump(options_to_dict(options), sort_keys=False))
+    except yaml.YAMLError as exc:
+        raise AssertionError(
+            f"options {who} cannot be saved in config.yaml ({str(exc).splitlines()[0]}); keep option values "
+            "plain: numbers, strings, booleans, None, tuples or lists of them"
+        ) from None
+    try:
+        again = build_options(type(options), saved, prefix)
+    except OptionError as exc:
+        raise AssertionError(f"options {who} cannot be rebuilt from a saved config: {exc}") from None
+    assert again == options, (
+        f"options {who} do not survive a saved config: {options!r} came back as {again!r}"
+    )
+
+
+class _TinyDiscriminator(Discriminator):
+    """A small discriminator for checking adversarial losses: a patch map or one logit each."""
+
+    def __init__(self, patch: bool) -> None:
+        super().__init__()
+        self.patch = patch
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(4, 8, 3, stride=2, padding=1), torch.nn.LeakyReLU(0.2), torch.nn.Conv2d(8, 1, 3, padding=1)
+        )
+
+    def forward(self, l: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:  # noqa: E741
+        out = self.net(torch.cat((l, lab), dim=1))
+        return out if self.patch else out.mean(dim=(2, 3))
+
+
+def _check_rebuild(component: Component, module: torch.nn.Module, options: Any) -> None:
+    """A second build from the same options takes the first one's weights (checkpoints rely on it)."""
+    again = component.build(options)
+    try:
+        again.load_state_dict(module.state_dict())
+    except RuntimeError as exc:
+        raise AssertionError(
+            f"{component.kind} '{component.name}': two builds from the same options have different "
+            f"weights, so checkpoints cannot be loaded: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def check_component(
+    component: Component,
+    folder: Path | None = None,
+    registry: Any = None,
+    *,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Run the contract checks that fit a registered component.
+
+    The component is built from ``options`` (default: all its defaults; datasets start from
+    their ``example_options(folder)``, ``folder`` defaulting to a temporary one). Its options
+    class must pass :func:`check_options` (datasets: the options used must survive a saved
+    config). Generators and discriminators must also rebuild with the same weights.
+    Adversarial losses are checked against a small built-in discriminator, once with a patch map
+    of logits and once with one logit per image. ``registry`` is accepted for compatibility and
+    not needed.
+    """
+    kind = component.kind
+    prefix = PREFIX.get(kind, kind)
+    values = dict(options or {})
+    if kind == "dataset":
+        describe_options(component.options)
+        with _folder(folder) as where:
+            factory = component.factory
+            if hasattr(factory, "example_options"):
+                values = {**factory.example_options(where), **values}
+            opts = component.make_options(values)
+            _check_saved_options(opts, prefix)
+            check_dataset(component.build(opts))
+        return
+    check_options(component.options, prefix)
+    opts = component.make_options(values)
+    _check_saved_options(opts, prefix)
+    if kind == "generator":
+        gen = component.build(opts)
+        check_generator(gen)
+        _check_rebuild(component, gen, opts)
+    elif kind == "discriminator":
+        disc = component.build(opts)
+        check_discriminator(disc)
+        _check_rebuild(component, disc, opts)
+    elif kind == "loss":
+        loss = component.build(opts)
+        if loss.needs_discriminator:
+            for patch in (True, False):
+                torch.manual_seed(0)
+                check_loss(loss, _TinyDiscriminator(patch))
+        else:
+            check_loss(loss)
     elif kind == "metric":
-        check_metric(lambda: component.build({}))
+        check_metric(lambda: component.build(opts))
     else:  # pragma: no cover
         raise AssertionError(f"unknown kind {kind}")
+
+
+@contextlib.contextmanager
+def _folder(folder: Path | None) -> Iterator[Path]:
+    """``folder`` itself, or a temporary folder removed afterwards."""
+    if folder is not None:
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="colorkit-check-") as tmp:
+        yield Path(tmp)
+
+
+def check_plugin(
+    plugin: object,
+    folder: Path | None = None,
+    *,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[Component]:
+    """Register ``plugin`` (your plugin module, or an object with ``@colorkit.hookimpl`` methods)
+    in a fresh registry beside the built-ins, as colorkit does with an installed package, and run
+    :func:`check_component` on every component it registers.
+
+    :param folder: where datasets may write files (default: a temporary folder).
+    :param options: option values by component name, e.g. ``{"my_gen": {"width": 8}}`` for a
+        faster check than the defaults give.
+    :returns: the plugin's components.
+    :raises AssertionError: the plugin failed to register (a misspelled hook, an error in a hook),
+        registers nothing, or a component breaks its contract.
+    """
+    from colorkit.registry import build_registry
+
+    reg = build_registry(autoload=False, extra_plugins=[plugin])
+    label = reg.pm.get_name(plugin)
+    failed = [f for f in reg.failed if label is None or f.plugin == label]
+    assert not failed, "the plugin failed to register: " + "; ".join(f"{f.plugin}: {f.error}" for f in failed)
+    mine = [c for c in reg if c.plugin == label]
+    assert mine, f"plugin {label} registered no component (is each hook decorated with @colorkit.hookimpl?)"
+    options = dict(options or {})
+    unknown = sorted(set(options) - {c.name for c in mine})
+    assert not unknown, f"check_plugin(options=...) names components the plugin does not register: {', '.join(unknown)}"
+    for comp in mine:
+        try:
+            check_component(comp, folder, options=options.get(comp.name))
+        except AssertionError as exc:
+            raise AssertionError(f"{comp.kind} '{comp.name}': {exc}") from exc
+    return mine

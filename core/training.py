@@ -29,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 
 from colorkit import color
 from colorkit import distributed as ckdist
-from colorkit.errors import ColorkitError, UsageError
+from colorkit.errors import ColorkitError, PluginError, UsageError
 from colorkit.experiment import Experiment, experiment_from_dict
 from colorkit.images import make_grid, save_png
 from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Prediction
@@ -156,6 +156,10 @@ def build_components(registry: Registry, exp: Experiment) -> Components:
             raise
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{kind} '{spec.name}' (package {comp.package}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a plugin's own failure, named with its package
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise PluginError(f"{kind} '{spec.name}' from package {comp.package} {comp.version} failed to build: "
+                              f"{type(exc).__name__}: {first}") from exc
 
     gen = build("generator", exp.gen)
     disc = build("discriminator", exp.disc) if exp.disc else None

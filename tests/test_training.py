@@ -214,3 +214,12 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on the CPU"]
+
+
+def test_every_training_setting_is_documented():
+    from colorkit.experiment import TrainOptions
+    from colorkit.options import option_fields
+
+    doc = (HERE.parent / "docs" / "training.md").read_text()
+    missing = [name for name in option_fields(TrainOptions) if f"| `{name}` |" not in doc]
+    assert not missing, f"docs/training.md lacks {missing}"
