@@ -58,6 +58,8 @@ class TrainOptions:
     best_metric: str | None = opt(None, "metric that picks checkpoints/best.pt (default: the first of --metrics)")
     ckpt_every: int = opt(0, "also save checkpoints/last.pt every N batches (0: at epoch ends only)")
     max_steps: int | None = opt(None, "stop after this many batches in all (smoke tests, benchmarks)")
+    max_minutes: float | None = opt(None, "stop after this many minutes of training steps (wall clock)")
+    max_cpu_minutes: float | None = opt(None, "stop after this many CPU-minutes of training steps (this process)")
     workers: int = opt(0, "data-loader worker processes")
     sync_bn: bool = opt(False, "SyncBatchNorm across processes under DDP")
     log_every: int = opt(10, "write a metrics-log line every N batches")

@@ -276,6 +276,9 @@ class Trainer:
         self.best_value: float | None = None
         self.epoch_logs: list[dict[str, Any]] = []
         self.log_lines = 0
+        self.train_seconds = 0.0
+        self.cpu_seconds = 0.0
+        self._budget_done = False
         self._stop_requested = False
         torch.manual_seed(t.seed + 1_000_003 * self.info.rank)  # per-rank dropout/augmentation streams
 
@@ -436,6 +439,8 @@ class Trainer:
             "best_value": self.best_value,
             "epoch_logs": list(self.epoch_logs),
             "log_lines": self.log_lines,
+            "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "world_size": self.info.world_size,
             "rng": rng,
             "gen": _unwrap(self.gen).state_dict(),
@@ -482,6 +487,9 @@ class Trainer:
         self.best_value = state.get("best_value")
         self.epoch_logs = list(state.get("epoch_logs", []))
         self.log_lines = int(state.get("log_lines", 0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
+        self._budget_done = self._budget_reached()
         rng = state.get("rng") or []
         if len(rng) == self.info.world_size:
             set_rng_state(rng[self.info.rank])
@@ -532,6 +540,7 @@ class Trainer:
                                      self.info)
         seconds = time.perf_counter() - start
         self._log({"event": "end", "step": self.step, "images": self.images, "seconds": round(seconds, 3),
+                   "train_seconds": round(self.train_seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                    "world_size": self.info.world_size, "param_checksums": sums,
                    "ranks_in_sync": all(s == sums[0] for s in sums)})
         best = {"metric": self.best_metric, "value": self.best_value} if self.best_metric else None
@@ -547,13 +556,16 @@ class Trainer:
             for i, rgb in enumerate(loader):
                 if i < drop:
                     continue  # resumed with workers: these batches were consumed before the checkpoint
-                if t.max_steps is not None and self.step >= t.max_steps:
+                if self._budget_done:
                     break
+                wall0, cpu0 = time.perf_counter(), time.process_time()
                 logs = self.train_batch(rgb)
                 self.step += 1
                 self.batch_in_epoch += 1
                 self.images += rgb.shape[0] * self.info.world_size
                 self.count += 1
+                self.train_seconds += time.perf_counter() - wall0
+                self.cpu_seconds += time.process_time() - cpu0
                 for k, v in logs.items():
                     self.sums[k] = self.sums.get(k, 0.0) + v
                 if self.step % t.log_every == 0 or self.step == 1:
@@ -562,11 +574,12 @@ class Trainer:
                 bar.update(task, advance=1, parts=_fmt_parts(logs))
                 if t.val_every and self.step % t.val_every == 0:
                     self._after_validation(self.validate())
-                stop = self._stop_requested
-                if self.info.enabled:
-                    flag = torch.tensor([int(stop)], device=self.device if self.device.type == "cuda" else "cpu")
-                    torch.distributed.all_reduce(flag)
-                    stop = bool(flag.item())
+                stop, budget = self._stop_requested, self._budget_reached()
+                if self.info.enabled:  # every rank takes rank-consistent decisions
+                    flag = torch.tensor([int(stop), int(budget)], device=self.device if self.device.type == "cuda" else "cpu")
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                    stop, budget = bool(flag[0].item()), bool(flag[1].item())
+                self._budget_done = budget
                 if stop:
                     self.save()
                     raise TrainingInterrupted(
@@ -575,13 +588,23 @@ class Trainer:
                     )
                 if t.ckpt_every and self.step % t.ckpt_every == 0:
                     self.save()
-            if t.max_steps is not None and self.step >= t.max_steps and self.batch_in_epoch < per_epoch:
+            if self._budget_done and self.batch_in_epoch < per_epoch:
                 if self.count:
                     self._end_epoch(partial=True)
                 self.save()
                 return
             self._end_epoch()
             self.save()
+            if self._budget_done:
+                return
+
+    def _budget_reached(self) -> bool:
+        """``max_steps``, ``max_minutes`` (training wall time) or ``max_cpu_minutes`` (this process's
+        CPU time in training steps) reached; the times add up across resumes."""
+        t = self.t
+        return ((t.max_steps is not None and self.step >= t.max_steps)
+                or (t.max_minutes is not None and self.train_seconds >= 60 * t.max_minutes)
+                or (t.max_cpu_minutes is not None and self.cpu_seconds >= 60 * t.max_cpu_minutes))
 
     def _end_epoch(self, partial: bool = False) -> None:
         means = {k: v / max(1, self.count) for k, v in self.sums.items()}

@@ -223,3 +223,12 @@ def test_every_training_setting_is_documented():
     doc = (HERE.parent / "docs" / "training.md").read_text()
     missing = [name for name in option_fields(TrainOptions) if f"| `{name}` |" not in doc]
     assert not missing, f"docs/training.md lacks {missing}"
+
+
+def test_time_budget_stops_after_the_first_step_that_reaches_it(tmp_path):
+    run = tmp_path / "run"
+    result = invoke(["run", "--epochs", "5", "--set", "train.max_cpu_minutes=0.00001", *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    end = read_jsonl(run / "metrics.jsonl")[-1]
+    assert end["step"] == 1 and end["cpu_seconds"] > 0.0006
+    assert last(run)["step"] == 1
