@@ -2,8 +2,9 @@
 
 Both loops train the paper's GAN (unet + conv + ns_l1, the same widths, batch and precision) on
 the same in-memory 32 px images; they alternate in one process so that both see the same machine
-state. The colorkit side is the whole `Trainer.run()` (data loader, logging, end-of-run
-validation and checkpoint included); the bare side is a hand-written loop with the same networks,
+state. The colorkit side is the whole `Trainer.run()` (data loader, logging, progress counters, the NaN
+guard, and the one end-of-run validation on 8 images and checkpoint write included; the timed
+steps stay inside one epoch, so per-epoch validation and checkpoints are not part of it); the bare side is a hand-written loop with the same networks,
 optimisers and loss. Achieved GFLOP/s come from torch's FLOP counter over one training step,
 compared with this machine's measured fp32 (or the chosen precision's) matmul GFLOP/s.
 
@@ -52,9 +53,11 @@ class InMemory(Dataset):
 
     splits = ("train", "test")
 
+    count = 2048  # set by main(): enough images that the timed steps stay inside one epoch
+
     def __init__(self, options) -> None:
         g = torch.Generator().manual_seed(0)
-        coarse = torch.rand(2048, 3, 8, 8, generator=g)
+        coarse = torch.rand(self.count, 3, 8, 8, generator=g)
         self.images = (F.interpolate(coarse, size=(32, 32), mode="bilinear") * 255).round().to(torch.uint8)
 
     @property
@@ -155,6 +158,7 @@ def main() -> None:
     args = ap.parse_args()
 
     device = torch.device(args.device)
+    InMemory.count = args.steps * args.batch + 64
     amp = resolve_precision(args.precision, device)
     reg = build_registry(extra_plugins=[BenchPlugin()])
     sets = [f"gen.base={args.base}", f"disc.base={args.base}", f"train.max_steps={args.steps}",

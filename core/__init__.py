@@ -21,6 +21,16 @@ hookimpl = pluggy.HookimplMarker("colorkit")
 from colorkit.errors import ColorkitError  # noqa: E402
 from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Metric  # noqa: E402
 
+
+
+def __getattr__(name: str):  # lazy: ``from colorkit import colorize`` without importing it at start-up
+    if name == "colorize":
+        from colorkit.colorizer import colorize
+
+        return colorize
+    raise AttributeError(f"module 'colorkit' has no attribute {name!r}")
+
+
 __all__ = [
     "ColorkitError",
     "Dataset",
@@ -29,5 +39,6 @@ __all__ = [
     "Loss",
     "Metric",
     "__version__",
+    "colorize",
     "hookimpl",
 ]

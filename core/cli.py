@@ -176,6 +176,3 @@ def main() -> None:
     """Console-script entry point."""
     app()
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

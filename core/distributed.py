@@ -77,7 +77,7 @@ def barrier(info: DistInfo) -> None:
 def launch(nproc: int, argv: list[str]) -> int:
     """Run ``colorkit <argv>`` in ``nproc`` local processes under torchrun; return its exit code."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "colorkit.cli", *argv]
+           "-m", "colorkit", *argv]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return subprocess.call(cmd, env=env)

@@ -60,7 +60,9 @@ class TrainOptions:
     max_steps: int | None = opt(None, "stop after this many batches in all (smoke tests, benchmarks)")
     max_minutes: float | None = opt(None, "stop after this many minutes of training steps (wall clock)")
     max_cpu_minutes: float | None = opt(None, "stop after this many CPU-minutes of training steps (this process)")
-    workers: int = opt(0, "data-loader worker processes")
+    workers: int | Literal["auto"] = opt(
+        "auto", "data-loader worker processes; auto: 0 on the CPU and for in-memory data, up to 8 for files on a GPU"
+    )
     sync_bn: bool = opt(False, "SyncBatchNorm across processes under DDP")
     log_every: int = opt(10, "write a metrics-log line every N batches")
     grid_rows: int = opt(8, "held-out images in the sample grid")
@@ -69,7 +71,9 @@ class TrainOptions:
         for key in ("epochs", "batch_size", "g_steps", "log_every", "grid_rows"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be at least 1")
-        for key in ("val_every", "ckpt_every", "workers", "patience"):
+        if self.workers != "auto" and self.workers < 0:
+            raise ValueError("train.workers must be >= 0 or auto")
+        for key in ("val_every", "ckpt_every", "patience"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0")
         if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):

@@ -32,6 +32,7 @@ from colorkit import distributed as ckdist
 from colorkit.errors import ColorkitError, PluginError, UsageError
 from colorkit.experiment import Experiment, experiment_from_dict
 from colorkit.images import make_grid, save_png
+from colorkit.inference import lab_to_rgb_fitted, to_uint8
 from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Prediction
 from colorkit.registry import Registry
 from colorkit.runio import (
@@ -261,6 +262,7 @@ class Trainer:
         self.eval_data = ds.split(ds.eval_split, train=False)
         if len(self.train_data) == 0:
             raise UsageError(f"dataset '{exp.dataset.name}': the {ds.train_split} split is empty")
+        self.workers = self._workers()
         self.metric_names = list(exp.metrics)
         self.best_metric = t.best_metric or (self.metric_names[0] if self.metric_names else None)
         if self.best_metric is not None:
@@ -299,6 +301,18 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         return module
 
+    def _workers(self) -> int:
+        """``train.workers``, or for ``auto``: none for in-memory splits (decoded once, served by
+        one indexing call) and on the CPU (workers would take the training's cores); up to 8 for
+        splits decoded from files on a GPU, where one process cannot keep up at 256 px."""
+        if self.t.workers != "auto":
+            return int(self.t.workers)
+        if self.device.type != "cuda" or not hasattr(self.train_data, "end_epoch"):
+            return 0
+        import os
+
+        return max(0, min(8, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()) - 1))
+
     def _scheduler(self, opt: torch.optim.Optimizer) -> Any:
         t = self.t
         if t.lr_schedule == "plateau":
@@ -313,10 +327,10 @@ class Trainer:
                                      shuffle=True, seed=t.seed)
         sampler.set_epoch(epoch)
         drop_last = len(sampler) >= t.batch_size
-        by_index = skip_batches if t.workers == 0 else 0
+        by_index = skip_batches if self.workers == 0 else 0
         batches = BatchSampler(_Skip(sampler, by_index * t.batch_size), t.batch_size, drop_last=drop_last)
         gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch * 7_919 + self.info.rank)
-        loader = DataLoader(self.train_data, batch_sampler=batches, num_workers=t.workers, generator=gen,
+        loader = DataLoader(self.train_data, batch_sampler=batches, num_workers=self.workers, generator=gen,
                             pin_memory=self.device.type == "cuda")
         return loader, skip_batches - by_index
 
@@ -392,7 +406,7 @@ class Trainer:
             m.reset()
         n = len(self.eval_data) if self.t.val_limit is None else min(self.t.val_limit, len(self.eval_data))
         loader = DataLoader(torch.utils.data.Subset(self.eval_data, range(n)), batch_size=max(self.t.batch_size, 32),
-                            shuffle=False, num_workers=self.t.workers)
+                            shuffle=False, num_workers=self.workers)
         l1_sum, pixels = 0.0, 0
         for rgb in loader:
             lab = self._to_model(rgb)
@@ -402,7 +416,8 @@ class Trainer:
             out = out.float()
             l1_sum += (out - target).abs().sum().item()
             pixels += target.numel()
-            pred_rgb = color.model_to_rgb(color.as_lab(l, out))
+            # The 8-bit image `colorkit eval` and `colorize` produce, so the numbers agree with eval.
+            pred_rgb = to_uint8(lab_to_rgb_fitted(color.denormalize_lab(color.as_lab(l, out)))).float() / 255.0
             target_rgb = rgb.to(self.device).float() / 255.0
             for m in metrics.values():
                 m.update(pred_rgb, target_rgb)
@@ -607,6 +622,9 @@ class Trainer:
                 or (t.max_cpu_minutes is not None and self.cpu_seconds >= 60 * t.max_cpu_minutes))
 
     def _end_epoch(self, partial: bool = False) -> None:
+        report_bad_images = getattr(self.train_data, "end_epoch", None)
+        if callable(report_bad_images) and self.info.is_main:
+            report_bad_images()  # one line about unusable images found while reading this epoch
         means = {k: v / max(1, self.count) for k, v in self.sums.items()}
         record = {"event": "epoch", "epoch": self.epoch, "step": self.step, "images": self.images,
                   "lr": self.opt_g.param_groups[0]["lr"], "partial": partial, **means}

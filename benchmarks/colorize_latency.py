@@ -1,0 +1,175 @@
+"""Colorize latency and peak memory on this machine's CPU.
+
+    python benchmarks/colorize_latency.py [--runs 7] [--working-sizes default,256] [--threads default,1]
+
+For a 512x512 and a 2048x1536 photo, with the default ``unet`` generator (base 64, depth 5,
+He-initialised: latency does not depend on the weights, except that an untrained model's
+colours are often out of gamut, the worst case for the gamut fitting) at its default working
+size (the image size of the default experiment's dataset) and, for comparison, at 256 px (a
+Places365-trained model's):
+
+* ``array``: ``colorkit.inference.colorize_array`` from a uint8 array to a uint8 array, the
+  median of ``--runs`` runs after one warm-up run;
+* ``file``: the same through ``colorkit.colorizer.colorize_files`` from a JPEG file to a PNG
+  file (decoding, EXIF, encoding and the atomic write included), median of the runs;
+* ``peak RSS``: the process's peak resident memory (``ru_maxrss``) at the end (importing torch
+  alone takes about 580 MiB here), and ``RSS growth``: how far colorizing raised that peak over
+  the peak before the first call (torch, the model and the photo already in memory).
+
+Each case runs in a fresh subprocess so that one case's peak memory does not hide another's.
+The target is under 0.3 s for 512x512 at the default working size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PHOTOS = {"512x512": (512, 512), "2048x1536": (2048, 1536)}  # name: (width, height)
+
+
+def default_working_size() -> int:
+    from colorkit.experiment import experiment_from_sources
+    from colorkit.registry import build_registry
+
+    exp = experiment_from_sources(build_registry(autoload=False))
+    return int(exp.dataset.options.size)
+
+
+def _rss_mib() -> float:
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)
+
+
+def child(photo: str, working_size: int, runs: int, threads: int | None) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    from colorkit.colorizer import colorize_files
+    from colorkit.inference import LoadedModel, colorize_array
+    from colorkit.plugins.unet import UNet, UNetOptions
+    from colorkit.training import he_init
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    gen = UNet(UNetOptions())
+    he_init(gen)
+    gen.eval().requires_grad_(False)
+    model = LoadedModel(gen=gen, path=Path("benchmark.pt"), experiment={}, plugins={}, working_size=working_size)
+    width, height = PHOTOS[photo]
+    image = np.asarray(Image.fromarray(data.coffee()).resize((width, height), Image.BICUBIC))
+    folder = Path(tempfile.mkdtemp(prefix="colorkit-bench-"))
+    src = folder / "photo.jpg"
+    Image.fromarray(image).save(src, quality=92)
+
+    before = _rss_mib()  # torch, the model and the photo are loaded; nothing colorized yet
+    colorize_array(model, image)  # warm-up (allocator, oneDNN kernels)
+    array_times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = colorize_array(model, image)
+        array_times.append(time.perf_counter() - t0)
+    assert out.shape == (height, width, 3)
+    file_times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        report = colorize_files(model, [src], folder / f"out{i}", fmt="png")
+        file_times.append(time.perf_counter() - t0)
+        assert len(report.written) == 1, report.failed
+    after = _rss_mib()
+    from colorkit.inference import _linear_rgb, lightness, predict_lab, working_shape
+
+    rgb = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0
+    lab = predict_lab(gen, lightness(rgb), working_shape(height, width, working_size, gen.size_multiple))
+    lin = _linear_rgb(lab)
+    out_of_gamut = float((((lin < -1e-4) | (lin > 1 + 1e-4)).any(dim=1)).float().mean())
+
+    return {
+        "photo": photo,
+        "working_size": working_size,
+        "model_input": "x".join(map(str, working_shape(height, width, working_size, gen.size_multiple))),
+        "array_median_s": statistics.median(array_times),
+        "array_min_s": min(array_times),
+        "file_median_s": statistics.median(file_times),
+        "peak_rss_mib": after,
+        "rss_growth_mib": max(0.0, after - before),
+        "threads": torch.get_num_threads(),
+        "out_of_gamut_fraction": out_of_gamut,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per case (median reported)")
+    parser.add_argument("--working-sizes", default="default,256", help="comma-separated sizes; 'default' = the default experiment's")
+    parser.add_argument("--threads", default="default",
+                        help="comma-separated torch thread counts to measure; 'default' = torch's choice")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--child", nargs=2, metavar=("PHOTO", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        threads = None if args.threads == "default" else int(args.threads)
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.runs, threads)))
+        return
+
+    import torch
+
+    import colorkit
+
+    default = default_working_size()
+    sizes = [default if s.strip() == "default" else int(s) for s in args.working_sizes.split(",") if s.strip()]
+    sizes = list(dict.fromkeys(sizes))
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    print(f"colorkit {colorkit.__version__}, torch {torch.__version__}, python {platform.python_version()}, "
+          f"{cpu}, {os.cpu_count()} CPUs, generator unet (base 64, depth 5), default working size {default}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    rows = []
+    for threads in [t.strip() for t in args.threads.split(",") if t.strip()]:
+        for size in sizes:
+            for photo in PHOTOS:
+                cmd = [sys.executable, __file__, "--child", photo, str(size), "--runs", str(args.runs),
+                       "--threads", threads]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    sys.exit(f"case {photo} @ {size} failed:\n{out.stderr}")
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    header = (f"{'photo':>10} {'working':>8} {'model in':>9} {'array median':>13} {'file median':>12} "
+              f"{'peak RSS':>10} {'RSS growth':>11} {'threads':>8} {'out of gamut':>13}")
+    print(header)
+    for r in rows:
+        print(f"{r['photo']:>10} {r['working_size']:>8} {r['model_input']:>9} {r['array_median_s']:>12.3f}s "
+              f"{r['file_median_s']:>11.3f}s {r['peak_rss_mib']:>7.0f} MiB {r['rss_growth_mib']:>7.0f} MiB {r['threads']:>8} "
+              f"{100 * r['out_of_gamut_fraction']:>12.0f}%")
+    for r in rows:
+        if r["photo"] == "512x512" and r["working_size"] == default:
+            ok = r["array_median_s"] < 0.3
+            print(f"target: 512x512 at the default working size under 0.3 s with {r['threads']} thread(s): "
+                  f"{'met' if ok else 'NOT met'} ({r['array_median_s']:.3f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": args.runs, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

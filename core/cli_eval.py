@@ -1,0 +1,138 @@
+"""The ``colorkit eval`` and ``colorkit colorize`` commands: thin wrappers over
+:func:`colorkit.evaluation.evaluate` and :func:`colorkit.colorizer.colorize_files`.
+
+``colorkit.cli`` attaches them at its end; this module imports ``colorkit.cli`` only when a
+command runs, so either module may be imported first.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(fn: F) -> F:
+    """``colorkit.cli.handle_errors``, looked up when the command runs (no import cycle)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from colorkit.cli import handle_errors
+
+        return handle_errors(fn)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _registry(ctx: typer.Context) -> Any:
+    from colorkit.cli import get_registry
+
+    return get_registry(ctx)
+
+
+class ImageFormat(str, enum.Enum):
+    png = "png"
+    jpeg = "jpeg"
+
+
+@_handle_errors
+def eval_command(
+    ctx: typer.Context,
+    checkpoints: Annotated[list[Path], typer.Argument(
+        help="Checkpoint files or run directories (best.pt, else last.pt); several are compared side by side.",
+        show_default=False)],
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (default: the checkpoint's own, with its options).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Where the dataset's files are (sets dataset.root).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Split to evaluate (default: the dataset's held-out split, e.g. test).")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names (default: the checkpoint's, else mae,accuracy,psnr); see `colorkit list metric`.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images of the split.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results (with metric definitions and versions) to this JSON file.")] = None,
+    grid: Annotated[Optional[Path], typer.Option("--grid", help="Write a Figure 5 grid (grayscale | original | each checkpoint) to this PNG file.")] = None,
+    grid_rows: Annotated[int, typer.Option("--grid-rows", help="Images (rows) in the --grid figure.")] = 8,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="dataset.KEY=VALUE or metric.NAME.KEY=VALUE, e.g. metric.accuracy.threshold=1 (repeatable).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Data-loader worker processes.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate checkpoints on a dataset split: a table of metrics beside the "no colour" reference."""
+    from rich.console import Console
+
+    from colorkit.evaluation import evaluate, write_grid
+    from colorkit.runio import atomic_write_bytes
+
+    if grid is not None and grid.suffix.lower() != ".png":
+        from colorkit.errors import UsageError
+
+        raise UsageError(f"--grid {grid}: the grid is written as PNG; give a .png file name")
+    if grid_rows < 1:
+        from colorkit.errors import UsageError
+
+        raise UsageError(f"--grid-rows must be at least 1, got {grid_rows}")
+    result, models, data = evaluate(
+        checkpoints, registry=_registry(ctx), dataset=dataset, data_root=data_root, split=split,
+        metrics=metrics, limit=limit, batch_size=batch_size, device=device, sets=list(set_ or []),
+        workers=workers, progress=not quiet,
+    )
+    for m in models:
+        for note in m.notes:
+            typer.echo(f"note: {m.path}: {note}", err=True)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
+        console = Console(width=200)
+    console.print(result.table())
+    if json_path is not None:
+        atomic_write_bytes(json_path, (result.to_json() + "\n").encode())
+        typer.echo(f"results written to {json_path}")
+    if grid is not None:
+        write_grid(models, data, grid, rows=grid_rows)
+        typer.echo(f"grid written to {grid}")
+
+
+@_handle_errors
+def colorize_command(
+    ctx: typer.Context,
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run directory (best.pt, else last.pt).", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output folder; folder structure and file names are kept.", show_default=False)],
+    fmt: Annotated[ImageFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = ImageFormat.png,
+    quality: Annotated[int, typer.Option("--quality", help="JPEG quality (1-100).")] = 95,
+    size: Annotated[Optional[int], typer.Option("--size", help="Working size the model runs at, in pixels (default: its training size); the aspect ratio is kept.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Colorize photos of any size: files and folders in, PNG or JPEG out, inputs never overwritten."""
+    from colorkit.colorizer import colorize_files
+    from colorkit.errors import UsageError
+
+    if size is not None and size < 1:
+        raise UsageError(f"--size must be at least 1, got {size}")
+    skipped_existing = 0
+
+    def problem(path: Path, reason: str) -> None:
+        nonlocal skipped_existing
+        if "pass --overwrite" in reason:
+            skipped_existing += 1
+            return
+        typer.echo(f"warning: {path}: {reason}", err=True)
+
+    report = colorize_files(
+        checkpoint, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
+        overwrite=overwrite, progress=not quiet, registry=_registry(ctx), on_problem=problem,
+    )
+    if skipped_existing:
+        typer.echo(f"note: {skipped_existing} output(s) exist already and were left alone; pass --overwrite to replace them", err=True)
+    parts = [f"colorized {len(report.written)} image(s) into {out}"]
+    if report.failed:
+        parts.append(f"{len(report.failed)} failed")
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} skipped")
+    typer.echo("; ".join(parts))
+    if report.failed:
+        raise typer.Exit(1)

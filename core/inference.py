@@ -1,0 +1,398 @@
+"""Loading a generator from a checkpoint alone, and colorizing images of any size.
+
+A checkpoint carries the resolved experiment and the names, packages and versions of the plugins
+that built it, so :func:`load_model` needs nothing else: it rebuilds only the generator through
+the registry (the dataset, loss and discriminator plugins need not be installed) and loads the
+weights with ``torch.load(weights_only=True)``; a checkpoint can never run code.
+
+Any-size inference (:func:`colorize_array`):
+
+1. the input's L* is computed at full resolution (a colour input is treated as its luminance);
+2. L* is resized (bilinear, antialiased) to the *working shape*: the aspect ratio is kept, the
+   area is about ``working_size**2`` pixels, and each side is rounded to the nearest multiple of
+   the generator's ``size_multiple`` (at least one multiple). ``working_size`` defaults to the
+   image size the model was trained at (``dataset.size`` in the checkpoint), so the model sees
+   scenes at the scale it learnt colour at and the cost does not grow with the photo's size;
+3. the predicted a*b* is upsampled bilinearly to the full resolution and joined to the input's
+   full-resolution L* (a generator that predicts L*a*b* has its L* discarded), so the output
+   keeps every detail of the original's brightness;
+4. L*a*b* goes to sRGB with the chroma of out-of-gamut pixels reduced (hue and L* kept) until
+   the colour fits, instead of clipping RGB, which would change L*. Written as 8-bit, the
+   output's L* equals the input's within 1 (about 0.3 at worst from the 8-bit rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from colorkit import color
+from colorkit.errors import ColorkitError, UnknownNameError, UsageError
+from colorkit.interfaces import Generator
+
+#: The working size used when a checkpoint's dataset has no ``size`` option.
+FALLBACK_WORKING_SIZE = 256
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A generator rebuilt from a checkpoint, in eval mode on ``device``."""
+
+    gen: Generator
+    path: Path
+    experiment: dict[str, Any]
+    plugins: dict[str, Any]
+    working_size: int
+    step: int | None = None
+    epoch: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: the run directory (or file) name and the step."""
+        p = self.path
+        name = p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
+        return f"{name} ({p.stem}, step {self.step})" if self.step is not None else name
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """The checkpoint's dataset as ``{"name": ..., "options": {...}}``."""
+        raw = self.experiment.get("dataset") or {}
+        if isinstance(raw, str):
+            return {"name": raw, "options": {}}
+        return {"name": raw.get("name"), "options": dict(raw.get("options") or {})}
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.gen.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+def _gen_spec(experiment: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
+    raw = experiment.get("gen")
+    if isinstance(raw, str):
+        return raw, {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise UsageError(f"{path}: the checkpoint's experiment names no generator")
+    return raw["name"], dict(raw.get("options") or {})
+
+
+def load_model(
+    target: str | Path,
+    registry: Any = None,
+    device: str | torch.device = "cpu",
+    working_size: int | None = None,
+) -> LoadedModel:
+    """Rebuild the generator of a checkpoint (or of a run directory's best/last checkpoint).
+
+    :param target: a checkpoint file, or a run directory (``checkpoints/best.pt``, else
+        ``checkpoints/last.pt``).
+    :param registry: a :class:`colorkit.registry.Registry`; default: a fresh one.
+    :param device: where the generator runs.
+    :param working_size: override the working size (default: the training image size).
+    :raises UsageError: one line naming the file, or the plugin package and version to install.
+    """
+    from colorkit.runio import load_checkpoint
+
+    if registry is None:
+        from colorkit.registry import build_registry
+
+        registry = build_registry()
+    state = load_checkpoint(target, map_location="cpu")
+    path = Path(state["path"])
+    experiment = state.get("experiment")
+    weights = state.get("gen")
+    if not isinstance(experiment, dict) or not isinstance(weights, dict):
+        raise UsageError(f"{path}: the checkpoint lacks its experiment or generator weights")
+    plugins = state.get("plugins") if isinstance(state.get("plugins"), dict) else {}
+    name, options = _gen_spec(experiment, path)
+    recorded = plugins.get("generator") if isinstance(plugins.get("generator"), dict) else {}
+    package, version = recorded.get("package") or "?", recorded.get("version") or ""
+    try:
+        comp = registry.get("generator", name)
+    except UnknownNameError:
+        pin = f"{package}=={version}" if version else package
+        raise UsageError(
+            f"{path}: the checkpoint needs generator '{name}' from package {package} "
+            f"{version or '(version not recorded)'}, which is not installed here; install it "
+            f"(pip install '{pin}') or check `colorkit list generator`"
+        ) from None
+    notes = []
+    if package not in ("?", comp.package) or (version and comp.version and version != comp.version):
+        notes.append(
+            f"generator '{name}' was saved with {package} {version}; loading it with "
+            f"{comp.package} {comp.version}"
+        )
+    try:
+        gen = comp.build(options)
+    except ColorkitError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot rebuild generator '{name}' ({exc})") from None
+    if not isinstance(gen, Generator):
+        raise UsageError(f"{path}: generator '{name}' from {comp.package} is not a colorkit Generator")
+    try:
+        gen.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(
+            f"{path}: the saved weights do not fit generator '{name}' of {comp.package} "
+            f"{comp.version} ({first[:200]})"
+        ) from None
+    gen.eval().requires_grad_(False)
+    gen.to(torch.device(device) if not isinstance(device, torch.device) else device)
+    size = working_size or _training_size(experiment)
+    if size < 1:
+        raise UsageError(f"working size must be at least 1 pixel, got {size}")
+    return LoadedModel(
+        gen=gen, path=path, experiment=experiment, plugins=plugins, working_size=int(size),
+        step=state.get("step"), epoch=state.get("epoch"), notes=notes,
+    )
+
+
+def _training_size(experiment: dict[str, Any]) -> int:
+    raw = experiment.get("dataset")
+    if isinstance(raw, dict):
+        size = (raw.get("options") or {}).get("size")
+        if isinstance(size, int) and size > 0:
+            return size
+    return FALLBACK_WORKING_SIZE
+
+
+# -- shapes -----------------------------------------------------------------------------------
+
+
+def working_shape(height: int, width: int, working_size: int, multiple: int = 1) -> tuple[int, int]:
+    """The shape the model runs at for an input of ``height x width``.
+
+    The aspect ratio is kept and the area is about ``working_size**2``; each side is rounded to
+    the nearest multiple of ``multiple`` (and is at least ``multiple``).
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image has no pixels ({height}x{width})")
+    m = max(1, int(multiple))
+    scale = working_size / math.sqrt(height * width)
+
+    def side(n: int) -> int:
+        return max(m, m * round(n * scale / m))
+
+    return side(height), side(width)
+
+
+# -- colour ------------------------------------------------------------------------------------
+
+
+def lightness(rgb: torch.Tensor) -> torch.Tensor:
+    """L* (``... x 1 x H x W``) of sRGB in ``[0, 1]`` (``... x 3 x H x W``): the L of
+    :func:`colorkit.color.rgb_to_lab` (same formula), without computing a* and b*."""
+    rgb = rgb.clamp(0.0, 1.0)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    weights = torch.tensor(color._XYZ_FROM_RGB[1], device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
+    y = (linear * weights).sum(dim=-3, keepdim=True)  # the white's Y is 1
+    f = torch.where(y > color._EPS, y.clamp_min(color._EPS) ** (1.0 / 3.0), (color._KAPPA * y + 16.0) / 116.0)
+    return 116.0 * f - 16.0
+
+
+def _linear_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """L*a*b* to linear sRGB without any clipping (out-of-gamut values fall outside [0, 1])."""
+    lightness_, a, b = lab.unbind(-3)
+    fy = (lightness_ + 16.0) / 116.0
+    f = torch.stack((fy + a / 500.0, fy, fy - b / 200.0), dim=-3)
+    t = torch.where(f > 6.0 / 29.0, f**3, (f - 16.0 / 116.0) * 3.0 * (6.0 / 29.0) ** 2)
+    white = torch.tensor(color._WHITE_D65, device=lab.device, dtype=lab.dtype).view(3, 1, 1)
+    return color._apply(color._matrix(lab.device, lab.dtype, inverse=True), t * white)
+
+
+def _in_gamut(lab: torch.Tensor, tol: float) -> torch.Tensor:
+    lin = _linear_rgb(lab)
+    return ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=-3)
+
+
+def _finv(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > 6.0 / 29.0, t * t * t, (t - 16.0 / 116.0) * (3.0 * (6.0 / 29.0) ** 2))
+
+
+def _fit_pixels(px: torch.Tensor, steps: int, tol: float) -> torch.Tensor:
+    """Bisection on the chroma factor ``k`` in [0, 1] for ``N x 3`` out-of-gamut L*a*b* pixels:
+    the largest ``k`` (to ``2**-steps``) for which ``(L, k a, k b)`` is inside sRGB. Written out
+    per channel (Y and its share of each RGB channel do not change with ``k``)."""
+    m = color._matrix(px.device, torch.float64, inverse=True)
+    xn, _, zn = color._WHITE_D65
+    lightness_, a, b = px.unbind(1)
+    fy = (lightness_ + 16.0) / 116.0
+    y = _finv(fy)
+    ax, bz = a / 500.0, b / 200.0
+    rows = [(float(m[i, 0]) * xn, y * float(m[i, 1]), float(m[i, 2]) * zn) for i in range(3)]
+    lo = torch.zeros_like(fy)
+    hi = torch.ones_like(fy)
+    for _ in range(steps):
+        mid = (lo + hi) * 0.5
+        x = _finv(fy + mid * ax)
+        z = _finv(fy - mid * bz)
+        ok = torch.ones_like(fy, dtype=torch.bool)
+        for cx, cy, cz in rows:
+            v = cx * x + cy + cz * z
+            ok &= (v >= -tol) & (v <= 1.0 + tol)
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    return torch.stack((lightness_, a * lo, b * lo), dim=1)
+
+
+def _fit(lab: torch.Tensor, steps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fitted L*a*b*, its linear RGB), with one full-size conversion."""
+    lab = lab.clone()
+    lab[..., :1, :, :] = lab[..., :1, :, :].clamp(0.0, 100.0)
+    linear = _linear_rgb(lab)
+    inside = ((linear >= -tol) & (linear <= 1.0 + tol)).all(dim=-3)
+    if bool(inside.all()):
+        return lab, linear
+    # Only the out-of-gamut pixels are searched.
+    idx = (~inside).reshape(-1).nonzero().squeeze(1)
+    flat_lab = lab.movedim(-3, -1).reshape(-1, 3)
+    flat_lin = linear.movedim(-3, -1).reshape(-1, 3)
+    fitted = _fit_pixels(flat_lab[idx], steps, tol)
+    flat_lab[idx] = fitted
+    flat_lin[idx] = _linear_rgb(fitted.T[:, :, None])[:, :, 0].T
+
+    def back(flat: torch.Tensor) -> torch.Tensor:
+        return flat.reshape(*lab.shape[:-3], lab.shape[-2], lab.shape[-1], 3).movedim(-1, -3)
+
+    return back(flat_lab), back(flat_lin)
+
+
+def fit_gamut(lab: torch.Tensor, steps: int = 8, tol: float = 1e-4) -> torch.Tensor:
+    """Reduce the chroma of out-of-gamut pixels of L*a*b* (``... x 3 x H x W``), keeping L*
+    and hue, to (almost) the largest chroma that sRGB can show (a bisection, ``steps`` halvings).
+    In-gamut pixels are unchanged; L* is clamped to [0, 100]."""
+    return _fit(lab, steps, tol)[0]
+
+
+def lab_to_rgb_fitted(lab: torch.Tensor, steps: int = 8, tol: float = 1e-4) -> torch.Tensor:
+    """L*a*b* to sRGB in ``[0, 1]`` after :func:`fit_gamut` (so L* is kept); equal to
+    ``colorkit.color.lab_to_rgb(fit_gamut(lab))`` with one conversion fewer."""
+    linear = _fit(lab, steps, tol)[1].clamp(0.0, 1.0)
+    return torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+
+
+def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """Float RGB in ``[0, 1]`` to uint8 (rounded)."""
+    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+# -- prediction ---------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def predict_lab(gen: Generator, l_star: torch.Tensor, shape: tuple[int, int] | None = None,
+                keep_l: bool = True) -> torch.Tensor:
+    """Full-resolution L*a*b* (not normalised) for L* (``B x 1 x H x W``, in ``[0, 100]``).
+
+    :param shape: run the model at this ``(h, w)`` (resize L*, upsample a*b*); ``None`` runs it
+        at the input's own size, which must suit the generator.
+    :param keep_l: join the prediction to the input L* (always true for a*b* generators); with
+        ``False`` an L*a*b* generator's own L* is used (at the model's resolution).
+    """
+    height, width = l_star.shape[-2:]
+    small = l_star
+    if shape is not None and tuple(shape) != (height, width):
+        small = F.interpolate(l_star, size=tuple(shape), mode="bilinear", align_corners=False, antialias=True)
+    out = gen(small / color.L_SCALE - 1.0).float()
+    if out.shape[1] == 3:
+        out_l, ab = out[:, :1], out[:, 1:]
+    elif out.shape[1] == 2:
+        out_l, ab = None, out
+    else:
+        raise ColorkitError(f"generator {type(gen).__name__} returned {out.shape[1]} channels; expected 2 or 3")
+    if ab.shape[-2:] != (height, width):
+        ab = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
+        if out_l is not None:
+            out_l = F.interpolate(out_l, size=(height, width), mode="bilinear", align_corners=False)
+    lum = l_star if keep_l or out_l is None else (out_l + 1.0) * color.L_SCALE
+    return torch.cat((lum.to(ab.dtype), ab * color.AB_SCALE), dim=1)
+
+
+def _as_model(model: LoadedModel | Generator) -> tuple[Generator, int]:
+    if isinstance(model, LoadedModel):
+        return model.gen, model.working_size
+    if isinstance(model, Generator):
+        return model, FALLBACK_WORKING_SIZE
+    raise TypeError(f"expected a LoadedModel or a Generator, got {type(model).__name__}")
+
+
+def colorize_array(
+    model: LoadedModel | Generator,
+    image: np.ndarray,
+    working_size: int | None = None,
+) -> np.ndarray:
+    """Colorize one image of any size; returns ``H x W x 3`` uint8 RGB.
+
+    :param model: a :class:`LoadedModel` (from :func:`load_model`) or a bare generator.
+    :param image: ``H x W`` (grayscale) or ``H x W x 3`` / ``H x W x 4`` (colour, used as its
+        luminance; alpha ignored), uint8 or float in ``[0, 1]``.
+    :param working_size: override the model's working size (see the module docs).
+
+    The generator runs in eval mode on the device its parameters are on.
+    """
+    gen, default_size = _as_model(model)
+    size = int(working_size or default_size)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., :3]
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = arr[..., None]  # grayscale: one channel, broadcast to three per chunk
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        raise ValueError(f"expected an H x W, H x W x 3 or H x W x 4 image, got shape {np.asarray(image).shape}")
+    height, width = arr.shape[:2]
+    if height < 1 or width < 1:
+        raise ValueError(f"image has no pixels ({height}x{width})")
+    param = next(gen.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    # Full-resolution work goes in bands of rows on the CPU: the peak memory stays at a few
+    # full-size planes instead of a dozen temporaries the size of the photo.
+    rows = height if device.type != "cpu" else max(1, CHUNK_PIXELS // width)
+    l_star = torch.empty(1, 1, height, width, device=device)
+    for top in range(0, height, rows):
+        band = _float_rgb(arr[top : top + rows]).to(device)
+        l_star[..., top : top + rows, :] = lightness(band)
+    h, w = working_shape(height, width, size, gen.size_multiple)
+    was_training = gen.training
+    gen.eval()
+    try:
+        lab = predict_lab(gen, l_star, (h, w), keep_l=True)
+    finally:
+        gen.train(was_training)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, rows):
+        rgb = lab_to_rgb_fitted(lab[..., top : top + rows, :])
+        out[top : top + rows] = to_uint8(rgb)[0].permute(1, 2, 0).cpu().numpy()
+    return out
+
+
+#: Pixels per band of full-resolution work on the CPU (see :func:`colorize_array`).
+CHUNK_PIXELS = 1 << 18
+
+
+def _float_rgb(arr: np.ndarray) -> torch.Tensor:
+    """``h x w x (1|3)`` uint8, uint16 or float array to a ``1 x 3 x h x w`` float tensor in [0, 1]."""
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype not in (np.uint8, np.uint16):
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"integer images must hold 0..255 (uint8) or be uint16, got {arr.dtype} values outside 0..255")
+        arr = arr.astype(np.uint8)
+    if arr.dtype == np.uint8:
+        t = torch.from_numpy(np.array(arr, copy=True)).float().div_(255.0)
+    elif arr.dtype == np.uint16:
+        t = torch.from_numpy(arr.astype(np.float32)).div_(65535.0)
+    else:
+        t = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True)).clamp_(0.0, 1.0)
+    return t.permute(2, 0, 1).expand(3, -1, -1)[None]

@@ -1,0 +1,225 @@
+"""Dataset ``imagefolder``: any folder of photos (searched recursively), or a tar archive of one.
+
+Splits ``train`` and ``val``:
+
+* split folders: when ``root`` has ``train/`` and one of ``val/``, ``valid/``, ``validation/``,
+  ``test/``, those are the splits;
+* otherwise every image under ``root`` is assigned to ``val`` with probability ``val_fraction``
+  by a seeded hash of its relative path: the assignment is the same on every machine and run, and
+  adding photos never moves an existing photo to the other split. Each split gets at least one
+  image when there are two or more.
+
+Images are files with an image suffix (``.jpg``, ``.png``, ``.webp`` ...; any case); hidden
+files and folders (``.DS_Store``, ``._photo.jpg`` from macOS, ``.cache/``) are ignored. A tar
+archive (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``) is extracted safely once
+into the cache folder (``cache`` option) and read from there; a single top folder inside it is
+entered.
+
+Every image is resized so its shorter side is ``size`` and cropped to a square: centred for
+evaluation, at a random position for training (``random_crop``), plus random horizontal flips
+(``flip``). JPEGs are decoded at a reduced scale when that is enough (PIL ``draft``).
+
+Bad images: folders can be large, so images are decoded as they are read
+(:class:`colorkit.plugins._images.LazySplit`). At load time every zero-byte file is known from
+the listing, and when a split has at most ``precheck`` images every file's header is opened too
+(about 0.1 ms each), which finds non-images, grayscale-mode files, tiny and oversized images
+before training; the result is printed once and kept in ``dataset.reports[split]``. What only
+decoding can find (truncated data, RGB files that are grayscale) is replaced by the next good
+image, counted in a status byte shared with loader workers, and reported in one line by
+``split.end_epoch()`` or at exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import colorkit
+from colorkit.download import safe_extract
+from colorkit.errors import UsageError
+from colorkit.interfaces import Dataset
+from colorkit.options import opt
+from colorkit.plugins._images import (
+    EMPTY,
+    IMAGE_SUFFIXES,
+    MIN_SIDE,
+    ImageDataOptions,
+    LazySplit,
+    LoadReport,
+    PathTable,
+    cache_root,
+    file_signature,
+    precheck,
+    require_root,
+    seeded_pick,
+    source_key,
+    walk_images,
+)
+
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_VAL_DIRS = ("val", "valid", "validation", "test")
+LAYOUT = (
+    f"expected image files ({', '.join(sorted(s for s in IMAGE_SUFFIXES if len(s) <= 5))}) anywhere "
+    "below it, or train/ and val/ folders of them, or a tar archive of them"
+)
+
+
+@dataclass(frozen=True)
+class ImageFolderOptions(ImageDataOptions):
+    size: int = opt(256, "working size in pixels: shorter side resized to it, then a square crop")
+    val_fraction: float = opt(0.1, "share of the images held out as val when there are no split folders")
+    random_crop: bool = opt(True, "random square crops for training (evaluation: centre crops)")
+    min_side: int = opt(MIN_SIDE, "skip images whose shorter side is below this many pixels")
+    precheck: int = opt(20000, "check every file's header at load time when a split has at most this many images (0: never)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("dataset.val_fraction must be between 0 and 1")
+        if self.min_side < 1:
+            raise ValueError("dataset.min_side must be at least 1")
+        if self.precheck < 0:
+            raise ValueError("dataset.precheck must be >= 0")
+
+
+def _unpacked(archive: Path, cache: str) -> Path:
+    """The folder an archive is extracted to (once), in the cache."""
+    base = cache_root(cache)
+    if base is None:
+        raise UsageError(f"imagefolder: {archive} is an archive and dataset.cache is off; extract it and pass the folder")
+    name = archive.name
+    for suffix in _ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    target = base / "imagefolder" / f"{name}-{source_key(*file_signature(archive))}"
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            safe_extract(archive, staging)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                if not target.is_dir():  # another process won the race otherwise
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    folder = target
+    while True:
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+        if len(entries) == 1 and entries[0].is_dir():
+            folder = entries[0]
+        else:
+            return folder
+
+
+def _hash_fraction(seed: int, rel: str) -> float:
+    return zlib.crc32(f"{seed}/{rel}".encode("utf-8", "surrogateescape")) / 2**32
+
+
+class ImageFolder(Dataset):
+    """Your own photos: any folder (recursive) or tar archive of images, at a chosen working size."""
+
+    splits = ("train", "val")
+    train_split = "train"
+    eval_split = "val"
+
+    def __init__(self, options: ImageFolderOptions) -> None:
+        self.options = options
+        root = require_root("imagefolder", options.root, LAYOUT)
+        if not root.exists():
+            raise UsageError(f"imagefolder: data root {root} does not exist; {LAYOUT}")
+        if root.is_file():
+            if not root.name.lower().endswith(_ARCHIVE_SUFFIXES):
+                raise UsageError(f"imagefolder: {root} is a file but not a tar archive; {LAYOUT}")
+            folder = _unpacked(root, options.cache)
+        else:
+            folder = root
+        self.root, self.folder = root, folder
+        self._files = self._assign(folder)
+        for split in self.splits:
+            if not self._files[split]:
+                if not any(self._files.values()):
+                    raise UsageError(f"imagefolder: no images under {root}; {LAYOUT}")
+                raise UsageError(f"imagefolder: the {split} split under {root} has no images; {LAYOUT}")
+        #: What loading found in each split (files skipped before training).
+        self.reports: dict[str, LoadReport] = {}
+        self._tables: dict[str, tuple[PathTable, torch.Tensor]] = {}
+
+    @property
+    def size(self) -> int:
+        return self.options.size
+
+    def _assign(self, folder: Path) -> dict[str, list[tuple[str, int]]]:
+        """``(path relative to folder, bytes)`` of the images of each split."""
+        val_dir = next((d for d in _VAL_DIRS if (folder / d).is_dir()), None)
+        if (folder / "train").is_dir() and val_dir is not None:
+            return {
+                "train": [(f"train/{rel}", n) for rel, n in walk_images(folder / "train")],
+                "val": [(f"{val_dir}/{rel}", n) for rel, n in walk_images(folder / val_dir)],
+            }
+        files = walk_images(folder)
+        fractions = np.array([_hash_fraction(self.options.seed, rel) for rel, _ in files])
+        is_val = fractions < self.options.val_fraction
+        if len(files) >= 2 and (is_val.all() or not is_val.any()):
+            flip = int(np.argmin(fractions)) if not is_val.any() else int(np.argmax(fractions))
+            is_val[flip] = not is_val[flip]
+        return {
+            "train": [f for f, v in zip(files, is_val) if not v],
+            "val": [f for f, v in zip(files, is_val) if v],
+        }
+
+    def _table(self, split: str) -> tuple[PathTable, torch.Tensor]:
+        if split in self._tables:
+            return self._tables[split]
+        o = self.options
+        files = self._files[split]
+        rows = seeded_pick(np.arange(len(files)), o.limit, o.seed)
+        chosen = [files[int(i)] for i in rows]
+        table = PathTable.from_names(self.folder, [rel for rel, _ in chosen])
+        known = np.array([EMPTY if n == 0 else 0 for _, n in chosen], dtype=np.uint8)
+        usable, report = precheck(f"imagefolder {split}", table, known, limit=o.precheck,
+                                  keep_gray=o.keep_gray, min_side=o.min_side)
+        self.reports[split] = report
+        if usable.size == 0:
+            raise UsageError(f"imagefolder: no usable images in the {split} split under {self.root} ({report.line()})")
+        if usable.size < len(table):
+            table = table.take(usable)
+        status = torch.zeros(len(table), dtype=torch.uint8).share_memory_()
+        self._tables[split] = (table, status)
+        return self._tables[split]
+
+    def split(self, name: str, train: bool = False) -> LazySplit:
+        self.check_split(name)
+        table, status = self._table(name)
+        o = self.options
+        return LazySplit(f"imagefolder {name}", table, status, size=o.size, train=train, flip=o.flip,
+                         random_crop=o.random_crop, keep_gray=o.keep_gray, min_side=o.min_side)
+
+    @classmethod
+    def example_options(cls, folder: Path) -> dict[str, Any]:
+        """Six small colour JPEGs in nested folders."""
+        from PIL import Image
+
+        folder = Path(folder) / "photos"
+        rng = np.random.default_rng(0)
+        for i in range(6):
+            path = folder / f"set{i % 2}" / f"photo{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (20 + 4 * i, 24, 3), dtype=np.uint8)).save(path, quality=95)
+        return {"root": str(folder), "size": 16, "cache": str(Path(folder).parent / "cache")}
+
+
+@colorkit.hookimpl
+def register_datasets(register):
+    register("imagefolder", ImageFolder, options=ImageFolderOptions,
+             description="any folder (recursive) or tar archive of photos, seeded train/val split or split folders, at --set dataset.size")

@@ -1,0 +1,265 @@
+"""The metric plugins against independent numpy / scikit-image computations on real photos, and
+against values worked out by hand on tiny arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage import color as skcolor
+from skimage import data as skdata
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from colorkit.errors import UsageError
+from colorkit.experiment import DEFAULTS
+from colorkit.registry import build_registry
+from colorkit.testing import check_metric
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Small tensors: one thread is as fast, and does not stall when other jobs share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ALL = ("mae", "rmse", "accuracy", "psnr", "ssim", "colorfulness", "colorfulness_gap", "auc")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return build_registry(autoload=False)
+
+
+def metric(registry, name, **options):
+    return registry.get("metric", name).build(options)
+
+
+def value(registry, name, pred, target, **options):
+    m = metric(registry, name, **options)
+    m.update(torch.as_tensor(pred), torch.as_tensor(target))
+    return m.compute()
+
+
+def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """H x W x 3 float arrays to B x 3 x H x W float64."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Real photo crops (under 384 px, so SSIM does no downsampling) and plausible colourings:
+    a hue-rotated, desaturated and blurred version of each, as float64 RGB in [0, 1]."""
+    targets = [skdata.astronaut()[100:260, 150:350], skdata.coffee()[100:260, 200:400], skdata.chelsea()[50:210, 100:300]]
+    targets = [t.astype(np.float64) / 255.0 for t in targets]
+    preds = []
+    for i, t in enumerate(targets):
+        hsv = skcolor.rgb2hsv(t)
+        hsv[..., 0] = (hsv[..., 0] + 0.08 * (i + 1)) % 1.0
+        hsv[..., 1] *= 0.6
+        p = skcolor.hsv2rgb(hsv)
+        p = np.round(p * 255.0) / 255.0  # an 8-bit image, as evaluation produces
+        preds.append(np.clip(p, 0.0, 1.0))
+    return to_tensor(preds), to_tensor(targets), preds, targets
+
+
+# -- registration and the contract ---------------------------------------------------------------
+
+
+def test_every_metric_is_registered_with_unit_direction_and_docstring(registry):
+    assert set(ALL) <= set(registry.names("metric"))
+    for name in ALL:
+        comp = registry.get("metric", name)
+        m = comp.build({})
+        assert isinstance(m.unit, str) and isinstance(m.higher_is_better, bool)
+        doc = type(m).__doc__ or ""
+        assert "better" in doc.lower(), f"{name}: the docstring must give the direction"
+    for name in DEFAULTS["metrics"]:
+        registry.get("metric", name)
+    assert DEFAULTS["metrics"] == ["mae", "accuracy", "psnr"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_metric_contract(registry, name):
+    check_metric(lambda: metric(registry, name))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_accumulation_is_exact_over_uneven_batches_and_sizes(registry, name, photos):
+    pred, target, _, _ = photos
+    whole = metric(registry, name)
+    whole.update(pred, target)
+    parts = metric(registry, name)
+    parts.update(pred[:1], target[:1])
+    parts.update(pred[1:], target[1:])
+    assert math.isclose(whole.compute(), parts.compute(), rel_tol=1e-12, abs_tol=1e-12)
+    # float32 input (as the evaluation loop passes) gives the same value
+    again = metric(registry, name)
+    again.update(pred.float(), target.float())
+    assert math.isclose(again.compute(), whole.compute(), rel_tol=1e-3, abs_tol=1e-3)
+    assert math.isnan(metric(registry, name).compute())
+
+
+# -- real photos against independent computations -------------------------------------------------
+
+
+def test_mae_and_rmse_match_numpy(registry, photos):
+    pred, target, preds, targets = photos
+    p, t = np.stack(preds) * 255.0, np.stack(targets) * 255.0
+    assert value(registry, "mae", pred, target) == pytest.approx(np.abs(p - t).mean(), rel=1e-10)
+    assert value(registry, "rmse", pred, target) == pytest.approx(np.sqrt(((p - t) ** 2).mean()), rel=1e-10)
+
+
+def _lab(images: list[np.ndarray]) -> np.ndarray:
+    return np.stack([skcolor.rgb2lab(x) for x in images])
+
+
+@pytest.mark.parametrize("threshold", [1.0, 2.0, 5.0])
+def test_accuracy_matches_scikit_image_lab(registry, photos, threshold):
+    pred, target, preds, targets = photos
+    d = np.abs(np.round(_lab(preds)) - np.round(_lab(targets)))
+    ok = (d[..., 0] <= threshold) & (d[..., 1] <= 2.2 * threshold) & (d[..., 2] <= 2.2 * threshold)
+    expected = 100.0 * ok.mean()
+    got = value(registry, "accuracy", pred, target, threshold=threshold)
+    assert 5.0 < expected < 95.0  # a test that can tell right from wrong
+    # rgb_to_lab agrees with skimage to ~1e-6: rounding can flip only a pixel sitting on .5
+    assert got == pytest.approx(expected, abs=0.02)
+
+
+def test_psnr_is_the_per_image_mean_as_scikit_image(registry, photos):
+    pred, target, preds, targets = photos
+    per_image = [peak_signal_noise_ratio(t, p, data_range=1.0) for p, t in zip(preds, targets)]
+    assert value(registry, "psnr", pred, target) == pytest.approx(np.mean(per_image), abs=1e-5)
+    pooled = 10 * np.log10(1.0 / np.mean([((p - t) ** 2).mean() for p, t in zip(preds, targets)]))
+    assert abs(np.mean(per_image) - pooled) > 0.01  # the choice is visible on these images
+
+
+def test_ssim_is_the_per_image_mean_as_scikit_image(registry, photos):
+    pred, target, preds, targets = photos
+    per_image = [
+        structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                              data_range=1.0, channel_axis=-1)
+        for p, t in zip(preds, targets)
+    ]
+    assert value(registry, "ssim", pred, target) == pytest.approx(np.mean(per_image), abs=1e-6)
+
+
+def test_ssim_downsamples_large_images_like_wangs_code(registry):
+    t = skdata.astronaut().astype(np.float64) / 255.0  # 512 px: average-pooled by 2 first
+    p = np.clip(t + 0.05 * np.random.default_rng(0).standard_normal(t.shape), 0, 1)
+    pooled = [x.reshape(256, 2, 256, 2, 3).mean(axis=(1, 3)) for x in (t, p)]
+    expected = structural_similarity(pooled[0], pooled[1], gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, data_range=1.0, channel_axis=-1)
+    assert value(registry, "ssim", to_tensor([p]), to_tensor([t])) == pytest.approx(expected, abs=1e-6)
+
+
+def _colorfulness(x: np.ndarray) -> float:
+    r, g, b = (x * 255.0).transpose(2, 0, 1)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+
+
+def test_colorfulness_and_gap_match_numpy(registry, photos):
+    pred, target, preds, targets = photos
+    cp = [_colorfulness(p) for p in preds]
+    ct = [_colorfulness(t) for t in targets]
+    assert value(registry, "colorfulness", pred, target) == pytest.approx(np.mean(cp), rel=1e-10)
+    assert value(registry, "colorfulness_gap", pred, target) == pytest.approx(
+        np.mean(np.abs(np.subtract(cp, ct))), rel=1e-10)
+    assert 10 < np.mean(ct) < 120  # real photos: "moderately" to "highly" colourful
+
+
+def test_auc_matches_a_fine_threshold_sweep(registry, photos):
+    pred, target, preds, targets = photos
+    d = np.sqrt(((_lab(preds)[..., 1:] - _lab(targets)[..., 1:]) ** 2).sum(-1)).ravel()
+    fine = np.linspace(0, 150, 30001)
+    curve = np.searchsorted(np.sort(d), fine, side="right") / d.size
+    expected = 100.0 * np.trapezoid(curve, fine) / 150.0
+    got = value(registry, "auc", pred, target)
+    assert got == pytest.approx(expected, abs=0.01)
+    integer = np.arange(151)
+    coarse = np.searchsorted(np.sort(d), integer, side="right") / d.size
+    assert abs(got - 100.0 * np.trapezoid(coarse, integer) / 150.0) <= 0.34
+
+
+# -- tiny arrays, worked out by hand --------------------------------------------------------------
+
+
+def test_mae_rmse_by_hand(registry):
+    target = torch.tensor([1.0, 0.5]).view(1, 1, 1, 2).expand(1, 3, 1, 2)
+    pred = torch.zeros(1, 3, 1, 2)
+    assert value(registry, "mae", pred, target) == pytest.approx((255 + 127.5) / 2)
+    assert value(registry, "rmse", pred, target) == pytest.approx(math.sqrt((255**2 + 127.5**2) / 2))
+
+
+def test_psnr_by_hand_averages_per_image(registry):
+    target = torch.stack([torch.full((3, 4, 4), 0.1, dtype=torch.float64), torch.full((3, 4, 4), 0.01, dtype=torch.float64)])
+    pred = torch.zeros(2, 3, 4, 4, dtype=torch.float64)
+    # MSE 0.01 -> 20 dB and MSE 0.0001 -> 40 dB, averaged: 30 dB (piq adds 1e-8 to the MSE)
+    expected = (-10 * math.log10(0.01 + 1e-8) - 10 * math.log10(1e-4 + 1e-8)) / 2
+    assert value(registry, "psnr", pred, target) == pytest.approx(expected, abs=1e-9)
+    assert expected == pytest.approx(30.0, abs=1e-3)
+    assert value(registry, "psnr", target, target) == pytest.approx(80.0)
+
+
+def test_ssim_by_hand(registry):
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert value(registry, "ssim", x, x) == pytest.approx(1.0, abs=1e-9)
+    # Flat images: no variance, so SSIM is the luminance term (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+    c1 = 0.01**2
+    expected = (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)
+    assert value(registry, "ssim", torch.full((1, 3, 11, 11), 0.2), torch.full((1, 3, 11, 11), 0.6)) == pytest.approx(expected)
+    with pytest.raises(UsageError, match="at least 11x11"):
+        value(registry, "ssim", torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+
+
+def _pixels_from_lab(values: list[tuple[float, float, float]]) -> torch.Tensor:
+    rgb = skcolor.lab2rgb(np.array([values], dtype=np.float64))  # 1 x N x 3
+    assert np.allclose(skcolor.rgb2lab(rgb), [values], atol=1e-6), "test colours must be in gamut"
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None]  # 1 x 3 x 1 x N
+
+
+def test_accuracy_by_hand(registry):
+    target = _pixels_from_lab([(50, 0, 0), (50, 0, 0), (50, 0, 0), (50, 0, 0)])
+    pred = _pixels_from_lab([(50, 0, 0), (52, 4, -4), (53, 0, 0), (50, 5, 0)])
+    # t = 2: |dL| <= 2 and |da|, |db| <= 4.4 -> pixels 1 and 2 match; 3 (dL = 3) and 4 (da = 5) do not
+    assert value(registry, "accuracy", pred, target) == pytest.approx(50.0)
+    # t = 2.5: |dL| <= 2.5, |da| <= 5.5 -> pixel 4 matches too
+    assert value(registry, "accuracy", pred, target, threshold=2.5) == pytest.approx(75.0)
+    assert value(registry, "accuracy", pred, target, threshold=0) == pytest.approx(25.0)
+
+
+def test_auc_by_hand(registry):
+    target = _pixels_from_lab([(60, 30, 40), (60, 0, 0), (60, 0, 0)])
+    pred = _pixels_from_lab([(60, 0, 0), (60, 0, 0), (60, 0, 0)])
+    # distances 50, 0, 0 -> (1 - 50/150 + 1 + 1) / 3
+    assert value(registry, "auc", pred, target) == pytest.approx(100 * (2 + 2 / 3) / 3, abs=1e-4)
+    assert value(registry, "auc", target, target) == pytest.approx(100.0)
+
+
+def test_colorfulness_by_hand(registry):
+    # one red and one black pixel: rg = (255, 0), yb = (127.5, 0); sd = mean = (127.5, 63.75)
+    red_black = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)
+    grey = torch.full((1, 3, 1, 2), 0.5)
+    m = 1.3 * math.hypot(127.5, 63.75)
+    assert value(registry, "colorfulness", red_black, grey) == pytest.approx(m)
+    assert value(registry, "colorfulness", grey, red_black) == pytest.approx(0.0)
+    # per image: both images are off by m, although the two set means are equal
+    pred = torch.cat([red_black, grey])
+    target = torch.cat([grey, red_black])
+    assert value(registry, "colorfulness_gap", pred, target) == pytest.approx(m)
+    assert value(registry, "colorfulness_gap", target, target) == pytest.approx(0.0)
+
+
+def test_bad_shapes_and_options_are_rejected(registry):
+    with pytest.raises(ValueError, match="B x 3 x H x W"):
+        value(registry, "mae", torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
+    from colorkit.errors import OptionError
+
+    with pytest.raises(OptionError):
+        registry.get("metric", "accuracy").build({"threshold": -1})
+    with pytest.raises(OptionError, match="did you mean"):
+        registry.get("metric", "accuracy").build({"treshold": 1})
