@@ -721,10 +721,11 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
     info = ckdist.env_info()
     ckdist.init(info, pick_device(exp.train.device, info.local_rank))
     try:
+        # Build everything first: a bad component or option leaves no empty run directory behind.
+        trainer = Trainer(registry, exp, run_dir or Path(), progress=progress, console=console, info=info)
         if run_dir is None:
             made = str(new_run_dir(out, exp.label)) if info.is_main else None
-            run_dir = Path(ckdist.broadcast_object(made, info))
-        trainer = Trainer(registry, exp, run_dir, progress=progress, console=console, info=info)
+            run_dir = trainer.run_dir = Path(ckdist.broadcast_object(made, info))
         if state is not None:
             trainer.load_state(state)
         if info.is_main:

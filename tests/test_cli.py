@@ -62,8 +62,9 @@ def test_bad_options_are_named(tmp_path):
     assert "gen.depth" in line
     line = one_line_error(invoke(["run", "--set", "depth=3"]))
     assert "KEY=VALUE" in line
-    line = one_line_error(invoke(["run", "--set", "gen.depth=3", "--set", "dataset.size=36"]))
+    line = one_line_error(invoke(["run", "--set", "gen.depth=3", "--set", "dataset.size=36", "--out", str(tmp_path / "r")]))
     assert "multiple of 8" in line and "36" in line
+    assert not (tmp_path / "r").exists()  # nothing is created for a run that cannot start
     assert not (tmp_path / "r" / "config.yaml").exists()
 
 
