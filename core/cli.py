@@ -170,6 +170,8 @@ def _argv_without_nproc(argv: list[str]) -> list[str]:
 from colorkit.cli_eval import colorize_command, eval_command  # noqa: E402
 app.command("eval")(eval_command)
 app.command("colorize")(colorize_command)
+from colorkit.cli_bench import bench_command  # noqa: E402
+app.command("bench")(bench_command)
 
 
 def main() -> None:

@@ -1,0 +1,430 @@
+"""Generate benchmarks/RESULTS.md from the suite outputs committed under benchmarks/results/.
+
+RESULTS.md is never edited by hand: a test (tests/test_bench.py) checks that it equals what this
+script generates from the committed files.
+
+    python benchmarks/make_results.py                 # rewrite benchmarks/RESULTS.md
+    python benchmarks/make_results.py --check         # exit 1 when RESULTS.md is stale
+    python benchmarks/make_results.py --collect /work/bench-out/table1-cpu --suite benchmarks/table1-cpu.yaml
+        # rewrite the suite's tables and figures in OUT (checkpoints there), copy the small
+        # outputs (results.*, figures, per-run config.yaml, environment.json, metrics.jsonl,
+        # eval-*.json; never checkpoints) into benchmarks/results/<suite name>[-<label>]/, then
+        # rewrite RESULTS.md
+
+Inputs, all optional:
+
+* ``results/<dir>/results.json``, ``results.csv``, ``machine.json``, ``figures/*.png`` and
+  ``runs/*/environment.json``: one benchmark suite's outputs (``colorkit bench``);
+* ``results/<dir>/NOTES.md`` of a folder without ``results.json``: copied in (headings moved down);
+* ``results/speed/data_pipeline*.json`` (benchmarks/data_pipeline.py --json),
+  ``results/speed/train_overhead*.json`` (benchmarks/train_overhead.py --json),
+  ``results/speed/colorize_latency*.json`` (benchmarks/colorize_latency.py --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = "results"
+SPEED = "speed"
+SMALL_RUN_FILES = ("config.yaml", "environment.json", "metrics.jsonl")
+
+
+# -- suites -------------------------------------------------------------------------------------
+
+
+def _suite_dirs(bench: Path) -> list[Path]:
+    root = bench / RESULTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "results.json").is_file())
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _environments(folder: Path) -> list[dict[str, Any]]:
+    out = []
+    for env in sorted((folder / "runs").glob("*/environment.json")):
+        try:
+            out.append(json.loads(env.read_text(encoding="utf-8")))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _fmt(v: Any, digits: int) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if not math.isfinite(f) else f"{f:.{digits}f}"
+
+
+def _table(blob: dict[str, Any], rows: list[dict[str, str]]) -> list[str]:
+    """The suite's table: mean ± std over seeds per experiment, floors, the paper's numbers."""
+    from colorkit.bench import METRIC_DIGITS
+
+    metrics = blob["protocol"]["metrics"]
+    info = blob.get("metrics") or {}
+    sets = blob.get("eval_sets") or {}
+    several = len(sets) > 1
+    heads = []
+    for m in metrics:
+        mi = info.get(m, {})
+        unit = f" ({mi['unit']})" if mi.get("unit") else ""
+        heads.append(f"{m}{unit} {'↑' if mi.get('higher_is_better', True) else '↓'}")
+    lines = ["| experiment | " + ("evaluated on | " if several else "") + "seeds | steps | images seen | "
+             + " | ".join(heads) + " |",
+             "|---|" + ("---|" if several else "") + "---|---|---|" + "---|" * len(metrics)]
+    n_seeds = len(blob["seeds"])
+    for s in blob["summary"]:
+        if not s["n"]:
+            lines.append(f"| {s['experiment']} | " + ("| " if several else "") + f"0 of {n_seeds} (not run yet) | | | "
+                         + " | ".join("" for _ in metrics) + " |")
+            continue
+        cells = [f"{_fmt(s[m][0], METRIC_DIGITS.get(m, 3))} ± {_fmt(s[m][1], METRIC_DIGITS.get(m, 3))}" for m in metrics]
+        where = f"{s.get('eval_set', '')} | " if several else ""
+        lines.append(f"| {s['experiment']} | {where}{s['n']} of {n_seeds} | {_fmt(s['steps'][0], 0)} | "
+                     f"{float(s['images_seen'][0]):,.0f} | " + " | ".join(cells) + " |")
+    for label, v in sets.items():
+        cells = [_fmt((v["floor"] or {}).get(m), METRIC_DIGITS.get(m, 3)) for m in metrics]
+        lead = "| *no colour (floor: L\\* kept, a\\* = b\\* = 0)* | " + (f"{label} | " if several else "")
+        lines.append(lead + "– | – | – | " + " | ".join(cells) + " |")
+    for name, paper in (blob.get("paper") or {}).items():
+        cells = ["" if paper.get(m) is None else f"*{paper[m]}*" for m in metrics]
+        lines.append(f"| *{paper.get('label') or name}* | " + ("| " if several else "") + "| | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _comparison(blob: dict[str, Any]) -> list[str]:
+    """One sentence per experiment: against the floor and against the paper, metric by metric."""
+    info = blob.get("metrics") or {}
+    sets = blob.get("eval_sets") or {}
+    out = []
+    for s in blob["summary"]:
+        if not s["n"]:
+            out.append(f"- **{s['experiment']}**: not run yet.")
+            continue
+        floor = (sets.get(s.get("eval_set")) or next(iter(sets.values()), {})).get("floor") or {}
+        bits = []
+        for m in ("accuracy", "psnr", "mae", "auc", "ssim", "colorfulness_gap"):
+            if m not in s or m not in floor or floor[m] is None:
+                continue
+            mean, std = float(s[m][0]), float(s[m][1])
+            higher = bool(info.get(m, {}).get("higher_is_better", True))
+            better = mean > floor[m] if higher else mean < floor[m]
+            d = 1 if m in ("accuracy", "auc") else 3 if m == "ssim" else 2
+            bits.append(f"{m} {mean:.{d}f} ± {std:.{d}f} is {'better' if better else 'worse'} than the floor's {floor[m]:.{d}f}")
+        paper = (blob.get("paper") or {}).get(s["experiment"]) or {}
+        ptxt = []
+        for m in ("mae", "accuracy"):
+            if m in paper and m in s:
+                ptxt.append(f"{m} {float(s[m][0]):.{2 if m == 'mae' else 1}f} here against {paper[m]} in the paper")
+        line = f"- **{s['experiment']}** ({s['n']} seed{'s' if s['n'] != 1 else ''}, {float(s['steps'][0]):.0f} steps, " \
+               f"{float(s['images_seen'][0]):,.0f} images seen): " + "; ".join(bits) + "."
+        if ptxt:
+            line += " Paper's Table 1: " + "; ".join(ptxt) + "."
+        out.append(line)
+    return out
+
+
+def _machine(folder: Path) -> list[str]:
+    envs = _environments(folder)
+    lines = []
+    mfile = folder / "machine.json"
+    m = json.loads(mfile.read_text(encoding="utf-8")) if mfile.is_file() else {}
+    if envs:
+        e = envs[0]
+        keys = ("colorkit", "torch", "numpy", "python")
+        versions = {k: sorted({str(x.get(k)) for x in envs}) for k in keys}
+        devices = sorted({str(x.get("gpu") or x.get("device")) for x in envs})
+        threads = sorted({str(x.get("torch_threads")) for x in envs})
+        commits = sorted({str(x.get("git_commit_colorkit")) for x in envs})
+        lines.append(f"- Machine: {m.get('cpu_model') or e.get('processor') or e.get('machine')}, "
+                     f"{e.get('cpu_count')} CPUs"
+                     + (f", {m['memory_gib']} GiB memory" if m.get("memory_gib") else "")
+                     + f"; {e.get('platform')}; device {', '.join(devices)}; torch threads {', '.join(threads)}.")
+        lines.append("- Versions: " + ", ".join(f"{k} {'/'.join(v)}" for k, v in versions.items()) + ".")
+        lines.append(f"- colorkit commit of the runs: {', '.join(f'`{c}`' for c in commits)}"
+                     " (`-dirty`: with uncommitted changes at run time).")
+        plugins = sorted({f"{p.get('name')} ({p.get('package')} {p.get('version')})"
+                          for x in envs for p in (x.get("plugins") or {}).values() if isinstance(p, dict)})
+        lines.append(f"- Plugins used: {', '.join(plugins)}.")
+    if m.get("note"):
+        lines.append(f"- {m['note']}")
+    return lines
+
+
+def _suite_section(bench: Path, folder: Path) -> list[str]:
+    blob = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    rows = _read_csv(folder / "results.csv")
+    rel = folder.relative_to(bench).as_posix()
+    total = len(blob["seeds"]) * len(blob["summary"])
+    suite_file = blob.get("suite_file") or f"{blob['suite']}.yaml"
+    m = json.loads((folder / "machine.json").read_text(encoding="utf-8")) if (folder / "machine.json").is_file() else {}
+    out_dir = m.get("out") or f"bench/{blob['suite']}"
+    lines = [f"## Suite `{blob['suite']}` ({rel})", ""]
+    desc = (blob.get("descriptions") or {})
+    suite_desc = blob.get("description")
+    if suite_desc:
+        lines += [suite_desc, ""]
+    lines += [f"{len(rows)} of {total} runs finished and evaluated (seeds {', '.join(map(str, blob['seeds']))}); "
+              f"values are mean ± sample standard deviation over the finished seeds, checkpoint "
+              f"`{blob['checkpoint']}.pt` of each run (the state at the end of the budget).", ""]
+    lines += _table(blob, rows)
+    lines += ["", "Against the floor and the paper:", ""] + _comparison(blob)
+    lines += ["", "Experiments:", ""] + [f"- `{k}`: {v}" for k, v in desc.items() if v]
+    lines += ["", "Reproduce (from the repository root; a rerun reuses finished runs and resumes interrupted ones):", "",
+              "```", f"pip install --no-build-isolation -e examples/strided_unet",
+              f"colorkit bench benchmarks/{suite_file} --out {out_dir}",
+              f"python benchmarks/make_results.py --collect {out_dir} --suite benchmarks/{suite_file}"
+              + (f" --label {m['label']}" if m.get("label") else ""), "```", ""]
+    # protocol
+    sets = blob.get("eval_sets") or {}
+    prot = blob["protocol"]
+    lines += ["Protocol:", ""]
+    for label, v in sets.items():
+        lines.append(f"- Evaluation set `{label}`: the first {v['images']} images of split `{v['split']}` of "
+                     f"`{v['dataset']}`, the same images for every run and for the floor.")
+    opts = ", ".join(f"{k}={v}" for k, v in (prot.get("options") or {}).items())
+    lines.append(f"- Evaluation dataset options: {opts or 'the training ones'}; batch {prot['batch_size']}; "
+                 f"metrics {', '.join(prot['metrics'])}.")
+    lines.append("- Colour space: CIE L\\*a\\*b\\* (D65); the networks see L/50 - 1 and a/110, b/110 in [-1, 1]. "
+                 "Every metric compares the 8-bit sRGB image the model's prediction becomes (out-of-gamut chroma "
+                 "reduced, as `colorkit colorize` writes it) with the original 8-bit image.")
+    lines.append("- The floor (*no colour*) keeps the input's L\\* and sets a\\* = b\\* = 0: a model is only useful "
+                 "where it beats it.")
+    info = blob.get("metrics") or {}
+    if info:
+        lines += ["", "| metric | unit | better | definition |", "|---|---|---|---|"]
+        for name in prot["metrics"]:
+            mi = info.get(name, {})
+            definition = " ".join(str(mi.get("definition") or mi.get("description") or "").split())
+            lines.append(f"| {name} | {mi.get('unit', '')} | {'higher' if mi.get('higher_is_better', True) else 'lower'} "
+                         f"| {definition.replace('|', chr(92) + '|')} |")
+    lines += ["", "Machine and versions:", ""] + _machine(folder)
+    # per run
+    if rows:
+        metrics = prot["metrics"]
+        lines += ["", "Per run (the CSV has every column: config hash, versions, device, wall and CPU time, images "
+                  "seen, checkpoint):", "",
+                  "| run | config sha256 | train wall s | train CPU s | steps | images | " + " | ".join(metrics) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(metrics)]
+        from colorkit.bench import METRIC_DIGITS
+
+        for r in rows:
+            lines.append(f"| {r['experiment']}-s{r['seed']} | `{r['config_sha256'][:12]}` | {_fmt(r['wall_seconds'], 0)} "
+                         f"| {_fmt(r['cpu_seconds'], 0)} | {r['steps']} | {r['images_seen']} | "
+                         + " | ".join(_fmt(r[m], METRIC_DIGITS.get(m, 3)) for m in metrics) + " |")
+        lines += ["", f"Files: [results.csv]({rel}/results.csv), [results.md]({rel}/results.md), per-run logs and "
+                  f"evaluations under [{rel}/runs/]({rel}/runs/) (checkpoints are not committed)."]
+    figs = sorted((folder / "figures").glob("*.png"))
+    if figs:
+        lines += ["", "Figures:", ""]
+        for f in figs:
+            lines += [f"![{f.stem}]({rel}/figures/{f.name})", ""]
+    return lines
+
+
+# -- other result folders ----------------------------------------------------------------------
+
+
+def _notes_section(bench: Path) -> list[str]:
+    """Result folders that are not suite outputs (no results.json) but carry a NOTES.md: their
+    notes, headings moved two levels down."""
+    root = bench / RESULTS
+    if not root.is_dir():
+        return []
+    lines: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != SPEED):
+        notes = folder / "NOTES.md"
+        if (folder / "results.json").is_file() or not notes.is_file():
+            continue
+        rel = folder.relative_to(bench).as_posix()
+        lines += [f"## Notes from {rel}/NOTES.md", ""]
+        for line in notes.read_text(encoding="utf-8").splitlines():
+            lines.append("##" + line if line.startswith("#") else line)
+        lines.append("")
+    return lines
+
+
+# -- speed benchmarks ---------------------------------------------------------------------------
+
+
+def _speed_files(bench: Path, prefix: str) -> list[Path]:
+    folder = bench / RESULTS / SPEED
+    return sorted(folder.glob(f"{prefix}*.json")) if folder.is_dir() else []
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return {"error": f"{path.name}: unreadable ({exc})"}
+
+
+def _speed_section(bench: Path) -> list[str]:
+    lines = ["## Speed benchmarks", ""]
+    # data pipeline
+    lines += ["### Data pipeline against training (benchmarks/data_pipeline.py; target: ratio >= 5)", ""]
+    files = _speed_files(bench, "data_pipeline")
+    if not files:
+        lines += ["Not measured yet.", ""]
+    for f in files:
+        data = _load(f)
+        cases = data if isinstance(data, list) else data.get("cases", []) if isinstance(data, dict) else []
+        lines += [f"`{RESULTS}/{SPEED}/{f.name}`:", "",
+                  "| case | device | batch | workers | pipeline img/s | training img/s | ratio |", "|---|---|---|---|---|---|---|"]
+        for c in cases:
+            train = (c.get("training") or {}).get("images_per_s")
+            for p in c.get("pipeline") or []:
+                ratio = (c.get("ratios") or {}).get(str(p.get("workers")))
+                lines.append(f"| {c.get('case')} | {c.get('device')} | {c.get('batch')} | {p.get('workers')} | "
+                             f"{_fmt(p.get('images_per_s'), 0)} | {_fmt(train, 1)} | {_fmt(ratio, 1)} |")
+        lines.append("")
+    # training overhead
+    lines += ["### Training overhead and GFLOP/s (benchmarks/train_overhead.py)", ""]
+    files = _speed_files(bench, "train_overhead")
+    if not files:
+        lines += ["Not measured yet.", ""]
+    else:
+        lines += ["| file | device | precision | batch | colorkit img/s | bare PyTorch img/s | ratio | GFLOP/step | "
+                  "achieved GFLOP/s | matmul GFLOP/s | fraction of matmul |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for f in files:
+            d = _load(f)
+            lines.append(f"| {f.name} | {d.get('device')} | {d.get('precision')} | {d.get('batch')} | "
+                         f"{_fmt(d.get('colorkit_images_per_s'), 1)} | {_fmt(d.get('bare_images_per_s'), 1)} | "
+                         f"{_fmt(d.get('ratio'), 3)} | {_fmt(d.get('step_gflop'), 2)} | {_fmt(d.get('achieved_gflops'), 1)} | "
+                         f"{_fmt(d.get('matmul_gflops'), 1)} | {_fmt(d.get('fraction_of_matmul'), 3)} |")
+        lines.append("")
+    # colorize latency
+    lines += ["### Colorize latency (benchmarks/colorize_latency.py; target: 512x512 under 0.3 s)", ""]
+    files = _speed_files(bench, "colorize_latency")
+    if not files:
+        lines += ["Not measured yet.", ""]
+    for f in files:
+        d = _load(f)
+        lines += [f"`{RESULTS}/{SPEED}/{f.name}` (median of {d.get('runs')} runs):", "",
+                  "| photo | working size | model input | array median s | file median s | peak RSS MiB | threads |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in d.get("rows") or []:
+            lines.append(f"| {r.get('photo')} | {r.get('working_size')} | {r.get('model_input')} | "
+                         f"{_fmt(r.get('array_median_s'), 3)} | {_fmt(r.get('file_median_s'), 3)} | "
+                         f"{_fmt(r.get('peak_rss_mib'), 0)} | {r.get('threads')} |")
+        lines.append("")
+    return lines
+
+
+# -- the whole file -----------------------------------------------------------------------------
+
+
+def generate(bench: Path = HERE) -> str:
+    """The text of RESULTS.md from the files under ``bench/results``."""
+    bench = Path(bench)
+    lines = ["# Benchmark results", "",
+             "<!-- Generated by benchmarks/make_results.py from the files under benchmarks/results/; "
+             "do not edit by hand (tests/test_bench.py checks it). -->", "",
+             "Reference: K. Nazeri, E. Ng, *Image Colorization with Generative Adversarial Networks* (2018), "
+             "Table 1 (CIFAR-10 U-Net: MAE 5.9, accuracy 24.8%; CIFAR-10 GAN: MAE 1.2, accuracy 43.7%; "
+             "Places365 GAN: MAE 3.2, accuracy 33.4%) and Figures 1, 5 and 6.", ""]
+    suites = _suite_dirs(bench)
+    if not suites:
+        lines += ["No benchmark suite results committed yet.", ""]
+    for folder in suites:
+        lines += _suite_section(bench, folder) + [""]
+    lines += _notes_section(bench)
+    lines += _speed_section(bench)
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def collect(out: Path, suite_path: Path, label: str | None = None, bench: Path = HERE) -> Path:
+    """Rewrite the suite's results in ``out`` and copy its small outputs into the repository."""
+    from colorkit.bench import load_suite, run_suite
+
+    suite = load_suite(suite_path)
+    run_suite(suite_path, out, log=print, only_results=True)
+    dest = bench / RESULTS / (suite.name + (f"-{label}" if label else ""))
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "figures").mkdir(parents=True)
+    for name in ("results.csv", "results.md", "results.json"):
+        shutil.copy2(out / name, dest / name)
+    for png in sorted((out / "figures").glob("*.png")):
+        shutil.copy2(png, dest / "figures" / png.name)
+    for run in sorted((out / "runs").iterdir()):
+        if not run.is_dir():
+            continue
+        (dest / "runs" / run.name).mkdir(parents=True)
+        for f in [*SMALL_RUN_FILES, *sorted(p.name for p in run.glob("eval-*.json"))]:
+            if (run / f).is_file():
+                shutil.copy2(run / f, dest / "runs" / run.name / f)
+    try:
+        out_text = str(out.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        out_text = str(out)
+    machine = {"cpu_model": _cpu_model(), "memory_gib": _memory_gib(), "out": out_text, "label": label}
+    (dest / "machine.json").write_text(json.dumps(machine, indent=2) + "\n", encoding="utf-8")
+    return dest
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when RESULTS.md differs from the generated text")
+    ap.add_argument("--collect", type=Path, help="a suite's --out folder to copy the small outputs from")
+    ap.add_argument("--suite", type=Path, help="the suite file of --collect")
+    ap.add_argument("--label", help="suffix of the results folder (e.g. the device: h100)")
+    args = ap.parse_args()
+    if args.collect:
+        if not args.suite:
+            ap.error("--collect needs --suite")
+        print(f"copied into {collect(args.collect, args.suite, args.label)}")
+    text = generate(HERE)
+    target = HERE / "RESULTS.md"
+    if args.check:
+        ok = target.is_file() and target.read_text(encoding="utf-8") == text
+        print("RESULTS.md is up to date" if ok else "RESULTS.md is stale: run python benchmarks/make_results.py")
+        return 0 if ok else 1
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
