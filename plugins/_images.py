@@ -242,6 +242,19 @@ def precheck(where: str, paths: PathTable, codes: np.ndarray, *, limit: int, kee
     return np.flatnonzero(codes < FIRST_SKIP), report
 
 
+def checked_table(where: str, paths: PathTable, codes: np.ndarray, *, limit: int, keep_gray: bool,
+                  empty_message: str, min_side: int = MIN_SIDE) -> tuple[PathTable, torch.Tensor, LoadReport]:
+    """:func:`precheck`, then the usable paths and their status bytes (in shared memory, so loader
+    workers record what they find). ``empty_message`` (followed by the report) is the error when
+    nothing is usable."""
+    usable, report = precheck(where, paths, codes, limit=limit, keep_gray=keep_gray, min_side=min_side)
+    if usable.size == 0:
+        raise UsageError(f"{empty_message} ({report.line()})")
+    if usable.size < len(paths):
+        paths = paths.take(usable)
+    return paths, torch.zeros(len(paths), dtype=torch.uint8).share_memory_(), report
+
+
 def to_chw(arr: np.ndarray) -> torch.Tensor:
     """``H x W x 3`` uint8 array to a contiguous ``3 x H x W`` uint8 tensor."""
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())

@@ -57,7 +57,7 @@ from colorkit.plugins._images import (
     PathTable,
     cache_root,
     file_signature,
-    precheck,
+    checked_table,
     require_root,
     seeded_pick,
     source_key,
@@ -187,14 +187,9 @@ class ImageFolder(Dataset):
         chosen = [files[int(i)] for i in rows]
         table = PathTable.from_names(self.folder, [rel for rel, _ in chosen])
         known = np.array([EMPTY if n == 0 else 0 for _, n in chosen], dtype=np.uint8)
-        usable, report = precheck(f"imagefolder {split}", table, known, limit=o.precheck,
-                                  keep_gray=o.keep_gray, min_side=o.min_side)
-        self.reports[split] = report
-        if usable.size == 0:
-            raise UsageError(f"imagefolder: no usable images in the {split} split under {self.root} ({report.line()})")
-        if usable.size < len(table):
-            table = table.take(usable)
-        status = torch.zeros(len(table), dtype=torch.uint8).share_memory_()
+        table, status, self.reports[split] = checked_table(
+            f"imagefolder {split}", table, known, limit=o.precheck, keep_gray=o.keep_gray, min_side=o.min_side,
+            empty_message=f"imagefolder: no usable images in the {split} split under {self.root}")
         self._tables[split] = (table, status)
         return self._tables[split]
 

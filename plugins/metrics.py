@@ -158,23 +158,8 @@ class AUC(_Pooled):
         self._add(1.0 - d.clamp(max=self.max_distance) / self.max_distance)
 
 
-class _PerImage(Metric):
-    """Keeps a float64 sum of per-image values and the number of images."""
-
-    def __init__(self, options: object = None) -> None:
-        self.options = options
-        self.reset()
-
-    def reset(self) -> None:
-        self.total = 0.0
-        self.count = 0
-
-    def _add(self, per_image: torch.Tensor) -> None:
-        self.total += float(per_image.sum(dtype=torch.float64))
-        self.count += per_image.numel()
-
-    def compute(self) -> float:
-        return float(self.total / self.count) if self.count else math.nan
+class _PerImage(_Pooled):
+    """The mean of one value per image: ``_add`` receives a ``B``-vector (float64 sum, count)."""
 
 
 class PSNR(_PerImage):

@@ -54,7 +54,7 @@ from colorkit.plugins._images import (
     LazySplit,
     LoadReport,
     PathTable,
-    precheck,
+    checked_table,
     require_root,
     seeded_pick,
 )
@@ -290,14 +290,9 @@ class Places365(Dataset):
             raise UsageError(f"places365: no {split} images in categories {', '.join(o.categories)}")
         rows = seeded_pick(rows, o.limit, o.seed)
         table = table.take(rows)
-        usable, report = precheck(f"places365 {split}", table, np.zeros(len(table), dtype=np.uint8),
-                                  limit=o.precheck, keep_gray=o.keep_gray)
-        self.reports[split] = report
-        if usable.size == 0:
-            raise UsageError(f"places365: no usable {split} images ({report.line()})")
-        if usable.size < len(table):
-            table = table.take(usable)
-        status = torch.zeros(len(table), dtype=torch.uint8).share_memory_()
+        table, status, self.reports[split] = checked_table(
+            f"places365 {split}", table, np.zeros(len(table), dtype=np.uint8), limit=o.precheck,
+            keep_gray=o.keep_gray, empty_message=f"places365: no usable {split} images")
         self._tables[split] = (table, status)
         return self._tables[split]
 
