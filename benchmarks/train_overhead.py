@@ -1,12 +1,19 @@
 """Training throughput of `colorkit run` against a bare PyTorch loop, and GFLOP/s against matmul.
 
-Both loops train the paper's GAN (unet + conv + ns_l1, the same widths, batch and precision) on
-the same in-memory 32 px images; they alternate in one process so that both see the same machine
-state. The colorkit side is the whole `Trainer.run()` (data loader, logging, progress counters, the NaN
-guard, and the one end-of-run validation on 8 images and checkpoint write included; the timed
-steps stay inside one epoch, so per-epoch validation and checkpoints are not part of it); the bare side is a hand-written loop with the same networks,
-optimisers and loss. Achieved GFLOP/s come from torch's FLOP counter over one training step,
-compared with this machine's measured fp32 (or the chosen precision's) matmul GFLOP/s.
+Both sides train the paper's GAN (unet + conv + ns_l1, the same widths, batch, memory format and
+precision) on the same in-memory 32 px images, interleaved step by step in one process: colorkit's
+`Trainer.run()` drives its own loop, and beside every training step it takes, a bare PyTorch step
+(same networks, optimisers and loss, written out by hand) runs on the same batch, before it on odd
+steps and after it on even ones. The machine's speed drifts (seen here: +-20% between rounds a
+minute apart), and only adjacent steps see the same machine. Colorkit's side is each
+`train_batch` call plus the time its loop spent since the previous one (data loader, logging,
+progress, NaN and budget checks). Figures are medians over the steps after `--warmup` (kernel
+set-up), over all rounds: images/s from the median step time of each side, and the ratio as the
+median over rounds of each round's ratio of median step times. The timed steps stay inside one
+epoch, so per-epoch validation and checkpoints are not part of either. Achieved GFLOP/s come
+from torch's FLOP counter over one training step, against this machine's fp32 (or the chosen
+precision's) square-matmul GFLOP/s, the best over sizes 1024, 2048 and 3072, measured before and
+after the training.
 
     python benchmarks/train_overhead.py                      # CPU, batch 32, 12 steps x 2 rounds
     python benchmarks/train_overhead.py --device cuda --batch 128 --steps 200 --precision bf16
@@ -18,6 +25,7 @@ import argparse
 import contextlib
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -75,42 +83,81 @@ class BenchPlugin:
         register("bench_memory", InMemory, description="in-memory 32 px images for benchmarks")
 
 
-def bare_loop(gen, disc, steps, batch, device, amp_dtype, data) -> float:
-    """A plain PyTorch GAN loop: same networks, optimisers and loss as colorkit's ns_l1 step."""
-    opt_g = torch.optim.Adam(gen.parameters(), lr=5e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=5e-4, betas=(0.5, 0.999))
-    loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
-    ctx = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    done = 0
-    _sync(device)
-    start = time.perf_counter()
-    while done < steps:
-        for rgb in loader:
-            if done >= steps:
-                break
-            lab = color.rgb_to_model(rgb.to(device))
-            l, ab = lab[:, :1], lab[:, 1:]
-            with ctx():
-                fake = gen(l)
-                real_logits = disc(l, lab)
-                fake_logits = disc(l, torch.cat((l, fake.detach()), 1))
-                d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, 0.9))
-                          + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            disc.requires_grad_(False)
-            with ctx():
-                g_logits = disc(l, torch.cat((l, fake), 1))
-                g_loss = F.softplus(-g_logits).mean() + 100 * F.l1_loss(fake, ab)
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            disc.requires_grad_(True)
-            torch.stack([d_loss.detach(), g_loss.detach()]).tolist()  # the same one sync per step
-            done += 1
-    _sync(device)
-    return time.perf_counter() - start
+class BareGAN:
+    """A plain PyTorch GAN step: same networks, memory format, optimisers and loss as colorkit's
+    ``ns_l1`` step (one discriminator step, one generator step, one host sync)."""
+
+    def __init__(self, gen, disc, device, amp_dtype, channels_last) -> None:
+        self.gen, self.disc, self.device, self.channels_last = gen, disc, device, channels_last
+        self.opt_g = torch.optim.Adam(gen.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(disc.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        self.ctx = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+
+    def step(self, rgb: torch.Tensor) -> None:
+        gen, disc = self.gen, self.disc
+        lab = color.rgb_to_model(rgb.to(self.device))
+        if self.channels_last:
+            lab = lab.contiguous(memory_format=torch.channels_last)
+        l, ab = lab[:, :1], lab[:, 1:]
+        with self.ctx():
+            fake = gen(l)
+            real_logits = disc(l, lab)
+            fake_logits = disc(l, torch.cat((l, fake.detach()), 1))
+            d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, 0.9))
+                      + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        disc.requires_grad_(False)
+        with self.ctx():
+            g_logits = disc(l, torch.cat((l, fake), 1))
+            g_loss = F.softplus(-g_logits).mean() + 100 * F.l1_loss(fake, ab)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        disc.requires_grad_(True)
+        torch.stack([d_loss.detach(), g_loss.detach()]).tolist()  # the same one sync per step
+
+
+class Interleaved:
+    """Wraps ``Trainer.train_batch``: every call the trainer's loop makes is timed, and a bare
+    step on the same batch is timed right beside it (before it on odd steps, after it on even
+    ones). The time the loop spends between calls (data loading, logging, budget and NaN checks)
+    is measured too and counted on colorkit's side."""
+
+    def __init__(self, trainer, bare: BareGAN, device) -> None:
+        self.colorkit: list[float] = []  # train_batch + the loop's time since the previous call
+        self.bare: list[float] = []
+        self.loop: list[float] = []
+        self._last_end: float | None = None
+        inner = trainer.train_batch
+
+        def timed(rgb):
+            enter = time.perf_counter()
+            loop = enter - self._last_end if self._last_end is not None else 0.0
+            bare_first = len(self.colorkit) % 2 == 1
+            if bare_first:
+                bare_s = self._time(lambda: bare.step(rgb), device)
+            t0 = time.perf_counter()
+            out = inner(rgb)
+            _sync(device)
+            ck_s = time.perf_counter() - t0
+            if not bare_first:
+                bare_s = self._time(lambda: bare.step(rgb), device)
+            self.colorkit.append(ck_s + loop)
+            self.loop.append(loop)
+            self.bare.append(bare_s)
+            self._last_end = time.perf_counter()
+            return out
+
+        trainer.train_batch = timed
+
+    @staticmethod
+    def _time(fn, device) -> float:
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - t0
 
 
 def _sync(device):
@@ -118,17 +165,21 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device, dtype, n=2048, repeat=10) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * repeat / (time.perf_counter() - start) / 1e9
+def matmul_gflops(device, dtype, sizes=(1024, 2048, 3072), repeat=8) -> float:
+    """The best square-matmul GFLOP/s over a few sizes: this machine's practical peak."""
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeat):
+            a @ b
+        _sync(device)
+        best = max(best, 2 * n**3 * repeat / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def step_flops(gen, disc, batch, device, data) -> int:
@@ -152,13 +203,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2, help="steps of each run left out of the timing (kernel set-up)")
     ap.add_argument("--base", type=int, default=64, help="U-Net and discriminator widths (the paper: 64)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    if not 1 <= args.warmup < args.steps:
+        ap.error("--warmup must be at least 1 and below --steps")
 
     device = torch.device(args.device)
-    InMemory.count = args.steps * args.batch + 64
+    InMemory.count = args.steps * args.batch + 64  # the timed steps stay inside one epoch
     amp = resolve_precision(args.precision, device)
     reg = build_registry(extra_plugins=[BenchPlugin()])
     sets = [f"gen.base={args.base}", f"disc.base={args.base}", f"train.max_steps={args.steps}",
@@ -167,36 +221,45 @@ def main() -> None:
     exp = experiment_from_sources(reg, cli={"dataset": "bench_memory", "gen": "unet", "disc": "conv", "loss": "ns_l1",
                                             "metrics": []}, sets=sets)
     data = InMemory(None)
-    ck_times, bare_times = [], []
+    peak_before = matmul_gflops(device, amp or torch.float32)
+    ck_steps, bare_steps, loop_steps, ratios = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             (Path(tmp) / f"run{r}").mkdir()
             trainer = Trainer(reg, exp, Path(tmp) / f"run{r}", progress=False)
-            _sync(device)
-            start = time.perf_counter()
-            trainer.run()
-            _sync(device)
-            ck_times.append(time.perf_counter() - start)
-            torch.manual_seed(0)
+            torch.manual_seed(r)
             gen = reg.build("generator", "unet", {"base": args.base}).to(device)
             disc = reg.build("discriminator", "conv", {"base": args.base}).to(device)
             he_init(gen), he_init(disc)
-            if device.type == "cuda":
+            channels_last = trainer.channels_last  # the same memory format as the trainer chose
+            if channels_last:
                 gen, disc = gen.to(memory_format=torch.channels_last), disc.to(memory_format=torch.channels_last)
-            bare_times.append(bare_loop(gen, disc, args.steps, args.batch, device, amp, data.split("train")))
+            clock = Interleaved(trainer, BareGAN(gen, disc, device, amp, channels_last), device)
+            trainer.run()
+            ck, bare = clock.colorkit[args.warmup:], clock.bare[args.warmup:]
+            ck_steps += ck
+            bare_steps += bare
+            loop_steps += clock.loop[args.warmup:]
+            ratios.append(statistics.median(bare) / statistics.median(ck))
+            print(f"round {r + 1}: colorkit {args.batch / statistics.median(ck):.2f} img/s, "
+                  f"bare {args.batch / statistics.median(bare):.2f} img/s (medians of {len(ck)} interleaved "
+                  f"steps), ratio {ratios[-1]:.3f}", file=sys.stderr, flush=True)
         flops = step_flops(gen, disc, args.batch, device, data)
-    images = args.steps * args.batch
-    ck_ips = images / min(ck_times)
-    bare_ips = images / min(bare_times)
-    peak = matmul_gflops(device, amp or torch.float32)
-    achieved = flops * args.steps / min(ck_times) / 1e9
+    peak = max(peak_before, matmul_gflops(device, amp or torch.float32))
+    steady = len(ck_steps) // args.rounds
+    ck_step, bare_step = statistics.median(ck_steps), statistics.median(bare_steps)
+    ck_ips, bare_ips = args.batch / ck_step, args.batch / bare_step
+    achieved = flops / ck_step / 1e9
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "precision": args.precision, "batch": args.batch, "steps": args.steps,
         "rounds": args.rounds, "base": args.base,
+        "timing": "interleaved steps, medians", "warmup_steps": args.warmup, "timed_steps": steady, "channels_last": bool(channels_last),
         "colorkit_images_per_s": round(ck_ips, 2), "bare_images_per_s": round(bare_ips, 2),
-        "ratio": round(ck_ips / bare_ips, 4),
+        "ratio": round(statistics.median(ratios), 4),
+        "ratio_per_round": [round(x, 4) for x in ratios],
+        "colorkit_loop_ms_per_step": round(1000 * statistics.median(loop_steps), 3),
         "step_gflop": round(flops / 1e9, 3), "achieved_gflops": round(achieved, 2),
         "matmul_gflops": round(peak, 2), "fraction_of_matmul": round(achieved / peak, 4),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -6,7 +6,8 @@ A suite is a YAML file::
     name: table1-cpu                      # used in titles (default: the file's stem)
     description: ...                      # free text, copied into results.md
     seeds: [0, 1, 2]                      # one run per experiment and seed (train.seed)
-    threads: 2                            # torch.set_num_threads for training and evaluation
+    threads: 1                            # torch.set_num_threads for training and evaluation
+    jobs: 2                               # runs trained side by side, each in its own process
     checkpoint: last                      # evaluate checkpoints/last.pt (default) or best.pt
     defaults:                             # experiment keys shared by every experiment
       dataset: {name: cifar10, options: {root: ../shared/data/cifar10-jpeg.tar.gz}}
@@ -67,7 +68,7 @@ import yaml
 
 from colorkit.errors import ColorkitError, UsageError
 
-SUITE_KEYS = {"name", "description", "seeds", "threads", "checkpoint", "defaults", "experiments", "evaluation",
+SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
               "figures"}
 EXPERIMENT_KEYS = {"name", "preset", "config", "set", "paper", "description", "evaluation"}
 EXPERIMENT_EVAL_KEYS = {"dataset", "options", "split", "images"}
@@ -118,6 +119,7 @@ class Suite:
     experiments: list[SuiteExperiment]
     protocol: Protocol
     figures: dict[str, Any] = field(default_factory=dict)
+    jobs: int = 1
 
     def experiment(self, name: str) -> SuiteExperiment:
         for e in self.experiments:
@@ -213,6 +215,9 @@ def load_suite(path: str | Path) -> Suite:
     threads = data.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise _err(p, "threads", "must be an integer >= 1")
+    jobs = data.get("jobs", 1)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise _err(p, "jobs", "must be an integer >= 1")
     checkpoint = data.get("checkpoint", "last")
     if checkpoint not in ("last", "best"):
         raise _err(p, "checkpoint", f"must be last or best, got {checkpoint!r}")
@@ -322,7 +327,7 @@ def load_suite(path: str | Path) -> Suite:
             raise _err(p, f"figures.{fig}.seed", "must be one of the suite's seeds")
 
     return Suite(p, str(data.get("name") or p.stem), str(data.get("description") or "").strip(), list(seeds),
-                 threads, checkpoint, _resolve_roots(defaults, suite_dir), experiments, protocol, figures)
+                 threads, checkpoint, _resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs)
 
 
 def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int) -> Any:
@@ -517,7 +522,7 @@ def write_csv(suite: Suite, rows: list[dict[str, Any]], path: Path) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: (_fmt_csv(v) if isinstance(v, float) else v) for k, v in r.items()})
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    _write_text(path, buf.getvalue())
 
 
 def _fmt_csv(v: float) -> str:
@@ -671,8 +676,15 @@ def write_markdown(suite: Suite, out: Path, rows: list[dict[str, Any]], sets: di
     if figures:
         parts += ["", "Figures:", ""] + [f"![{Path(f).stem}](figures/{Path(f).name})" for f in figures]
     text = "\n".join(parts) + "\n"
-    (out / "results.md").write_text(text, encoding="utf-8")
+    _write_text(out / "results.md", text)
     return text
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomic: parallel workers of one suite rewrite the same tables as their runs finish."""
+    from colorkit.runio import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_results(suite: Suite, out: Path, figures: list[str] | None = None) -> list[dict[str, Any]]:
@@ -701,23 +713,64 @@ def write_results(suite: Suite, out: Path, figures: list[str] | None = None) -> 
             "summary": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()} for s in summary],
             "paper": {e.name: e.paper for e in suite.experiments if e.paper},
             "descriptions": {e.name: e.description for e in suite.experiments}}
-    (out / "results.json").write_text(json.dumps(blob, indent=2, allow_nan=True, default=str) + "\n", encoding="utf-8")
+    _write_text(out / "results.json", json.dumps(blob, indent=2, allow_nan=True, default=str) + "\n")
     return rows
 
 
 # -- the whole suite ----------------------------------------------------------------------------
 
 
+def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int,
+                 log: Callable[[str], None] | None) -> list[str]:
+    """Train and evaluate ``todo`` (experiment, seed) pairs, ``jobs`` worker processes at a
+    time, in order; returns the failures. Each worker is ``colorkit bench SUITE --only NAME
+    --seeds SEED --jobs 1 --no-figures`` on the same output folder (one run directory each)."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "colorkit", "bench", str(suite.path), "--out", str(out), "--jobs", "1",
+            "--no-figures"]
+    pending = list(todo)
+    running: dict[Any, tuple[str, float]] = {}
+    failed: list[str] = []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                name, seed = pending.pop(0)
+                _log(log, f"worker: {run_name(name, seed)} ({len(running) + 1} of {jobs} running)")
+                proc = subprocess.Popen([*base, "--only", name, "--seeds", str(seed)])
+                running[proc] = (run_name(name, seed), time.perf_counter())
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                run, t0 = running.pop(proc)
+                if proc.returncode == 130:  # Ctrl-C in the worker: its run is saved and resumable
+                    raise KeyboardInterrupt
+                if proc.returncode != 0:
+                    failed.append(f"{run}: worker exited with code {proc.returncode} (its last line above says why)")
+                    _log(log, f"FAILED {run}: worker exit code {proc.returncode}")
+                else:
+                    _log(log, f"worker done: {run} in {time.perf_counter() - t0:.0f} s")
+    finally:  # Ctrl-C reaches the workers too (one process group); let them save and exit
+        for proc in running:
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return failed
+
+
 def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: Any = None,
               log: Callable[[str], None] | None = print, figures: bool = True,
               only_results: bool = False, seeds: list[int] | None = None,
-              only: list[str] | None = None) -> list[dict[str, Any]]:
+              only: list[str] | None = None, jobs: int | None = None) -> list[dict[str, Any]]:
     """Train what is missing, evaluate, and write results.csv, results.md and the figures.
 
     Runs go seed by seed (every experiment at seed 0 first), so an interrupted suite has its
     first seeds complete. ``only_results`` rewrites the tables and figures from what exists;
     ``seeds`` and ``only`` (experiment names) restrict what is trained and evaluated now (the
-    tables always show every finished run).
+    tables always show every finished run). ``jobs`` (default: the suite's ``jobs``) runs that
+    many runs side by side, each in a ``colorkit bench`` worker process of its own (which loads
+    the installed plugins, not ``registry``); the tables and figures are written here at the end.
     """
     import torch
 
@@ -744,7 +797,12 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     for m in suite.metrics:
         registry.get("metric", m)
     failed: list[str] = []
-    if not only_results:
+    jobs = suite.jobs if jobs is None else jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be at least 1")
+    if jobs > 1 and not only_results:
+        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log)
+    elif not only_results:
         for e, seed, exp in todo:
             run_dir = out_dir / "runs" / run_name(e.name, seed)
             t0 = time.perf_counter()

@@ -19,6 +19,7 @@ def bench_command(
     no_figures: Annotated[bool, typer.Option("--no-figures", help="skip the figures")] = False,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="train and evaluate only these of the suite's seeds now (e.g. 0 or 0,1)")] = None,
     only: Annotated[Optional[str], typer.Option("--only", help="train and evaluate only these experiments now (comma-separated names)")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="runs trained side by side, one worker process each (default: the suite's jobs, else 1)")] = None,
 ) -> None:
     """Train what is missing of a suite, evaluate every run, write results.csv, results.md and figures.
 
@@ -35,4 +36,4 @@ def bench_command(
             raise UsageError(f"--seeds {seeds!r}: expected integers like 0 or 0,1") from None
     names = [x.strip() for x in only.split(",") if x.strip()] if only is not None else None
     run_suite(suite, out, registry=get_registry(ctx), log=lambda s: typer.echo(s, err=True),
-              figures=not no_figures, only_results=results_only, seeds=seed_list, only=names)
+              figures=not no_figures, only_results=results_only, seeds=seed_list, only=names, jobs=jobs)

@@ -51,7 +51,7 @@ class TrainOptions:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
         "auto", "autocast precision; auto: bf16 on CUDA GPUs that support it, fp32 elsewhere"
     )
-    channels_last: Literal["auto", "true", "false"] = opt("auto", "channels-last memory format; auto: on CUDA")
+    channels_last: Literal["auto", "true", "false"] = opt("auto", "channels-last memory format; auto: on CUDA and the CPU")
     compile: bool = opt(False, "torch.compile the networks")
     val_every: int = opt(0, "validate every N batches (0: at the end of every epoch)")
     val_limit: int | None = opt(None, "validate on at most this many held-out images")

@@ -258,9 +258,12 @@ def test_committed_suites_load(example_registry):
             exp = build_experiment(registry, suite, e, suite.seeds[0])
             assert exp.train.seed == suite.seeds[0]
     cpu = load_suite(REPO / "benchmarks" / "table1-cpu.yaml")
-    assert cpu.seeds == [0, 1, 2] and cpu.protocol.images == 10000 and cpu.threads == 2
+    assert cpu.seeds == [0, 1, 2] and cpu.protocol.images == 10000 and cpu.threads == 1 and cpu.jobs == 2
     exp = build_experiment(registry, cpu, cpu.experiment("gan-ns_l1"), 0)
     assert exp.train.max_cpu_minutes == 10 and exp.loss.name == "ns_l1" and exp.disc.name == "conv"
+    assert exp.gen.options.output == "lab"
+    ab = build_experiment(registry, cpu, cpu.experiment("gan-ns_l1-ab"), 0)
+    assert ab.gen.options.output == "ab" and ab.to_dict()["disc"] == exp.to_dict()["disc"]
 
 
 def test_figure1_is_computed_from_the_losses(registry):
@@ -329,3 +332,32 @@ def test_only_and_seeds_restrict_what_runs(tmp_path, registry):
         run_suite(suite, out, registry=registry, log=None, only=["nope"])
     with pytest.raises(UsageError, match="--seeds 7: not a seed"):
         run_suite(suite, out, registry=registry, log=None, seeds=[7])
+
+
+def test_parallel_jobs_give_the_sequential_results(done, tmp_path):
+    """``jobs=2``: every run in a ``colorkit bench`` worker process of its own, two at a time,
+    on one output folder; the same runs and, on the CPU with one thread, the same numbers."""
+    suite, sequential, _ = done
+    out = tmp_path / "parallel"
+    logs: list[str] = []
+    rows = run_suite(suite, out, log=logs.append, figures=False, jobs=2)
+    assert len(rows) == 4
+    assert sum("worker done" in line for line in logs) == 4
+    keys = ("experiment", "seed", "config_sha256", "steps", "images_seen", "mae", "accuracy", "psnr")
+
+    def table(folder):
+        with open(folder / "results.csv", newline="") as fh:
+            return [{k: r[k] for k in keys} for r in csv.DictReader(fh)]
+
+    assert table(out) == table(sequential)
+    assert "4 of 4 runs" in (out / "results.md").read_text()
+
+
+def test_a_failing_worker_is_reported_and_the_others_finish(tmp_path):
+    suite = write_suite(tmp_path)
+    text = suite.read_text().replace("config: {loss: ns_l1,", "set: [gen.depth=5]\n    config: {loss: ns_l1,")
+    suite.write_text(text)
+    logs: list[str] = []
+    with pytest.raises(Exception, match=r"2 run\(s\) failed.*gan-s0: worker exited with code 1"):
+        run_suite(suite, tmp_path / "out", log=logs.append, figures=False, jobs=2)
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["l2-s0", "l2-s1"]
