@@ -143,7 +143,8 @@ def main() -> None:
         pass
     print(f"colorkit {colorkit.__version__}, torch {torch.__version__}, python {platform.python_version()}, "
           f"{cpu}, {os.cpu_count()} CPUs, generator unet (base 64, depth 5), default working size {default}")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}")
     rows = []
     for threads in [t.strip() for t in args.threads.split(",") if t.strip()]:
         for size in sizes:
@@ -154,7 +155,8 @@ def main() -> None:
                 if out.returncode != 0:
                     sys.exit(f"case {photo} @ {size} failed:\n{out.stderr}")
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}")
     header = (f"{'photo':>10} {'working':>8} {'model in':>9} {'array median':>13} {'file median':>12} "
               f"{'peak RSS':>10} {'RSS growth':>11} {'threads':>8} {'out of gamut':>13}")
     print(header)
@@ -168,7 +170,10 @@ def main() -> None:
             print(f"target: 512x512 at the default working size under 0.3 s with {r['threads']} thread(s): "
                   f"{'met' if ok else 'NOT met'} ({r['array_median_s']:.3f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"runs": args.runs, "rows": rows}, indent=2) + "\n")
+        context = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "colorkit": colorkit.__version__,
+                   "torch": torch.__version__, "cpu": cpu, "cpus": os.cpu_count(),
+                   "load_average_before": load_before, "load_average_after": load_after}
+        args.json.write_text(json.dumps({"runs": args.runs, **context, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -325,7 +325,12 @@ def _speed_section(bench: Path) -> list[str]:
         lines += ["Not measured yet.", ""]
     for f in files:
         d = _load(f)
-        lines += [f"`{RESULTS}/{SPEED}/{f.name}` (median of {d.get('runs')} runs):", "",
+        context = ""
+        if d.get("command"):
+            context = (f" `{d['command']}`; torch {d.get('torch')}, {d.get('cpu')}, {d.get('cpus')} CPUs, load average "
+                       f"{d.get('load_average_before')} before and {d.get('load_average_after')} after"
+                       + (f"; {d['note']}" if d.get("note") else ""))
+        lines += [f"`{RESULTS}/{SPEED}/{f.name}` (median of {d.get('runs')} runs):{context}", "",
                   "| photo | working size | model input | array median s | file median s | peak RSS MiB | threads |",
                   "|---|---|---|---|---|---|---|"]
         for r in d.get("rows") or []:
