@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from colorkit import color
