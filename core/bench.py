@@ -21,7 +21,7 @@ A suite is a YAML file::
     evaluation:
       dataset: cifar10                    # default: the experiments' dataset (with its options)
       options: {keep_gray: true}          # dataset options for the evaluation
-      split: test                         # default: the dataset's held-out split
+      split: test                         # default: the dataset's test split (val is for model selection)
       images: 10000                       # the first N images of the split (null: all)
       metrics: [mae, accuracy, psnr]
       batch_size: 250
@@ -75,7 +75,7 @@ EXPERIMENT_EVAL_KEYS = {"dataset", "options", "split", "images"}
 EVAL_KEYS = {"dataset", "options", "split", "images", "metrics", "batch_size", "device"}
 FIGURE_KEYS = {"figure1", "figure5", "figure6", "curves"}
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2  # 2: L*a*b* generators scored on the input L* (as colorize writes them)
 
 
 # -- the suite file -----------------------------------------------------------------------------
@@ -451,8 +451,10 @@ def ensure_evaluated(registry: Any, suite: Suite, run_dir: Path, log: Callable[[
             return cached
     _log(log, f"evaluate {run_dir.name}")
     sets = [f"dataset.{k}={_set_value(v)}" for k, v in prot.options.items()]
+    # One row per run: the image colorize writes (an L*a*b* generator's own-L* variant is eval's extra).
     result, _, _ = evaluate([ckpt], registry=registry, dataset=prot.dataset, split=prot.split, metrics=prot.metrics,
-                            limit=prot.images, batch_size=prot.batch_size, device=prot.device, sets=sets)
+                            limit=prot.images, batch_size=prot.batch_size, device=prot.device, sets=sets,
+                            own_l_rows=False)
     data = result.to_dict()
     data["key"] = key
     from colorkit.runio import atomic_write_bytes

@@ -7,7 +7,6 @@ while running); no traceback.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar

@@ -48,7 +48,9 @@ def eval_command(
         show_default=False)],
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (default: the checkpoint's own, with its options).")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Where the dataset's files are (sets dataset.root).")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Split to evaluate (default: the dataset's held-out split, e.g. test).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Split to evaluate (default: the dataset's test split; val is what training selected on).")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Instead of a dataset: every photo in this folder (recursively) at its own size, scored on the image `colorkit colorize` writes.")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", help="With --images: the working size the model runs at (default: its training size), as colorize --size.")] = None,
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names (default: the checkpoint's, else mae,accuracy,psnr); see `colorkit list metric`.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images of the split.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
@@ -74,11 +76,32 @@ def eval_command(
         from colorkit.errors import UsageError
 
         raise UsageError(f"--grid-rows must be at least 1, got {grid_rows}")
-    result, models, data = evaluate(
-        checkpoints, registry=_registry(ctx), dataset=dataset, data_root=data_root, split=split,
-        metrics=metrics, limit=limit, batch_size=batch_size, device=device, sets=list(set_ or []),
-        workers=workers, progress=not quiet,
-    )
+    if images is not None:
+        from colorkit.errors import UsageError
+        from colorkit.evaluation import evaluate_images
+
+        given = [name for name, value in (("--dataset", dataset), ("--data-root", data_root), ("--split", split),
+                                          ("--limit", limit), ("--grid", grid)) if value is not None]
+        if given or len(checkpoints) != 1:
+            what = ", ".join(given) if given else "several checkpoints"
+            raise UsageError(f"--images evaluates one checkpoint on a folder of photos; {what} cannot go with it")
+        if size is not None and size < 1:
+            raise UsageError(f"--size must be at least 1, got {size}")
+        result = evaluate_images(
+            checkpoints[0], images, registry=_registry(ctx), metrics=metrics, working_size=size, device=device,
+            sets=list(set_ or []), progress=not quiet,
+            on_problem=lambda path, reason: typer.echo(f"note: {path}: {reason}", err=True))
+        models, data = [], None
+    else:
+        if size is not None:
+            from colorkit.errors import UsageError
+
+            raise UsageError("--size goes with --images (a dataset is evaluated at its own working size)")
+        result, models, data = evaluate(
+            checkpoints, registry=_registry(ctx), dataset=dataset, data_root=data_root, split=split,
+            metrics=metrics, limit=limit, batch_size=batch_size, device=device, sets=list(set_ or []),
+            workers=workers, progress=not quiet,
+        )
     for m in models:
         for note in m.notes:
             typer.echo(f"note: {m.path}: {note}", err=True)

@@ -3,15 +3,23 @@
 
 What the metrics see, for every model and for the reference alike: the held-out images as
 8-bit RGB (the target); the model's prediction at the images' own size when the generator can
-take it (otherwise at the nearest allowed size, with a*b* upsampled back), converted to sRGB
-with out-of-gamut chroma reduced (as :mod:`colorkit.inference` does for ``colorize``) and
-rounded to 8 bits, exactly the image ``colorize`` would write. A generator that predicts
-L*a*b* is measured on its own L*.
+take it (otherwise at the nearest allowed size, with a*b* upsampled back), joined to the
+image's own L*, converted to sRGB with out-of-gamut chroma reduced (as :mod:`colorkit.inference`
+does for ``colorize``) and rounded to 8 bits: exactly the image ``colorize`` writes at the
+working size. For a generator that also predicts L* (``output_space = "lab"``, the paper's
+choice), :func:`evaluate` adds one extra row, named ``... (own L*)``, scored on the generator's
+own L*.
 
-* :func:`evaluate_generator` is what the training loop calls for per-epoch validation;
-* :func:`evaluate_generators` evaluates several generators and the reference in one pass;
-* :func:`evaluate` does it for checkpoints or run directories and returns an
-  :class:`Evaluation` that prints as a table, saves as JSON and draws the Figure 5 grid.
+There is one scoring path, :func:`score`; everything else calls it:
+
+* the training loop's validation (:meth:`colorkit.training.Trainer.validate`, on each rank's
+  shard of the ``val`` split, merged across ranks before any decision);
+* :func:`evaluate_generators` (several generators and the reference in one pass) and
+  :func:`evaluate_generator`;
+* :func:`evaluate`, for checkpoints or run directories, which returns an :class:`Evaluation`
+  that prints as a table, saves as JSON and draws the Figure 5 grid (``colorkit eval``, ``bench``);
+* :func:`evaluate_images`, for a folder of photos at their own sizes, scored on the very images
+  ``colorkit colorize`` writes (``colorkit eval --images DIR``).
 """
 
 from __future__ import annotations
@@ -104,13 +112,23 @@ def _model_shape(gen: Any, height: int, width: int) -> tuple[int, int] | None:
 
 
 @torch.inference_mode()
-def predict_rgb8(gen: Any, rgb: torch.Tensor) -> torch.Tensor:
+def predict_rgb8(gen: Any, rgb: torch.Tensor, own_l: bool = False) -> torch.Tensor:
     """The 8-bit RGB image (as floats in ``[0, 1]``) a generator makes of a batch of RGB
-    images (uint8 or float), as evaluation measures it. ``gen`` must be in eval mode."""
+    images (uint8 or float), as evaluation measures it: the input's L* joined with the predicted
+    a*b* (``own_l``: an L*a*b* generator's own L* instead). ``gen`` must be in eval mode."""
     rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
     l_star = color.rgb_to_lab(rgb)[:, :1]
-    lab = predict_lab(gen, l_star, _model_shape(gen, *rgb.shape[-2:]), keep_l=False)
+    lab = predict_lab(gen, l_star, _model_shape(gen, *rgb.shape[-2:]), keep_l=not own_l)
     return to_uint8(lab_to_rgb_fitted(lab)).float() / 255.0
+
+
+def predicts_lightness(gen: Any) -> bool:
+    """Whether a generator predicts L* too (``output_space == "lab"``)."""
+    for obj in (gen, getattr(gen, "module", None), getattr(gen, "_orig_mod", None)):
+        space = getattr(obj, "output_space", None)
+        if space is not None:
+            return space == "lab"
+    return False
 
 
 @torch.inference_mode()
@@ -178,6 +196,80 @@ class _eval_mode:
             m.train(mode)
 
 
+class ColourL1(Metric):
+    """Mean absolute a*b* error of the scored images, normalised as models predict colour
+    (``|a*| / 110``, ``|b*| / 110``), pooled over pixels: the plateau signal of training
+    (``val_l1``). Not a registered metric; lower is better."""
+
+    unit = ""
+    higher_is_better = False
+    #: The key it has among a run's validation metrics (reported as ``val_l1``).
+    key = "__l1__"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        d = (color.rgb_to_lab(pred.double())[:, 1:] - color.rgb_to_lab(target.double())[:, 1:]).abs() / color.AB_SCALE
+        self.total += float(d.sum())
+        self.count += d.numel()
+
+    def compute(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+
+@torch.inference_mode()
+def score(
+    gens: Sequence[Any],
+    data: Any,
+    metrics: Sequence[dict[str, Metric]],
+    device: str | torch.device,
+    *,
+    reference: dict[str, Metric] | None = None,
+    own_l: Sequence[bool] | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = False,
+    console: Any = None,
+    description: str = "evaluating",
+) -> int:
+    """Feed every image of ``data`` through each generator and into its metrics: the one
+    scoring path of colorkit (validation, ``eval``, ``bench``).
+
+    :param data: a ``torch.utils.data.Dataset`` of uint8 RGB ``3 x H x W`` tensors, read in order.
+    :param metrics: one dict of metric instances per generator, updated in place (not reset).
+    :param reference: metrics of the "no colour" reference, updated in place.
+    :param own_l: per generator, score an L*a*b* generator on its own L* (default: the input's).
+    :returns: the number of images scored.
+    """
+    device = torch.device(device)
+    flags = list(own_l) if own_l is not None else [False] * len(gens)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    images = 0
+    with _eval_mode(gens), _progress(progress, console) as bar:
+        task = bar.add_task(description, total=len(loader), parts="")
+        for batch in loader:
+            if not isinstance(batch, torch.Tensor):  # (image, label) datasets
+                batch = batch[0]
+            batch = batch.to(device, non_blocking=True)
+            target = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+            for gen, own, ms in zip(gens, flags, metrics):
+                pred = predict_rgb8(gen, batch, own_l=own)
+                for metric in ms.values():
+                    metric.update(pred, target)
+            if reference is not None:
+                grey = no_colour_rgb8(batch)
+                for metric in reference.values():
+                    metric.update(grey, target)
+            images += batch.shape[0]
+            bar.update(task, advance=1, parts=f"{images} images")
+    return images
+
+
 def evaluate_generators(
     gens: Sequence[Generator],
     data: Any,
@@ -192,41 +284,24 @@ def evaluate_generators(
     workers: int = 0,
     console: Any = None,
     description: str = "evaluating",
+    own_l: Sequence[bool] | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, float] | None, int]:
     """Metrics of several generators (and of the "no colour" reference) on the same images.
 
     :param data: a ``torch.utils.data.Dataset`` of uint8 RGB ``3 x H x W`` tensors (a split).
     :param limit: only the first ``limit`` items (deterministic).
+    :param own_l: per generator, whether to score it on its own L* (see :func:`score`).
     :returns: one dict of metric values per generator, the reference's dict (or ``None``) and
         the number of images.
     """
     names = list(metric_names)
-    device = torch.device(device)
     data = _subset(data, limit)
     if len(data) == 0:
         raise UsageError("the evaluation split is empty")
     per_model = [build_metrics(registry, names, metric_options) for _ in gens]
     reference = build_metrics(registry, names, metric_options) if baseline else None
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=device.type == "cuda")
-    images = 0
-    with _eval_mode(gens), _progress(progress, console) as bar:
-        task = bar.add_task(description, total=len(loader), parts="")
-        for batch in loader:
-            if not isinstance(batch, torch.Tensor):  # (image, label) datasets
-                batch = batch[0]
-            batch = batch.to(device, non_blocking=True)
-            target = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
-            for gen, metrics in zip(gens, per_model):
-                pred = predict_rgb8(gen, batch)
-                for metric in metrics.values():
-                    metric.update(pred, target)
-            if reference is not None:
-                grey = no_colour_rgb8(batch)
-                for metric in reference.values():
-                    metric.update(grey, target)
-            images += batch.shape[0]
-            bar.update(task, advance=1, parts=f"{images} images")
+    images = score(gens, data, per_model, device, reference=reference, own_l=own_l, batch_size=batch_size,
+                   workers=workers, progress=progress, console=console, description=description)
     values = [{n: float(m.compute()) for n, m in metrics.items()} for metrics in per_model]
     ref = {n: float(m.compute()) for n, m in reference.items()} if reference is not None else None
     return values, ref, images
@@ -242,7 +317,7 @@ def evaluate_generator(
     limit: int | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Metric values of one generator on a split (the training loop's per-epoch validation).
+    """Metric values of one generator on a split, scored as :func:`score` does.
 
     The generator is put in eval mode for the pass and returned to its previous mode; the
     data (uint8 RGB items) is read in order, the first ``limit`` items when given.
@@ -263,6 +338,8 @@ class Row:
     step: int | None = None
     epoch: int | None = None
     experiment: str | None = None
+    #: ``None`` for the image ``colorize`` writes; ``"own L*"`` for an L*a*b* generator's own L*.
+    variant: str | None = None
 
 
 @dataclass
@@ -292,7 +369,8 @@ class Evaluation:
             "metrics": self.info,
             "rows": [
                 {"label": r.label, "checkpoint": r.checkpoint, "step": r.step, "epoch": r.epoch,
-                 "experiment": r.experiment, "values": {k: _json_float(v) for k, v in r.values.items()}}
+                 "experiment": r.experiment, "variant": r.variant,
+                 "values": {k: _json_float(v) for k, v in r.values.items()}}
                 for r in self.rows
             ],
             "device": self.device,
@@ -437,12 +515,14 @@ def evaluate(
     workers: int = 0,
     progress: bool = False,
     console: Any = None,
+    own_l_rows: bool = True,
 ) -> tuple[Evaluation, list[LoadedModel], Any]:
     """Evaluate checkpoints (files or run directories) on a dataset split.
 
     :param dataset: dataset name (default: the checkpoints' own, with their options).
     :param split: split name (default: the dataset's held-out split).
     :param metrics: names (default: the checkpoint's ``metrics``, else mae, accuracy, psnr).
+    :param own_l_rows: add an ``(own L*)`` row for each generator that predicts L* too.
     :returns: the :class:`Evaluation`, the loaded models and the split evaluated (for grids).
     """
     from colorkit.training import pick_device
@@ -460,32 +540,128 @@ def evaluate(
     dataset_sets, metric_options = parse_sets(sets)
     spec = _dataset_spec(models, dataset)
     ds, resolved = build_eval_dataset(registry, spec, data_root, dataset_sets)
-    split_name = split or ds.eval_split
+    split_name = split or ds.test_split
     ds.check_split(split_name)
     data = ds.split(split_name, train=False)
     names = parse_metric_names(metrics) if metrics else default_metrics(models)
     info = metric_info(registry, names)
     start = time.perf_counter()
+    lab_models = [i for i, m in enumerate(models) if own_l_rows and predicts_lightness(m.gen)]
+    gens = [m.gen for m in models] + [models[i].gen for i in lab_models]
     values, ref, images = evaluate_generators(
-        [m.gen for m in models], data, names, registry, dev, batch_size=batch_size, limit=limit,
+        gens, data, names, registry, dev, batch_size=batch_size, limit=limit,
         progress=progress, baseline=True, metric_options=metric_options, workers=workers, console=console,
-        description=f"{resolved['name']}/{split_name}",
+        description=f"{resolved['name']}/{split_name}", own_l=[False] * len(models) + [True] * len(lab_models),
     )
     seconds = time.perf_counter() - start
     plain = [m.label for m in models]
     labels = [f"{targets[i]} (step {models[i].step})" if plain.count(label) > 1 else label for i, label in enumerate(plain)]
     rows = [Row(NO_COLOUR, ref or {})]
-    for m, label, vals in zip(models, labels, values):
-        exp = m.experiment
+    order = list(range(len(models))) + lab_models
+    for j, (i, vals) in enumerate(zip(order, values)):
+        m, exp = models[i], models[i].experiment
         exp_label = "-".join(str((exp.get(k) or {}).get("name") if isinstance(exp.get(k), dict) else exp.get(k))
                              for k in ("gen", "disc", "loss", "dataset"))
-        rows.append(Row(label, vals, str(m.path), m.step, m.epoch, exp_label))
+        variant = "own L*" if j >= len(models) else None
+        label = labels[i] + (f" ({variant})" if variant else "")
+        rows.append(Row(label, vals, str(m.path), m.step, m.epoch, exp_label, variant))
     result = Evaluation(
         metrics=names, info=info, rows=rows, images=images, dataset=resolved, split=split_name,
         seconds=seconds, device=str(dev), batch_size=batch_size,
         extra={"limit": limit, "metric_options": metric_options},
     )
     return result, models, data
+
+
+def evaluate_images(
+    target: str | Path,
+    folder: str | Path,
+    *,
+    registry: Any = None,
+    metrics: str | Sequence[str] | None = None,
+    working_size: int | None = None,
+    device: str = "auto",
+    sets: Sequence[str] | None = None,
+    progress: bool = False,
+    console: Any = None,
+    on_problem: Any = None,
+) -> Evaluation:
+    """Evaluate one checkpoint on every photo of a folder (recursively), at each photo's own
+    size, scored on exactly the image ``colorkit colorize`` writes for it (the model at its
+    working size, a*b* upsampled and joined to the photo's full-resolution L*), beside the
+    "no colour" reference of the same photo (``colorkit eval RUN --images DIR``).
+
+    Photos that are already grayscale (R = G = B everywhere) have no colour to compare with and
+    are left out, as are files that cannot be read; each is passed to ``on_problem(path,
+    reason)``. Metrics see one photo per batch, so per-image metrics average over photos and
+    pooled ones over all their pixels.
+    """
+    from colorkit.colorizer import find_inputs, read_image
+    from colorkit.inference import colorize_array
+    from colorkit.training import pick_device
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"--images {folder}: not a folder")
+    if registry is None:
+        from colorkit.registry import build_registry
+
+        registry = build_registry()
+    dataset_sets, metric_options = parse_sets(sets)
+    if dataset_sets:
+        raise UsageError("--images evaluates photos as they are: dataset.KEY=VALUE settings do not apply")
+    dev = pick_device(device)
+    model = load_model(target, registry, device=dev, working_size=working_size)
+    names = parse_metric_names(metrics) if metrics else default_metrics([model])
+    info = metric_info(registry, names)
+    found, _ = find_inputs([folder], folder / ".colorkit-no-output")
+    ours = build_metrics(registry, names, metric_options)
+    reference = build_metrics(registry, names, metric_options)
+    used: list[str] = []
+    start = time.perf_counter()
+    with _progress(progress, console) as bar:
+        task = bar.add_task(f"images in {folder}", total=len(found), parts="")
+        for path, rel in found:
+            try:
+                image = read_image(path)
+            except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
+                if on_problem:
+                    on_problem(path, f"cannot read: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                bar.update(task, advance=1)
+                continue
+            rgb = image.rgb if image.rgb.dtype == np.uint8 else np.round(np.clip(image.rgb, 0, 1) * 255).astype(np.uint8)
+            if rgb.ndim != 3 or (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                if on_problem:
+                    on_problem(path, "grayscale: no colour to compare with, left out")
+                bar.update(task, advance=1)
+                continue
+            pred = colorize_array(model, rgb, working_size=working_size)
+            truth = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].to(dev)
+            truth_f = truth.float() / 255.0
+            pred_f = torch.from_numpy(np.ascontiguousarray(pred)).permute(2, 0, 1)[None].to(dev).float() / 255.0
+            grey = no_colour_rgb8(truth)
+            for m in ours.values():
+                m.update(pred_f, truth_f)
+            for m in reference.values():
+                m.update(grey, truth_f)
+            used.append(rel.as_posix())
+            bar.update(task, advance=1, parts=path.name)
+    if not used:
+        raise UsageError(f"--images {folder}: no readable colour photo in it (searched recursively; grayscale "
+                         "photos have no colour to compare with); point it at a folder of colour photos")
+    seconds = time.perf_counter() - start
+    exp = model.experiment
+    exp_label = "-".join(str((exp.get(k) or {}).get("name") if isinstance(exp.get(k), dict) else exp.get(k))
+                         for k in ("gen", "disc", "loss", "dataset"))
+    rows = [Row(NO_COLOUR, {n: float(m.compute()) for n, m in reference.items()}),
+            Row(model.label, {n: float(m.compute()) for n, m in ours.items()}, str(model.path), model.step,
+                model.epoch, exp_label)]
+    return Evaluation(
+        metrics=names, info=info, rows=rows, images=len(used),
+        dataset={"name": "images", "options": {"root": str(folder)}}, split="as colorize writes them",
+        seconds=seconds, device=str(dev), batch_size=1,
+        extra={"working_size": model.working_size, "files": used, "metric_options": metric_options},
+    )
 
 
 # -- the Figure 5 grid ----------------------------------------------------------------------------

@@ -22,6 +22,9 @@ from colorkit.registry import Registry
 
 COMPONENT_KEYS = {"gen": "generator", "disc": "discriminator", "loss": "loss", "dataset": "dataset"}
 TOP_KEYS = set(COMPONENT_KEYS) | {"train", "metrics", "description"}
+#: Keys a run's config.yaml carries for the reader (written by colorkit), ignored when read back:
+#: ``splits`` names the split of each role and its image count.
+INFO_KEYS = {"splits"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +54,10 @@ class TrainOptions:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
         "auto", "autocast precision; auto: bf16 on CUDA GPUs that support it, fp32 elsewhere"
     )
-    channels_last: Literal["auto", "true", "false"] = opt("auto", "channels-last memory format; auto: on CUDA and the CPU")
+    channels_last: Literal["auto", "true", "false"] = opt("auto", "channels-last memory format; auto: on CUDA only (slower on the CPU)")
     compile: bool = opt(False, "torch.compile the networks")
     val_every: int = opt(0, "validate every N batches (0: at the end of every epoch)")
-    val_limit: int | None = opt(None, "validate on at most this many held-out images")
+    val_limit: int | None = opt(None, "validate on the first N images of the val split (a seeded random sample for CIFAR-10 and Places365)")
     best_metric: str | None = opt(None, "metric that picks checkpoints/best.pt (default: the first of --metrics)")
     ckpt_every: int = opt(0, "also save checkpoints/last.pt every N batches (0: at epoch ends only)")
     max_steps: int | None = opt(None, "stop after this many batches in all (smoke tests, benchmarks)")
@@ -65,7 +68,7 @@ class TrainOptions:
     )
     sync_bn: bool = opt(False, "SyncBatchNorm across processes under DDP")
     log_every: int = opt(10, "write a metrics-log line every N batches")
-    grid_rows: int = opt(8, "held-out images in the sample grid")
+    grid_rows: int = opt(8, "val images in the sample grid")
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "g_steps", "log_every", "grid_rows"):
@@ -161,6 +164,7 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """Merge raw experiment dicts (``(source, data)`` pairs, lowest priority first)."""
     merged: dict[str, Any] = {"train": {}}
     for source, data in layers:
+        data = {k: v for k, v in data.items() if k not in INFO_KEYS}
         unknown = sorted(set(data) - TOP_KEYS)
         if unknown:
             hints = []

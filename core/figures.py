@@ -230,7 +230,7 @@ def figure5_from_checkpoints(suite: Any, registry: Any, ckpts: Sequence[tuple[st
     prot = suite.protocol_for(suite.experiment(ckpts[0][0]))
     spec = models[0].dataset if prot.dataset in (None, models[0].dataset["name"]) else {"name": prot.dataset, "options": {}}
     ds, resolved = build_eval_dataset(registry, spec, None, dict(prot.options))
-    split = prot.split or ds.eval_split
+    split = prot.split or ds.test_split
     data = ds.split(split, train=False)
     if prot.images is not None and prot.images < len(data):
         data = torch.utils.data.Subset(data, range(prot.images))

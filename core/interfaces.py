@@ -113,13 +113,21 @@ class Dataset(abc.ABC):
     ``split(name, train=...)`` returns a ``torch.utils.data.Dataset`` whose items are ``uint8``
     RGB tensors ``3 x size x size``. Conversion to L*a*b* happens on whole batches on the
     training device, never per item. ``train=True`` enables training augmentation.
+
+    Data has three roles, kept apart: ``train_split`` is trained on, ``val_split`` is what
+    training reads for validation, the plateau schedule and the best checkpoint (model
+    selection), and ``test_split`` is what ``colorkit eval`` and ``colorkit bench`` report on by
+    default. The three must not share an image.
     """
 
-    #: The split names this dataset has, e.g. ``("train", "test")``.
-    splits: ClassVar[tuple[str, ...]] = ("train", "test")
-    #: The split trained on, and the held-out split evaluated and sampled from.
+    #: The split names this dataset has.
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    #: The split trained on.
     train_split: ClassVar[str] = "train"
-    eval_split: ClassVar[str] = "test"
+    #: The split model selection reads (in-training validation, plateau schedule, best.pt).
+    val_split: ClassVar[str] = "val"
+    #: The split results are reported on (the default of ``colorkit eval`` and ``bench``).
+    test_split: ClassVar[str] = "test"
 
     @property
     @abc.abstractmethod
@@ -168,3 +176,19 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def compute(self) -> float:
         """The value over everything accumulated since the last reset."""
+
+    def merge(self, other: Metric) -> None:
+        """Add what ``other`` (the same metric with the same options, fed other images) has
+        accumulated into this one, so that shards of one split evaluated in separate processes
+        give the value of the whole split (distributed validation).
+
+        The default adds every numeric attribute (``int``, ``float``, tensor) of ``other`` to
+        this one's, which is right for metrics whose state is sums and counts, as every built-in
+        one is. A metric with any other state (a list of values, a histogram of fixed size to
+        concatenate, a running maximum) must override it."""
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge a {type(other).__name__} into a {type(self).__name__}")
+        for key, value in vars(other).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+                continue
+            setattr(self, key, getattr(self, key) + value)

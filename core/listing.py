@@ -20,8 +20,12 @@ def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
     rows = []
     for comp in registry:
         if kind in (None, comp.kind):
-            rows.append({"kind": comp.kind, "name": comp.name, "package": comp.package, "version": comp.version,
-                         "description": comp.description, "options": describe_options(comp.options)})
+            row = {"kind": comp.kind, "name": comp.name, "package": comp.package, "version": comp.version,
+                   "description": comp.description, "options": describe_options(comp.options)}
+            roles = _split_roles(comp.factory) if comp.kind == "dataset" else None
+            if roles is not None:
+                row["splits"] = roles
+            rows.append(row)
     presets = []
     if kind in (None, "preset"):
         for name in sorted(registry.presets):
@@ -29,6 +33,17 @@ def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
                             "description": str(registry.presets[name].get("description", ""))})
     failed = [{"plugin": f.plugin, "package": f.package, "error": f.error} for f in registry.failed]
     return {"components": rows, "presets": presets, "failed": failed}
+
+
+def _split_roles(factory: Any) -> dict[str, Any] | None:
+    """The splits of a dataset class and the one each role reads (``None`` for a factory
+    function, whose class is only known once built)."""
+    if not isinstance(factory, type):
+        return None
+    names = ("train_split", "val_split", "test_split")
+    if not all(hasattr(factory, n) for n in (*names, "splits")):
+        return None
+    return {"splits": list(factory.splits), **{n.split("_")[0]: getattr(factory, n) for n in names}}
 
 
 def list_components(registry: Registry, kind: str | None, as_json: bool = False, show_options: bool = False) -> None:
@@ -48,6 +63,11 @@ def list_components(registry: Registry, kind: str | None, as_json: bool = False,
         pkg = row["package"] + (f" {row['version']}" if row["version"] else "")
         table.add_row(row["kind"], row["name"], pkg, row["description"])
         if show_options:
+            roles = row.get("splits")
+            if roles:
+                table.add_row("", "  (splits)", ", ".join(roles["splits"]),
+                              f"trains on {roles['train']}; validates and picks best.pt on {roles['val']}; "
+                              f"eval and bench report on {roles['test']}")
             for o in row["options"]:
                 table.add_row("", f"  {o['name']}", f"{o['type']} = {o['default']!r}", o["help"])
     for row in data["presets"]:

@@ -167,13 +167,19 @@ def _check_parts(parts: Any, who: str, method: str) -> None:
 
 
 def check_dataset(dataset: Dataset, max_items: int = 4) -> None:
-    """A dataset names its splits and serves ``uint8`` RGB ``3 x size x size`` tensors from each."""
+    """A dataset names its splits, gives the three roles (train, val, test) three different
+    splits, and serves ``uint8`` RGB ``3 x size x size`` tensors from each."""
     assert isinstance(dataset, Dataset), f"{type(dataset).__name__} must subclass colorkit.Dataset"
     assert dataset.splits, "a dataset needs at least one split"
-    assert dataset.train_split in dataset.splits and dataset.eval_split in dataset.splits
+    roles = (dataset.train_split, dataset.val_split, dataset.test_split)
+    for role, name in zip(("train_split", "val_split", "test_split"), roles):
+        assert name in dataset.splits, f"{type(dataset).__name__}.{role} = {name!r} is not one of its splits {dataset.splits}"
+    assert len(set(roles)) == 3, (
+        f"{type(dataset).__name__}: train, val and test must be three different splits (got {roles}); "
+        "selecting models on the test split makes the reported numbers optimistic")
     size = dataset.size
     assert isinstance(size, int) and size > 0
-    for name in dict.fromkeys((dataset.train_split, dataset.eval_split)):
+    for name in roles:
         for train in (False, True):
             data = dataset.split(name, train=train)
             assert len(data) > 0, f"{type(dataset).__name__}: split '{name}' is empty"

@@ -31,8 +31,8 @@ from colorkit import color
 from colorkit import distributed as ckdist
 from colorkit.errors import ColorkitError, PluginError, UsageError
 from colorkit.experiment import Experiment, experiment_from_dict
-from colorkit.images import make_grid, save_png
-from colorkit.inference import lab_to_rgb_fitted, to_uint8
+from colorkit.images import save_png
+from colorkit.inference import uses_channels_last
 from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Prediction
 from colorkit.registry import Registry
 from colorkit.runio import (
@@ -183,13 +183,6 @@ def split_target(gen: Generator, lab: torch.Tensor) -> tuple[torch.Tensor, torch
     return l, (lab[:, 1:] if gen.output_space == "ab" else lab)
 
 
-@torch.no_grad()
-def predict_rgb(gen: nn.Module, lab: torch.Tensor) -> torch.Tensor:
-    """RGB prediction for normalised Lab input (only its L is used)."""
-    l = lab[:, :1]  # noqa: E741
-    return color.model_to_rgb(color.as_lab(l, gen(l).float()))
-
-
 class _Skip(Sampler[int]):
     """The indices of ``base`` after the first ``skip``."""
 
@@ -240,9 +233,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.amp_dtype = resolve_precision(t.precision, self.device)
-        # auto: on CUDA and on the CPU (oneDNN's NHWC convolutions: 5-9% faster training steps for the
-        # paper's GAN on the 2-core CPU of benchmarks/train_overhead.py), not on MPS
-        self.channels_last = t.channels_last == "true" or (t.channels_last == "auto" and self.device.type in ("cuda", "cpu"))
+        self.channels_last = uses_channels_last(t.channels_last, self.device)
         seed_everything(t.seed)
         self.c = build_components(registry, exp)
         if t.init == "he":
@@ -261,11 +252,17 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         ds = self.c.dataset
         self.train_data = ds.split(ds.train_split, train=True)
-        self.eval_data = ds.split(ds.eval_split, train=False)
-        if len(self.train_data) == 0:
-            raise UsageError(f"dataset '{exp.dataset.name}': the {ds.train_split} split is empty")
+        self.val_data = ds.split(ds.val_split, train=False)
+        for role, data in (("train", self.train_data), ("val", self.val_data)):
+            if len(data) == 0:
+                raise UsageError(f"dataset '{exp.dataset.name}': its {role} split ('{getattr(ds, role + '_split')}') is empty")
         self.workers = self._workers()
         self.metric_names = list(exp.metrics)
+        from colorkit.evaluation import ColourL1, build_metrics
+
+        #: Built once, reset at every validation; ``val_l1`` is the plateau signal.
+        self.val_metrics = {**(build_metrics(registry, self.metric_names) if self.metric_names else {}),
+                            ColourL1.key: ColourL1()}
         self.best_metric = t.best_metric or (self.metric_names[0] if self.metric_names else None)
         if self.best_metric is not None:
             self.best_higher = registry.get("metric", self.best_metric).build({}).higher_is_better
@@ -398,49 +395,65 @@ class Trainer:
         return logs
 
     # -- validation ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Metrics of the chosen names and ``val_l1`` (the plateau signal) on the held-out split."""
-        gen = self.gen
-        gen.eval()
-        metrics = {name: self.registry.build("metric", name) for name in self.metric_names}
+        """Metrics of the chosen names and ``val_l1`` (the plateau signal) on the ``val`` split.
+
+        Scored by :func:`colorkit.evaluation.score`, the path ``colorkit eval`` takes, in fp32
+        whatever ``train.precision`` is: the values equal ``colorkit eval --split val`` on the
+        checkpoint saved next. Under DDP each rank scores every ``world_size``-th image of the
+        first ``val_limit`` and the metric states are merged, in rank order, on every rank, so
+        every rank takes the same decisions (best checkpoint, plateau) from the same numbers."""
+        from colorkit.evaluation import ColourL1, score
+
+        metrics = self.val_metrics
         for m in metrics.values():
             m.reset()
-        n = len(self.eval_data) if self.t.val_limit is None else min(self.t.val_limit, len(self.eval_data))
-        loader = DataLoader(torch.utils.data.Subset(self.eval_data, range(n)), batch_size=max(self.t.batch_size, 32),
-                            shuffle=False, num_workers=self.workers)
-        l1_sum, pixels = 0.0, 0
-        for rgb in loader:
-            lab = self._to_model(rgb)
-            l, target = split_target(self.c.gen, lab)  # noqa: E741
-            with self._autocast():
-                out = gen(l)
-            out = out.float()
-            l1_sum += (out - target).abs().sum().item()
-            pixels += target.numel()
-            # The 8-bit image `colorkit eval` and `colorize` produce, so the numbers agree with eval.
-            pred_rgb = to_uint8(lab_to_rgb_fitted(color.denormalize_lab(color.as_lab(l, out)))).float() / 255.0
-            target_rgb = rgb.to(self.device).float() / 255.0
-            for m in metrics.values():
-                m.update(pred_rgb, target_rgb)
-        gen.train()
-        values = {f"val_{k}": float(m.compute()) for k, m in metrics.items()}
-        values["val_l1"] = l1_sum / max(1, pixels)
+        n = len(self.val_data) if self.t.val_limit is None else min(self.t.val_limit, len(self.val_data))
+        shard = torch.utils.data.Subset(self.val_data, range(self.info.rank, n, self.info.world_size))
+        gen = _unwrap(self.gen)
+        if self.info.enabled:  # batch-norm statistics: rank 0's, those the checkpoint holds
+            for buf in gen.buffers():
+                torch.distributed.broadcast(buf, src=0)
+        was_training = gen.training
+        try:
+            score([gen], shard, [metrics], self.device, batch_size=max(self.t.batch_size, 32), workers=self.workers)
+        finally:
+            gen.train(was_training)
+        if self.info.enabled:
+            shards = ckdist.gather_objects(metrics, self.info)
+            merged = shards[0]
+            for other in shards[1:]:
+                for name, m in merged.items():
+                    m.merge(other[name])
+            metrics = merged
+        values = {f"val_{k}": float(m.compute()) for k, m in metrics.items() if k != ColourL1.key}
+        values["val_l1"] = float(metrics[ColourL1.key].compute())
         return values
 
     # -- outputs ------------------------------------------------------------------------------------
+    def splits(self) -> dict[str, dict[str, Any]]:
+        """The split each data role reads and its image count (``validated``: how many of the val
+        images each validation scores, after ``train.val_limit``)."""
+        ds = self.c.dataset
+        n_val = len(self.val_data)
+        validated = n_val if self.t.val_limit is None else min(self.t.val_limit, n_val)
+        return {"train": {"split": ds.train_split, "images": len(self.train_data)},
+                "val": {"split": ds.val_split, "images": n_val, "validated": validated},
+                "test": {"split": ds.test_split, "note": "not read by training; colorkit eval and bench report on it"}}
+
+    def splits_yaml(self) -> str:
+        return ("# The data of each role (written by colorkit for the reader; ignored when read back):\n"
+                + yaml.safe_dump({"splits": self.splits()}, sort_keys=False))
+
     def write_grid(self, path: Path | None = None) -> Path:
-        n = min(self.t.grid_rows, len(self.eval_data))
-        batch = torch.stack([self.eval_data[i] for i in range(n)]).to(self.device)
-        lab = color.rgb_to_model(batch)
-        gen = _unwrap(self.gen)
-        gen.eval()
-        with self._autocast():
-            pred = predict_rgb(gen, lab)
-        gen.train()
-        gray = color.model_to_rgb(color.gray_lab(lab[:, :1]))
+        """``samples.png``: grayscale | original | prediction of the first ``grid_rows`` val images,
+        drawn as :func:`colorkit.evaluation.comparison_grid` draws eval's Figure 5 grid."""
+        from colorkit.evaluation import comparison_grid
+
+        grid = comparison_grid([_unwrap(self.gen)], self.val_data, rows=self.t.grid_rows, device=self.device,
+                               labels=[f"step {self.step}"])
         path = path or self.run_dir / "samples.png"
-        save_png(make_grid([gray, batch.float() / 255.0, pred.float()]), path)
+        save_png(grid, path)
         return path
 
     def state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
@@ -732,7 +745,7 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
             trainer.load_state(state)
         if info.is_main:
             if run_dir != resume_dir:  # a new run: write its config once
-                write_new_text(run_dir / "config.yaml", exp.to_yaml())
+                write_new_text(run_dir / "config.yaml", exp.to_yaml() + trainer.splits_yaml())
                 manifest = environment_manifest(seed=exp.train.seed, device=trainer.device, plugins=trainer.c.plugins)
                 manifest["world_size"] = info.world_size
                 if state is not None:

@@ -436,6 +436,15 @@ def seeded_pick(candidates: np.ndarray, limit: int | None, seed: int) -> np.ndar
     return np.sort(candidates[order])
 
 
+def val_rows(n: int, val_size: int, seed: int) -> np.ndarray:
+    """The rows of the training files (in their listed order) held out as ``val``: a seeded
+    choice of ``val_size`` of ``n``, the same for every run with the same ``seed`` and
+    ``val_size`` whatever ``limit`` is. They come in a seeded random order, not sorted, so that
+    the first N of them (``train.val_limit``) are a random sample, not the first classes of a
+    class-sorted listing."""
+    return np.random.default_rng((seed, 0x7A1)).permutation(n)[:val_size]
+
+
 def walk_images(folder: Path) -> list[tuple[str, int]]:
     """``(relative posix path, size in bytes)`` of every image-named file under ``folder``,
     recursively, following links once, skipping hidden files and folders; sorted."""

@@ -69,6 +69,7 @@ from colorkit.plugins._images import (
     resize_images,
     save_cache,
     source_key,
+    val_rows,
     walk_images,
 )
 
@@ -92,6 +93,12 @@ _SPLIT_DIRS = ("train", "test")
 class Cifar10Options(ImageDataOptions):
     size: int = opt(32, "working size in pixels (CIFAR-10 is 32x32; other sizes are resized once at load)")
     download: bool = opt(False, "download cifar-10-python.tar.gz from the official address into root, MD5-verified, when no data is there")
+    val_size: int = opt(5000, "training files held out as the val split (a seeded choice, by seed; never trained on); CIFAR-10's test split stays the test split")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.val_size < 1:
+            raise ValueError("dataset.val_size must be at least 1 (the val split is what training validates on)")
 
 
 @dataclass(frozen=True)
@@ -386,11 +393,10 @@ def _select(where: str, images: np.ndarray, codes: np.ndarray, names: list[str],
 
 
 class Cifar10(Dataset):
-    """CIFAR-10, 50,000 train / 10,000 test colour images of 32x32, from the files researchers have."""
+    """CIFAR-10, 50,000 train / 10,000 test colour images of 32x32, from the files researchers have;
+    ``val`` is carved from the training files (``val_size``, 5,000 by default)."""
 
-    splits = ("train", "test")
-    train_split = "train"
-    eval_split = "test"
+    splits = ("train", "val", "test")
 
     def __init__(self, options: Cifar10Options) -> None:
         self.options = options
@@ -434,9 +440,16 @@ class Cifar10(Dataset):
             parts = list(file_signature(self.source.path)) + [self.source.prefix]
         return base / "cifar10" / source_key(CACHE_VERSION, self.source.kind, *parts)
 
-    def _decode_all(self, limit: int | None) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-        """Per split: images, status codes and names (of what was decoded)."""
+    def _val_rows(self, n: int) -> np.ndarray:
         o = self.options
+        if o.val_size >= n:
+            raise UsageError(
+                f"cifar10: dataset.val_size={o.val_size} leaves nothing to train on: the training files of "
+                f"{self.source.path} hold {n:,} images; lower dataset.val_size")
+        return val_rows(n, o.val_size, o.seed)
+
+    def _decode_all(self) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """Per source split (``train`` and ``test`` files): images, status codes and names."""
         out: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
         if self.source.kind in ("batches", "python_archive"):
             batches = (_batches_from_dir(self.source.path) if self.source.kind == "batches"
@@ -447,17 +460,45 @@ class Cifar10(Dataset):
                 out[split] = (images, _gray_codes(images), names)
             return out
         for split, entries in _jpeg_entries(self.source).items():
-            n = len(entries.names)
-            if limit is None or limit >= n:
-                order = np.arange(n)
-                idx, images, codes = _decode_entries(entries, order, None, True)
-            else:
-                order = np.random.default_rng(o.seed).permutation(n)
-                idx, images, codes = _decode_entries(entries, order, limit, o.keep_gray)
-                keep = np.argsort(idx)
-                idx, images, codes = idx[keep], images[keep], codes[keep]
+            idx, images, codes = _decode_entries(entries, np.arange(len(entries.names)), None, True)
             out[split] = (images, codes, [entries.names[int(i)] for i in idx])
         return out
+
+    def _decode_roles_partial(self, limit: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """JPEG files with ``limit`` and no cache: per role, only a seeded subset is decoded, in a
+        seeded order until ``limit`` are kept (the subset :func:`_select` picks from a full decode)."""
+        o = self.options
+        out: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        for split, entries in _jpeg_entries(self.source).items():
+            if split == "train":
+                held = self._val_rows(len(entries.names))
+                rest = np.setdiff1d(np.arange(len(entries.names)), held, assume_unique=True)
+                parts = {"train": rest, "val": held}
+            else:
+                parts = {"test": np.arange(len(entries.names))}
+            for role, rows in parts.items():
+                sub = _Entries([entries.names[int(r)] for r in rows], lambda k, rows=rows, e=entries: e.get(int(rows[k])))
+                n = rows.size
+                if limit >= n:
+                    idx, images, codes = _decode_entries(sub, np.arange(n), None, o.keep_gray)
+                else:
+                    order = np.random.default_rng(o.seed).permutation(n)
+                    idx, images, codes = _decode_entries(sub, order, limit, o.keep_gray)
+                    keep = np.argsort(idx)
+                    idx, images, codes = idx[keep], images[keep], codes[keep]
+                out[role] = (images, codes, [sub.names[int(i)] for i in idx])
+        return out
+
+    def _roles(self, decoded: dict[str, tuple[np.ndarray, np.ndarray, list[str]]]) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """Source splits to the three roles: ``val`` rows carved out of the training files."""
+        images, codes, names = decoded["train"]
+        held = self._val_rows(codes.size)
+        rest = np.setdiff1d(np.arange(codes.size), held, assume_unique=True)
+        return {
+            "train": (images[rest], codes[rest], [names[int(i)] for i in rest]),
+            "val": (images[held], codes[held], [names[int(i)] for i in held]),
+            "test": decoded["test"],
+        }
 
     def _load(self) -> dict[str, torch.Tensor]:
         if self._native is not None:
@@ -466,21 +507,25 @@ class Cifar10(Dataset):
         cache = self._cache_dir()
         decoded: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] | None = None
         if cache is not None:
-            hit = load_cache(cache, [f"{s}_{k}" for s in self.splits for k in ("images", "codes")])
+            hit = load_cache(cache, [f"{s}_{k}" for s in _SPLIT_DIRS for k in ("images", "codes")])
             if hit is not None:
                 arrays, meta = hit
-                decoded = {s: (arrays[f"{s}_images"], arrays[f"{s}_codes"], meta["names"][s]) for s in self.splits}
+                decoded = {s: (arrays[f"{s}_images"], arrays[f"{s}_codes"], meta["names"][s]) for s in _SPLIT_DIRS}
                 self.from_cache = True
-        partial = False
-        if decoded is None:
-            partial = o.limit is not None and self.source.kind in ("jpeg_dir", "jpeg_archive")
-            decoded = self._decode_all(o.limit if partial else None)
-            if cache is not None and not partial:
-                arrays = {f"{s}_{k}": v for s, d in decoded.items() for k, v in (("images", d[0]), ("codes", d[1]))}
-                save_cache(cache, arrays, {"names": {s: d[2] for s, d in decoded.items()}, "source": str(self.source.path)})
+        partial = decoded is None and o.limit is not None and self.source.kind in ("jpeg_dir", "jpeg_archive")
+        if partial:
+            assert o.limit is not None
+            roles = self._decode_roles_partial(o.limit)
+        else:
+            if decoded is None:
+                decoded = self._decode_all()
+                if cache is not None:
+                    arrays = {f"{s}_{k}": v for s, d in decoded.items() for k, v in (("images", d[0]), ("codes", d[1]))}
+                    save_cache(cache, arrays, {"names": {s: d[2] for s, d in decoded.items()}, "source": str(self.source.path)})
+            roles = self._roles(decoded)
         self._native = {}
         for split in self.splits:
-            images, codes, names = decoded[split]
+            images, codes, names = roles[split]
             if partial:
                 # already a subset: decoded in seeded order until `limit` were kept
                 codes = codes.copy()
@@ -508,12 +553,12 @@ class Cifar10(Dataset):
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:
-        """A tiny official-format archive (6 train, 4 test images) under ``folder``."""
+        """A tiny official-format archive (8 train files: 6 train and 2 val images; 4 test) under ``folder``."""
         folder = Path(folder)
         rng = np.random.default_rng(0)
-        write_python_archive(folder / ARCHIVE, rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+        write_python_archive(folder / ARCHIVE, rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
                              rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
-        return {"root": str(folder), "cache": str(folder / "cache")}
+        return {"root": str(folder), "cache": str(folder / "cache"), "val_size": 2}
 
 
 def write_python_archive(path: Path, train: np.ndarray, test: np.ndarray) -> Path:

@@ -1,13 +1,16 @@
 """Dataset ``imagefolder``: any folder of photos (searched recursively), or a tar archive of one.
 
-Splits ``train`` and ``val``:
+Splits ``train``, ``val`` (model selection: in-training validation, the plateau schedule, the
+best checkpoint) and ``test`` (what ``colorkit eval`` and ``bench`` report):
 
-* split folders: when ``root`` has ``train/`` and one of ``val/``, ``valid/``, ``validation/``,
-  ``test/``, those are the splits;
-* otherwise every image under ``root`` is assigned to ``val`` with probability ``val_fraction``
-  by a seeded hash of its relative path: the assignment is the same on every machine and run, and
-  adding photos never moves an existing photo to the other split. Each split gets at least one
-  image when there are two or more.
+* split folders: when ``root`` has ``train/``, its other split folders are used as they are:
+  ``val/`` (or ``valid/``, ``validation/``) and ``test/``. A split without a folder is carved
+  from ``train/`` as below (e.g. only ``train/`` and ``test/``: ``val`` comes from ``train/``);
+* otherwise every image under ``root`` (or under ``train/``) is assigned by a seeded hash of its
+  relative path: to ``val`` with probability ``val_fraction``, to ``test`` with probability
+  ``test_fraction``, else to ``train``. The assignment is the same on every machine and run, and
+  adding photos never moves an existing photo to another split. Each split gets at least one
+  image when there are three or more.
 
 Images are files with an image suffix (``.jpg``, ``.png``, ``.webp`` ...; any case); hidden
 files and folders (``.DS_Store``, ``._photo.jpg`` from macOS, ``.cache/``) are ignored. A tar
@@ -65,7 +68,8 @@ from colorkit.plugins._images import (
 )
 
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_VAL_DIRS = ("val", "valid", "validation", "test")
+_VAL_DIRS = ("val", "valid", "validation")
+_TEST_DIRS = ("test",)
 LAYOUT = (
     f"expected image files ({', '.join(sorted(s for s in IMAGE_SUFFIXES if len(s) <= 5))}) anywhere "
     "below it, or train/ and val/ folders of them, or a tar archive of them"
@@ -75,15 +79,19 @@ LAYOUT = (
 @dataclass(frozen=True)
 class ImageFolderOptions(ImageDataOptions):
     size: int = opt(256, "working size in pixels: shorter side resized to it, then a square crop")
-    val_fraction: float = opt(0.1, "share of the images held out as val when there are no split folders")
+    val_fraction: float = opt(0.1, "share of the images held out as val (model selection) where there is no val/ folder")
+    test_fraction: float = opt(0.1, "share of the images held out as test (reported results) where there is no test/ folder")
     random_crop: bool = opt(True, "random square crops for training (evaluation: centre crops)")
     min_side: int = opt(MIN_SIDE, "skip images whose shorter side is below this many pixels")
     precheck: int = opt(20000, "check every file's header at load time when a split has at most this many images (0: never)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError("dataset.val_fraction must be between 0 and 1")
+        if not 0.0 < self.val_fraction < 1.0 or not 0.0 < self.test_fraction < 1.0:
+            raise ValueError("dataset.val_fraction and dataset.test_fraction must be between 0 and 1")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(f"dataset.val_fraction + dataset.test_fraction = {self.val_fraction + self.test_fraction:g} "
+                             "leaves nothing to train on; keep their sum below 1")
         if self.min_side < 1:
             raise ValueError("dataset.min_side must be at least 1")
         if self.precheck < 0:
@@ -129,9 +137,7 @@ def _hash_fraction(seed: int, rel: str) -> float:
 class ImageFolder(Dataset):
     """Your own photos: any folder (recursive) or tar archive of images, at a chosen working size."""
 
-    splits = ("train", "val")
-    train_split = "train"
-    eval_split = "val"
+    splits = ("train", "val", "test")
 
     def __init__(self, options: ImageFolderOptions) -> None:
         self.options = options
@@ -161,22 +167,34 @@ class ImageFolder(Dataset):
 
     def _assign(self, folder: Path) -> dict[str, list[tuple[str, int]]]:
         """``(path relative to folder, bytes)`` of the images of each split."""
-        val_dir = next((d for d in _VAL_DIRS if (folder / d).is_dir()), None)
-        if (folder / "train").is_dir() and val_dir is not None:
-            return {
-                "train": [(f"train/{rel}", n) for rel, n in walk_images(folder / "train")],
-                "val": [(f"{val_dir}/{rel}", n) for rel, n in walk_images(folder / val_dir)],
-            }
-        files = walk_images(folder)
-        fractions = np.array([_hash_fraction(self.options.seed, rel) for rel, _ in files])
-        is_val = fractions < self.options.val_fraction
-        if len(files) >= 2 and (is_val.all() or not is_val.any()):
-            flip = int(np.argmin(fractions)) if not is_val.any() else int(np.argmax(fractions))
-            is_val[flip] = not is_val[flip]
-        return {
-            "train": [f for f, v in zip(files, is_val) if not v],
-            "val": [f for f, v in zip(files, is_val) if v],
-        }
+        o = self.options
+        dirs = {"val": next((d for d in _VAL_DIRS if (folder / d).is_dir()), None),
+                "test": next((d for d in _TEST_DIRS if (folder / d).is_dir()), None)}
+        if (folder / "train").is_dir() and any(dirs.values()):
+            pool = [(f"train/{rel}", n) for rel, n in walk_images(folder / "train")]
+        else:
+            pool, dirs = walk_images(folder), {"val": None, "test": None}
+        carve = [s for s in ("val", "test") if dirs[s] is None]
+        share = {"val": o.val_fraction, "test": o.test_fraction}
+        fractions = np.array([_hash_fraction(o.seed, rel) for rel, _ in pool])
+        role = np.zeros(len(pool), dtype=np.int8)  # 0 train, then 1, 2 for the carved splits
+        low = 0.0
+        for k, name in enumerate(carve, start=1):
+            role[(fractions >= low) & (fractions < low + share[name])] = k
+            low += share[name]
+        if len(pool) > len(carve):  # every split gets an image: move the nearest ones over
+            for k in range(len(carve) + 1):
+                if not (role == k).any():
+                    donors = np.flatnonzero(np.bincount(role, minlength=len(carve) + 1)[role] > 1)
+                    target = low if k == 0 else sum(share[c] for c in carve[:k - 1]) + share[carve[k - 1]] / 2
+                    role[donors[np.argmin(np.abs(fractions[donors] - target))]] = k
+        out = {"train": [f for f, r in zip(pool, role) if r == 0]}
+        for k, name in enumerate(carve, start=1):
+            out[name] = [f for f, r in zip(pool, role) if r == k]
+        for name, d in dirs.items():
+            if d is not None:
+                out[name] = [(f"{d}/{rel}", n) for rel, n in walk_images(folder / d)]
+        return out
 
     def _table(self, split: str) -> tuple[PathTable, torch.Tensor]:
         if split in self._tables:
@@ -202,7 +220,7 @@ class ImageFolder(Dataset):
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:
-        """Six small colour JPEGs in nested folders."""
+        """Six small colour JPEGs in nested folders (4 train, 1 val, 1 test)."""
         from PIL import Image
 
         folder = Path(folder) / "photos"
@@ -217,4 +235,4 @@ class ImageFolder(Dataset):
 @colorkit.hookimpl
 def register_datasets(register):
     register("imagefolder", ImageFolder, options=ImageFolderOptions,
-             description="any folder (recursive) or tar archive of photos, seeded train/val split or split folders, at --set dataset.size")
+             description="any folder (recursive) or tar archive of photos, seeded train/val/test split or split folders, at --set dataset.size")

@@ -64,10 +64,12 @@ class _Pooled(Metric):
 
 
 class MAE(_Pooled):
-    """Mean absolute error on RGB in 0..255, over every pixel and channel (the paper's MAE).
+    """Mean absolute error on 8-bit RGB, over every pixel and channel.
 
     ``MAE = sum |255 pred - 255 target| / (3 * number of pixels)``, pooled over all images.
-    Unit: RGB levels on the 0..255 scale. Lower is better; 0 is a perfect copy.
+    Unit: RGB levels on the 0..255 scale. Lower is better; 0 is a perfect copy. The paper's
+    Table 1 reports an "MAE" without saying on what scale or colour space it is taken, so its
+    numbers are not comparable with this one (see benchmarks/RESULTS.md).
     """
 
     unit = "0-255"

@@ -17,9 +17,12 @@ is fetched, when the split is first used (the train archive is 24 GB; val is 0.5
 The ``cache`` option is not used: archives are extracted into ``root``, beside them, as
 torchvision does (a read-only root with archives only is a one-line error saying so).
 
-Splits ``train`` and ``val``; ``categories`` keeps some categories only (names as in
-``categories_places365.txt``, with or without the letter folder, or indices), ``limit`` keeps a
-seeded random subset of at most that many images per split.
+Splits: ``train`` and ``val`` come from the official training files (``val`` is a seeded choice
+of ``val_size`` of them, 5,000 by default, never trained on); ``test`` is the official validation
+set (36,500 images), which the paper and most colorization papers report on. ``categories`` keeps
+some categories only (names as in ``categories_places365.txt``, with or without the letter
+folder, or indices; ``val`` is then carved from those categories' training files), ``limit``
+keeps a seeded random subset of at most that many images per split.
 
 The 1.8-million-line train index is read with numpy, not as Python strings: the file's bytes
 stay in one uint8 array, and each line is two int32 offsets and an int16 label (about 75 MB kept,
@@ -57,6 +60,7 @@ from colorkit.plugins._images import (
     checked_table,
     require_root,
     seeded_pick,
+    val_rows,
 )
 
 BASE_URL = "http://data.csail.mit.edu/places/places365/"
@@ -84,9 +88,12 @@ class Places365Options(ImageDataOptions):
     categories: list[str] = opt([], "keep only these categories: names (airfield, a/airfield) or indices 0..364; empty: all")
     random_crop: bool = opt(True, "random square crops for training where an image is not square (evaluation: centre crops)")
     precheck: int = opt(20000, "check every file's header at load time when a split has at most this many images (0: never)")
+    val_size: int = opt(5000, "training files held out as the val split (a seeded choice, by seed; never trained on); the official validation set is the test split")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.val_size < 1:
+            raise ValueError("dataset.val_size must be at least 1 (the val split is what training validates on)")
         if self.precheck < 0:
             raise ValueError("dataset.precheck must be >= 0")
 
@@ -177,9 +184,9 @@ def _short(name: str) -> str:
 class Places365(Dataset):
     """Places365-Standard small images (256x256): 1.8 M train, 36,500 val, 365 scene categories."""
 
-    splits = ("train", "val")
-    train_split = "train"
-    eval_split = "val"
+    splits = ("train", "val", "test")
+    #: The official files each split is read from.
+    FILES = {"train": "train", "val": "train", "test": "val"}
 
     def __init__(self, options: Places365Options) -> None:
         self.options = options
@@ -187,7 +194,7 @@ class Places365(Dataset):
         if not root.is_dir() and not options.download:
             what = "is not a folder" if root.exists() else "does not exist"
             raise UsageError(f"places365: data root {root} {what}; {LAYOUT}")
-        if not options.download and not any(self._available(root, s) for s in self.splits):
+        if not options.download and not any(self._available(root, s) for s in ("train", "val")):
             what = "is empty" if not any(root.iterdir()) else "has no Places365 data"
             raise UsageError(f"places365: {root} {what}; {LAYOUT}")
         self.root = root
@@ -278,8 +285,9 @@ class Places365(Dataset):
         if split in self._tables:
             return self._tables[split]
         o = self.options
-        index = self._index_file(split)
-        images = self._image_dir(split)
+        files = self.FILES[split]
+        index = self._index_file(files)
+        images = self._image_dir(files)
         raw, starts, ends, labels = read_index(index)
         if starts.size == 0:
             raise UsageError(f"places365: {index} lists no images; {LAYOUT}")
@@ -287,7 +295,14 @@ class Places365(Dataset):
         ids = self._category_ids()
         rows = np.arange(starts.size) if ids is None else np.flatnonzero(np.isin(labels, ids))
         if rows.size == 0:
-            raise UsageError(f"places365: no {split} images in categories {', '.join(o.categories)}")
+            raise UsageError(f"places365: no {files} images in categories {', '.join(o.categories)}")
+        if files == "train":
+            if o.val_size >= rows.size:
+                raise UsageError(
+                    f"places365: dataset.val_size={o.val_size} leaves nothing to train on: {index.name} lists "
+                    f"{rows.size:,} images{' in the chosen categories' if ids is not None else ''}; lower dataset.val_size")
+            held = rows[val_rows(rows.size, o.val_size, o.seed)]
+            rows = held if split == "val" else np.setdiff1d(rows, held, assume_unique=True)
         rows = seeded_pick(rows, o.limit, o.seed)
         table = table.take(rows)
         table, status, self.reports[split] = checked_table(
@@ -305,7 +320,8 @@ class Places365(Dataset):
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:
-        """A tiny official-layout tree: 2 categories x 2 train images, 2 val images."""
+        """A tiny official-layout tree: 2 categories x 3 training files (5 train, 1 val image),
+        2 official validation images (the test split)."""
         from PIL import Image
 
         folder = Path(folder)
@@ -319,7 +335,7 @@ class Places365(Dataset):
         cats = ["/a/airfield", "/b/beach"]
         train_lines, val_lines = [], []
         for label, cat in enumerate(cats):
-            for k in range(1, 3):
+            for k in range(1, 4):
                 rel = f"{cat}/{k:08d}.jpg"
                 save("data_256" + rel)
                 train_lines.append(f"{rel} {label}")
@@ -330,7 +346,7 @@ class Places365(Dataset):
         (folder / INDEX["train"]).write_text("\n".join(train_lines) + "\n")
         (folder / INDEX["val"]).write_text("\n".join(val_lines) + "\n")
         (folder / CATEGORIES).write_text("".join(f"{c} {i}\n" for i, c in enumerate(cats)))
-        return {"root": str(folder), "size": 16, "cache": str(folder / "cache")}
+        return {"root": str(folder), "size": 16, "cache": str(folder / "cache"), "val_size": 1}
 
 
 @colorkit.hookimpl

@@ -1,9 +1,10 @@
 """Dataset ``samples``: the colour photos scikit-image ships, served as random crops.
 
 No download: the photos come with scikit-image. Each photo is resized so its short side is
-``resize`` pixels; the left ``1 - holdout`` of its width is the ``train`` region and the right
-``holdout`` the ``test`` region, so held-out crops never share a pixel with training crops.
-``train`` draws fresh random crops (and flips) every epoch; ``test`` is a fixed, seeded set.
+``resize`` pixels; the left ``1 - holdout`` of its width is the ``train`` region, and the right
+``holdout`` strip is held out: its top half is the ``val`` region (model selection), its bottom
+half the ``test`` region (reported results), so no two splits share a pixel. ``train`` draws
+fresh random crops (and flips) every epoch; ``val`` and ``test`` are fixed, seeded sets.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ class SamplesOptions:
     size: int = opt(64, "crop size in pixels (square)")
     limit: int | None = opt(None, "at most this many items per split")
     crops_per_epoch: int = opt(256, "random training crops per epoch")
-    eval_crops: int = opt(32, "fixed held-out crops")
+    eval_crops: int = opt(32, "fixed held-out crops in each of val and test")
     resize: int = opt(256, "short side of each photo before cropping (0 keeps full size)")
-    holdout: float = opt(0.25, "fraction of each photo's width (right side) held out")
+    holdout: float = opt(0.25, "fraction of each photo's width (right side) held out: top half val, bottom half test")
     flip: bool = opt(True, "random horizontal flips for training")
     seed: int = opt(0, "seed of the held-out crop positions")
 
@@ -91,7 +92,7 @@ class _Crops(TorchDataset):
 class Samples(Dataset):
     """scikit-image's colour photos (astronaut, coffee, chelsea, rocket, motorcycles, Hubble) as crops."""
 
-    splits = ("train", "test")
+    splits = ("train", "val", "test")
 
     def __init__(self, options: SamplesOptions) -> None:
         self.options = options
@@ -104,12 +105,13 @@ class Samples(Dataset):
     def _load(self) -> dict[str, list[torch.Tensor]]:
         if self._regions is None:
             o = self.options
-            regions: dict[str, list[torch.Tensor]] = {"train": [], "test": []}
+            regions: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
             for name in PHOTOS:
                 t = _to_tensor(_load_photo(name), o.resize)
-                w = t.shape[-1]
-                cut = round(w * (1 - o.holdout))
-                for split, part in (("train", t[:, :, :cut]), ("test", t[:, :, cut:])):
+                h, w = t.shape[-2:]
+                cut, mid = round(w * (1 - o.holdout)), h // 2
+                parts = (("train", t[:, :, :cut]), ("val", t[:, :mid, cut:]), ("test", t[:, mid:, cut:]))
+                for split, part in parts:
                     if min(part.shape[-2:]) < o.size:
                         raise UsageError(
                             f"dataset 'samples': dataset.size={o.size} is larger than the {split} "

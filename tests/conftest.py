@@ -50,3 +50,15 @@ class ThrowawayPlugin:
 @pytest.fixture
 def throwaway_plugin():
     return ThrowawayPlugin()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors: one thread is as fast, and does not stall when other jobs share the CPUs.
+
+    Use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from colorkit.cli import app
 from colorkit.runio import read_jsonl
+from cli_helpers import invoke, one_line_error
 
-runner = CliRunner()
 TINY = ["--set", "gen.base=8", "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=64",
         "--set", "dataset.eval_crops=8", "--batch-size", "8", "-q"]
 
 
-def invoke(args, plugins=None):
-    return runner.invoke(app, args, obj={"plugins": plugins or []})
-
-
-def one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_list_shows_every_component_with_package_and_description():

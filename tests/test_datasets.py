@@ -188,23 +188,106 @@ def _cifar(**values) -> cifar10.Cifar10:
     return _build(cifar10.Cifar10Options, cifar10.Cifar10, **values)
 
 
+def _chw(image: np.ndarray) -> torch.Tensor:
+    """``H x W x 3`` array to the ``3 x H x W`` tensor a split serves."""
+    return torch.from_numpy(image.transpose(2, 0, 1).copy())
+
+
+def _image_set(images: torch.Tensor) -> set[bytes]:
+    return {x.numpy().tobytes() for x in images}
+
+
 def test_cifar_official_archive_byte_layout(tmp_path, cifar_arrays, capsys):
     train, test = cifar_arrays
     _cifar_archive(tmp_path / "cifar-10-python.tar.gz", train, test)
-    ds = _cifar(root=str(tmp_path))
+    ds = _cifar(root=str(tmp_path), val_size=2)
     assert ds.source.kind == "python_archive"
-    tr, te = ds.split("train"), ds.split("test")
-    assert len(tr) == 11 and len(te) == 5
-    expected_train = np.delete(train, 3, axis=0)
+    held = _images.val_rows(12, 2, 0)
+    assert 3 not in held  # the grayscale image is a training one with this seed
+    tr, va, te = ds.split("train"), ds.split("val"), ds.split("test")
+    assert len(tr) == 9 and len(va) == 2 and len(te) == 5
+    expected_train = np.delete(train, [3, *held], axis=0)
     for i in range(len(tr)):
-        assert torch.equal(tr[i], torch.from_numpy(expected_train[i].transpose(2, 0, 1).copy()))
-    assert torch.equal(te[4], torch.from_numpy(test[4].transpose(2, 0, 1).copy()))
-    assert ds.reports["train"].skipped == {"grayscale": 1} and ds.reports["test"].skipped == {}
+        assert torch.equal(tr[i], _chw(expected_train[i]))
+    for i, row in enumerate(held):
+        assert torch.equal(va[i], _chw(train[row]))
+    assert torch.equal(te[4], _chw(test[4]))
+    assert ds.reports["train"].skipped == {"grayscale": 1}
+    assert ds.reports["val"].skipped == {} and ds.reports["test"].skipped == {}
     err = capsys.readouterr().err
-    assert "cifar10 train: skipped 1 of 12 images: 1 grayscale; first skipped: data_batch_2[0] in cifar-10-python.tar.gz (grayscale)" in err
-    assert err.count("\n") == 1  # one line, and nothing for the clean test split
-    kept = _cifar(root=str(tmp_path / "cifar-10-python.tar.gz"), keep_gray=True, cache="off")
-    assert len(kept.split("train")) == 12 and kept.reports["train"].converted == {"grayscale": 1}
+    assert "cifar10 train: skipped 1 of 10 images: 1 grayscale; first skipped: data_batch_2[0] in cifar-10-python.tar.gz (grayscale)" in err
+    assert err.count("\n") == 1  # one line, and nothing for the clean val and test splits
+    kept = _cifar(root=str(tmp_path / "cifar-10-python.tar.gz"), keep_gray=True, cache="off", val_size=2)
+    assert len(kept.split("train")) == 10 and kept.reports["train"].converted == {"grayscale": 1}
+
+
+def _cifar_role_arrays(n_train: int = 15, n_test: int = 5, val_size: int = 4, seed: int = 0):
+    """Distinct random training and test images; the second val row of ``seed`` is grayscale."""
+    rng = _rng(7)
+    train = rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8)
+    test = rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8)
+    gray_row = int(_images.val_rows(n_train, val_size, seed)[1])
+    train[gray_row] = train[gray_row, :, :, :1]
+    return train, test, gray_row
+
+
+def test_cifar_val_is_held_out_from_the_training_files(tmp_path, capsys):
+    train, test, gray_row = _cifar_role_arrays()
+    archive = _cifar_archive(tmp_path / "cifar-10-python.tar.gz", train, test)
+    ds = _cifar(root=str(archive), val_size=4, cache="off")
+    assert ds.splits == ("train", "val", "test")
+    assert (ds.train_split, ds.val_split, ds.test_split) == ("train", "val", "test")
+    tr, va, te = (ds.split(s).images for s in ds.splits)
+    assert (len(tr), len(va), len(te)) == (11, 3, 5)
+    # val: val_size rows of the training files, by their listed order, the grayscale one skipped and reported
+    held = [int(r) for r in _images.val_rows(15, 4, 0)]
+    assert torch.equal(va, torch.stack([_chw(train[r]) for r in held if r != gray_row]))
+    assert ds.reports["val"].total == 4 and ds.reports["val"].skipped == {"grayscale": 1}
+    assert ds.reports["train"].total == 11 and ds.reports["train"].skipped == {}
+    batch, index = divmod(gray_row, 3)  # 15 training images: 3 per data batch
+    err = capsys.readouterr().err
+    assert (f"cifar10 val: skipped 1 of 4 images: 1 grayscale; first skipped: "
+            f"data_batch_{batch + 1}[{index}] in cifar-10-python.tar.gz (grayscale)") in err
+    assert err.count("\n") == 1
+    # the three roles share no image; train and val are all the (colour) training files, test the test files
+    sets = {s: _image_set(x) for s, x in zip(ds.splits, (tr, va, te))}
+    assert len(sets["train"]) == 11 and len(sets["val"]) == 3 and len(sets["test"]) == 5
+    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
+    assert sets["train"] | sets["val"] == _image_set(torch.stack([_chw(x) for i, x in enumerate(train) if i != gray_row]))
+    assert sets["test"] == _image_set(torch.stack([_chw(x) for x in test]))
+    # the same seed and val_size give the same val; another seed another one
+    assert torch.equal(_cifar(root=str(archive), val_size=4, cache="off").split("val").images, va)
+    other = _cifar(root=str(archive), val_size=4, seed=1, cache="off")
+    assert _image_set(other.split("val").images) != sets["val"]
+    assert not _image_set(other.split("val").images) & _image_set(other.split("train").images)
+    # limit does not change which files are val: it picks a seeded subset of each role
+    for limit in (1, 2, 3, 50):
+        lim = _cifar(root=str(archive), val_size=4, limit=limit, cache="off")
+        got = {s: _image_set(lim.split(s).images) for s in ds.splits}
+        assert len(got["val"]) == min(limit, 3) and got["val"] <= sets["val"]
+        assert len(got["train"]) == min(limit, 11) and got["train"] <= sets["train"]
+        assert len(got["test"]) == min(limit, 5) and got["test"] <= sets["test"]
+    assert torch.equal(_cifar(root=str(archive), val_size=4, limit=2, cache="off").split("val").images,
+                       _cifar(root=str(archive), val_size=4, limit=2, cache="off").split("val").images)
+
+
+@pytest.mark.parametrize("val_size", [15, 16, 5000])
+def test_cifar_val_size_leaving_nothing_to_train_on_is_one_line(tmp_path, val_size):
+    train, test, _ = _cifar_role_arrays()
+    archive = _cifar_archive(tmp_path / "cifar-10-python.tar.gz", train, test)
+    ds = _cifar(root=str(archive), val_size=val_size, cache="off")
+    with pytest.raises(UsageError) as info:
+        ds.split("train")
+    msg = str(info.value)
+    assert "\n" not in msg and f"dataset.val_size={val_size}" in msg and "15 images" in msg
+    assert len(_cifar(root=str(archive), val_size=14, cache="off").split("train")) == 1
+
+
+def test_cifar_val_size_below_one_is_refused():
+    from colorkit.errors import OptionError
+
+    with pytest.raises(OptionError, match="dataset.val_size must be at least 1"):
+        _cifar(root="/nowhere", val_size=0)
 
 
 def test_cifar_extracted_folder_and_sizes(tmp_path, cifar_arrays):
@@ -212,34 +295,37 @@ def test_cifar_extracted_folder_and_sizes(tmp_path, cifar_arrays):
     archive = _cifar_archive(tmp_path / "a.tar.gz", train, test)
     with tarfile.open(archive) as tf:
         tf.extractall(tmp_path / "root", filter="data")
-    ds = _cifar(root=str(tmp_path / "root"), size=16, limit=4, seed=3)
+    ds = _cifar(root=str(tmp_path / "root"), size=16, limit=4, seed=3, val_size=2)
     assert ds.source.kind == "batches"
     tr = ds.split("train", train=True)
     assert len(tr) == 4 and tuple(tr[0].shape) == (3, 16, 16) and tr[0].dtype == torch.uint8
-    assert len(_cifar(root=str(tmp_path / "root" / "cifar-10-batches-py")).split("test")) == 5
-    same = _cifar(root=str(tmp_path / "root"), size=16, limit=4, seed=3).split("train")
+    assert len(ds.split("val")) == 2 and len(ds.split("test")) == 4 and tuple(ds.split("val")[0].shape) == (3, 16, 16)
+    assert len(_cifar(root=str(tmp_path / "root" / "cifar-10-batches-py"), val_size=2).split("test")) == 5
+    same = _cifar(root=str(tmp_path / "root"), size=16, limit=4, seed=3, val_size=2).split("train")
     assert torch.equal(torch.stack([same[i] for i in range(4)]), ds.split("train").images)
 
 
 def test_cifar_flip_only_for_training(tmp_path, cifar_arrays):
     train, test = cifar_arrays
     _cifar_archive(tmp_path / "cifar-10-python.tar.gz", train, test)
-    ds = _cifar(root=str(tmp_path))
+    ds = _cifar(root=str(tmp_path), val_size=2)
     plain = ds.split("train").images
+    assert len(plain) == 9
     torch.manual_seed(0)
     aug = ds.split("train", train=True)
     seen = []
     for _ in range(4):
-        for batch in DataLoader(aug, batch_size=11, shuffle=False):  # served by __getitems__
+        for batch in DataLoader(aug, batch_size=9, shuffle=False):  # served by __getitems__
             for i, x in enumerate(batch):
                 assert torch.equal(x, plain[i]) or torch.equal(x, plain[i].flip(-1))
                 seen.append(torch.equal(x, plain[i]))
     seen += [torch.equal(aug[i], plain[i]) for i in range(len(aug)) for _ in range(2)]
     assert any(seen) and not all(seen)
-    ev, stored = ds.split("test", train=False), ds.split("test").images
-    for _ in range(3):
-        assert all(torch.equal(ev[i], stored[i]) for i in range(len(ev)))
-    no_flip = _cifar(root=str(tmp_path), flip=False).split("train", train=True)
+    for split in ("val", "test"):
+        ev, stored = ds.split(split, train=False), ds.split(split).images
+        for _ in range(3):
+            assert all(torch.equal(ev[i], stored[i]) for i in range(len(ev)))
+    no_flip = _cifar(root=str(tmp_path), flip=False, val_size=2).split("train", train=True)
     assert all(torch.equal(no_flip[i], plain[i]) for i in range(len(no_flip)))
 
 
@@ -254,7 +340,7 @@ def test_cifar_batches_cannot_run_code(tmp_path, cifar_arrays):
 
     files["data_batch_2"] = pickle.dumps({b"data": Evil(), b"labels": []}, protocol=2)
     _cifar_archive(tmp_path / "cifar-10-python.tar.gz", train, test, files)
-    ds = _cifar(root=str(tmp_path))
+    ds = _cifar(root=str(tmp_path), val_size=2)
     with pytest.raises(UsageError, match="data_batch_2.*not a CIFAR-10 python batch"):
         ds.split("train")
     assert not marker.exists()
@@ -262,7 +348,7 @@ def test_cifar_batches_cannot_run_code(tmp_path, cifar_arrays):
     del files["test_batch"]
     _cifar_archive(tmp_path / "b" / "cifar-10-python.tar.gz", train, test, files)
     with pytest.raises(UsageError, match="missing test_batch"):
-        _cifar(root=str(tmp_path / "b")).split("test")
+        _cifar(root=str(tmp_path / "b"), val_size=2).split("test")
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unrelated", "unset"])
@@ -308,14 +394,14 @@ def test_cifar_download_verifies_md5(tmp_path, cifar_arrays, monkeypatch):
         monkeypatch.setattr(cifar10, "MD5", "f" * 32)
         root = tmp_path / "root"
         with pytest.raises(Exception, match="checksum mismatch.*deleted"):
-            _cifar(root=str(root), download=True)
+            _cifar(root=str(root), download=True, val_size=2)
         assert not root.exists() or list(root.iterdir()) == []
         monkeypatch.setattr(cifar10, "MD5", hashlib.md5(blob).hexdigest())
-        ds = _cifar(root=str(root), download=True)
+        ds = _cifar(root=str(root), download=True, val_size=2)
         assert (root / "cifar-10-python.tar.gz").read_bytes() == blob
-        assert len(ds.split("train")) == 11
+        assert len(ds.split("train")) == 9 and len(ds.split("val")) == 2
         n = len(srv.requests)
-        _cifar(root=str(root), download=True)  # verified copy present: no new request
+        _cifar(root=str(root), download=True, val_size=2)  # verified copy present: no new request
         assert len(srv.requests) == n
 
 
@@ -352,17 +438,24 @@ def _cifar_jpeg_tree(root: Path, n_train: int = 8, n_test: int = 4, bad: bool = 
 
 
 def test_cifar_jpeg_folder_counts_bad_files(tmp_path, capsys):
-    _cifar_jpeg_tree(tmp_path / "root" / "CIFAR-10-images")
-    ds = _cifar(root=str(tmp_path / "root"))
+    tree = _cifar_jpeg_tree(tmp_path / "root" / "CIFAR-10-images")
+    listed = [rel for rel, _ in _images.walk_images(tree / "train")]
+    assert len(listed) == 13  # 8 good, 5 bad; the AppleDouble file is ignored
+    # val: 2 of the 13 training files by their listed order, here one unreadable file and one good one
+    assert {listed[i] for i in _images.val_rows(13, 2, 0)} == {"cat/9001.jpg", "dog/0000.jpg"}
+    ds = _cifar(root=str(tmp_path / "root"), val_size=2)
     assert ds.source.kind == "jpeg_dir"
-    tr = ds.split("train")
-    assert len(tr) == 9 and len(ds.split("test")) == 4
-    rep = ds.reports["train"]
-    assert rep.total == 13 and rep.skipped == {"unreadable": 2, "empty": 1, "grayscale": 1}
+    tr, va = ds.split("train"), ds.split("val")
+    assert len(tr) == 8 and len(va) == 1 and len(ds.split("test")) == 4
+    assert torch.equal(va[0], _chw(decode_image(str(tree / "train" / "dog" / "0000.jpg"))[0]))
+    rep, val_rep = ds.reports["train"], ds.reports["val"]
+    assert rep.total == 11 and rep.skipped == {"unreadable": 1, "empty": 1, "grayscale": 1}
     assert rep.converted == {"transparency": 1}
+    assert val_rep.total == 2 and val_rep.skipped == {"unreadable": 1} and val_rep.converted == {}
     line = capsys.readouterr().err.strip().splitlines()
-    assert len(line) == 1 and line[0].startswith("cifar10 train: skipped 4 of 13 images: 2 unreadable, 1 empty, 1 grayscale")
+    assert len(line) == 2 and line[0].startswith("cifar10 train: skipped 3 of 11 images: 1 unreadable, 1 empty, 1 grayscale")
     assert "9000.jpg (empty)" in line[0]
+    assert line[1].startswith("cifar10 val: skipped 1 of 2 images: 1 unreadable") and "9001.jpg (unreadable)" in line[1]
 
 
 def test_cifar_jpeg_archive_nested_and_cached(tmp_path, monkeypatch):
@@ -370,37 +463,67 @@ def test_cifar_jpeg_archive_nested_and_cached(tmp_path, monkeypatch):
     archive = _tar_folder(tree, tmp_path / "data" / "cifar10-jpeg.tar.gz", arcname="CIFAR-10-images")
     (tmp_path / "data" / "README.md").write_text("not data")
     cache = tmp_path / "cache"
-    first = _cifar(root=str(tmp_path / "data"), cache=str(cache))
+    first = _cifar(root=str(tmp_path / "data"), cache=str(cache), val_size=2)
     assert first.source.kind == "jpeg_archive" and first.source.prefix == "CIFAR-10-images"
     a = first.split("train").images
-    assert not first.from_cache and len(a) == 9
-    assert first.reports["train"].skipped == {"unreadable": 2, "empty": 1, "grayscale": 1}
+    assert not first.from_cache and len(a) == 8
+    assert first.reports["train"].skipped == {"unreadable": 1, "empty": 1, "grayscale": 1}
+    assert first.reports["val"].skipped == {"unreadable": 1}
 
     def boom(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
     monkeypatch.setattr(cifar10, "decode_image", boom)
-    again = _cifar(root=str(archive), cache=str(cache))
+    again = _cifar(root=str(archive), cache=str(cache), val_size=2)
     assert torch.equal(again.split("train").images, a) and again.from_cache
+    for split in ("val", "test"):
+        assert torch.equal(again.split(split).images, first.split(split).images)
+        assert again.reports[split].skipped == first.reports[split].skipped
     assert again.reports["train"].skipped == first.reports["train"].skipped
+    # the cache holds the source files, not the roles: another val_size needs no decoding either
+    three = _cifar(root=str(archive), cache=str(cache), val_size=3)
+    assert len(three.split("val")) + len(three.split("train")) == 9 and three.from_cache
     monkeypatch.setattr(cifar10, "decode_image", decode_image)
     os.utime(archive, ns=(1, 1))  # a changed archive is decoded afresh
-    changed = _cifar(root=str(archive), cache=str(cache))
+    changed = _cifar(root=str(archive), cache=str(cache), val_size=2)
     assert len(changed.split("test")) == 4 and not changed.from_cache
 
 
 def test_cifar_limit_picks_the_same_subset_with_or_without_cache(tmp_path):
     tree = _cifar_jpeg_tree(tmp_path / "tree", n_train=30, n_test=6, bad=True)
     archive = _tar_folder(tree, tmp_path / "c.tar.gz")
-    partial = _cifar(root=str(archive), limit=7, seed=5, cache="off")
+    partial = _cifar(root=str(archive), limit=7, seed=5, cache="off", val_size=5)
     sub = partial.split("train").images
-    assert len(sub) == 7 and partial.reports["train"].total < 35
-    full = _cifar(root=str(archive), cache=str(tmp_path / "cache"))
+    assert len(sub) == 7 and partial.reports["train"].total < 30
+    full = _cifar(root=str(archive), cache=str(tmp_path / "cache"), seed=5, val_size=5)
     full.split("train")
-    cached = _cifar(root=str(archive), limit=7, seed=5, cache=str(tmp_path / "cache"))
+    cached = _cifar(root=str(archive), limit=7, seed=5, cache=str(tmp_path / "cache"), val_size=5)
     assert torch.equal(cached.split("train").images, sub) and cached.from_cache
-    other = _cifar(root=str(archive), limit=7, seed=6, cache=str(tmp_path / "cache")).split("train").images
+    other = _cifar(root=str(archive), limit=7, seed=6, cache=str(tmp_path / "cache"), val_size=5).split("train").images
     assert not torch.equal(other, sub)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7])
+def test_cifar_partial_decode_matches_the_cached_full_decode_in_every_split(tmp_path, limit):
+    tree = _cifar_jpeg_tree(tmp_path / "tree", n_train=30, n_test=6, bad=True)
+    archive = _tar_folder(tree, tmp_path / "c.tar.gz")
+    cache = str(tmp_path / "cache")
+    full = _cifar(root=str(archive), cache=cache, seed=5, val_size=6)
+    whole = {s: full.split(s).images for s in full.splits}
+    assert not full.from_cache and len(whole["train"]) + len(whole["val"]) == 31 and len(whole["test"]) == 6
+    assert full.reports["val"].total == 6 and len(whole["val"]) >= 3
+    partial = _cifar(root=str(archive), limit=limit, seed=5, cache="off", val_size=6)
+    cached = _cifar(root=str(archive), limit=limit, seed=5, cache=cache, val_size=6)
+    for split in full.splits:
+        sub = partial.split(split).images
+        assert len(sub) == min(limit, len(whole[split])), split
+        assert torch.equal(cached.split(split).images, sub), split
+        assert _image_set(sub) <= _image_set(whole[split]), split
+        assert cached.reports[split].total == full.reports[split].total  # a full decode reports on the whole split
+    assert cached.from_cache and not partial.from_cache
+    assert partial.reports["train"].total < 35 - 6  # only part of the training files was decoded
+    got = {s: _image_set(partial.split(s).images) for s in partial.splits}
+    assert not got["train"] & got["val"] and not got["train"] & got["test"] and not got["val"] & got["test"]
 
 
 @pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
@@ -416,8 +539,9 @@ def test_cifar_jpeg_archive_member_formats(tmp_path, fmt):
     assert fast is None or fast == ref
     if fmt == tarfile.USTAR_FORMAT:
         assert fast == ref and len(fast) == 6
-    ds = _cifar(root=str(archive), cache="off")
-    assert ds.source.prefix == deep and len(ds.split("train")) == 4 and len(ds.split("test")) == 2
+    ds = _cifar(root=str(archive), cache="off", val_size=1)
+    assert ds.source.prefix == deep and len(ds.split("train")) == 3 and len(ds.split("test")) == 2
+    assert len(ds.split("val")) == 1
 
 
 # =================================================================================================
@@ -480,11 +604,14 @@ def test_decode_image_handles_every_kind_of_file(tmp_path, monkeypatch):
 
 
 def _odd_folder(root: Path) -> None:
-    """train/ with 6 good files and 12 odd ones of every kind (+ junk to ignore), val/ with 3 good."""
+    """train/ with 6 good files and 12 odd ones of every kind (+ junk to ignore), val/ with 3 good,
+    test/ with 2 good (so no split is carved from train/)."""
     for i in range(6):
         _write(root / "train" / f"sub{i % 2}" / f"good{i}.jpg", _jpeg(_colour(30 + i, 40, 100 + i)))
     for i in range(3):
         _write(root / "val" / f"v{i}.JPG", _jpeg(_colour(36, 24, 200 + i)))
+    for i in range(2):
+        _write(root / "test" / f"t{i}.png", _png(Image.fromarray(_colour(30, 28, 220 + i))))
     rgb = _colour(30, 30, 11)
     pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
     t = root / "train" / "odd"
@@ -527,7 +654,7 @@ def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monk
     assert "converted 4 to RGB" in line[0]
     tr.end_epoch()
     assert capsys.readouterr().err == ""  # nothing new, nothing printed
-    assert len(ds.split("val")) == 3
+    assert len(ds.split("val")) == 3 and len(ds.split("test")) == 2
 
 
 def test_imagefolder_keep_gray_and_lazy_only(tmp_path, monkeypatch):
@@ -554,13 +681,15 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
         return _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(root), size=16, **kw)
 
     a, b = make(val_fraction=0.25), make(val_fraction=0.25)
-    train, val = set(a._files["train"]), set(a._files["val"])
-    assert train and val and not train & val and len(train | val) == 40
+    train, val, test = (set(a._files[s]) for s in ("train", "val", "test"))
+    assert train and val and test and not (train & val or train & test or val & test)
+    assert len(train | val | test) == 40
     assert a._files == b._files
     assert make(val_fraction=0.25, seed=1)._files != a._files
     _write(root / "new.jpg", _jpeg(_colour(20, 40, 99)))
     c = make(val_fraction=0.25)
-    assert set(c._files["val"]) - {("new.jpg", (root / "new.jpg").stat().st_size)} == val
+    new = {("new.jpg", (root / "new.jpg").stat().st_size)}
+    assert set(c._files["val"]) - new == val and set(c._files["test"]) - new == test
     ev = a.split("val")
     assert torch.equal(ev[0], ev[0]) and tuple(ev[0].shape) == (3, 16, 16)
     torch.manual_seed(0)
@@ -571,8 +700,11 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
     tiny = tmp_path / "two"
     _write(tiny / "a.jpg", _jpeg(_colour(16, 16, 1)))
     _write(tiny / "b.jpg", _jpeg(_colour(16, 16, 2)))
-    two = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
-    assert len(two.split("train")) == 1 and len(two.split("val")) == 1
+    with pytest.raises(UsageError, match=r"the (val|test) split under .* has no images"):
+        _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
+    _write(tiny / "c.jpg", _jpeg(_colour(16, 16, 3)))
+    three = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
+    assert [len(three.split(s)) for s in three.splits] == [1, 1, 1]  # every split gets one
 
 
 def test_imagefolder_archive_and_errors(tmp_path):
@@ -582,7 +714,7 @@ def test_imagefolder_archive_and_errors(tmp_path):
     archive = _tar_folder(root, tmp_path / "photos.tar.gz", arcname="photos")
     ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(archive), size=16,
                 cache=str(tmp_path / "cache"))
-    assert ds.folder.name == "inner" and len(ds.split("train")) + len(ds.split("val")) == 5
+    assert ds.folder.name == "inner" and sum(len(ds.split(s)) for s in ds.splits) == 5
     again = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(archive), size=16,
                    cache=str(tmp_path / "cache"))
     assert again.folder == ds.folder
@@ -627,45 +759,68 @@ def _places_tree(root: Path, per_cat: int = 3, n_val: int = 6, bad: bool = False
 
 
 def _places(**values) -> places365.Places365:
+    values.setdefault("val_size", 1)
     return _build(places365.Places365Options, places365.Places365, **values)
 
 
 def test_places_official_layout_categories_and_limit(tmp_path):
     root = _places_tree(tmp_path / "places")
     ds = _places(root=str(root), size=16)
-    tr, va = ds.split("train", train=True), ds.split("val")
-    assert len(tr) == 12 and len(va) == 6
+    tr, va, te = ds.split("train", train=True), ds.split("val"), ds.split("test")
+    assert (len(tr), len(va), len(te)) == (11, 1, 6)  # val carved from the 12 training files
+    assert set(va.paths) <= {f"{root}/data_256{c}/{k:08d}.jpg" for c in CATS for k in (1, 2, 3)}
+    assert not set(va.paths) & set(tr.paths)
+    assert all("/val_256/" in te.paths[i] for i in range(6))  # test: the official validation set
     assert tuple(tr[0].shape) == (3, 16, 16) and va[0].dtype == torch.uint8
     assert ds.categories() == [c.strip("/") for c in CATS]
     beach = _places(root=str(root), size=16, categories="beach")
-    assert len(beach.split("train")) == 3 and all("/b/beach/" in beach.split("train").paths[i] for i in range(3))
-    assert len(_places(root=str(root), categories=["/b/beach", "0"]).split("train")) == 6
-    assert len(_places(root=str(root), categories="apartment_building/outdoor").split("val")) == 1
+    btr, bva = beach.split("train"), beach.split("val")
+    assert len(btr) == 2 and len(bva) == 1
+    assert all("/b/beach/" in p for p in (*btr.paths, *bva.paths))
+    assert len(_places(root=str(root), categories=["/b/beach", "0"]).split("train")) == 5
+    assert len(_places(root=str(root), categories="apartment_building/outdoor").split("test")) == 1
     with pytest.raises(UsageError, match="unknown category 'beech'.*beach"):
         _places(root=str(root), categories="beech").split("train")
     lim = _places(root=str(root), limit=5, seed=2).split("train")
     assert len(lim) == 5
     assert [lim.paths[i] for i in range(5)] == [_places(root=str(root), limit=5, seed=2).split("train").paths[i] for i in range(5)]
+    # the same val for the same seed and size, another for another seed; never in train
+    vals = {seed: set(_places(root=str(root), val_size=3, seed=seed).split("val").paths) for seed in (0, 0, 1, 2)}
+    assert len(vals) == 3 and len(set(map(frozenset, vals.values()))) > 1
+    for seed, held in vals.items():
+        assert not held & set(_places(root=str(root), val_size=3, seed=seed).split("train").paths)
+    with pytest.raises(UsageError, match=r"val_size=12 leaves nothing to train on: places365_train_standard.txt lists 12 images"):
+        _places(root=str(root), val_size=12).split("val")
     (root / "categories_places365.txt").unlink()
     assert _places(root=str(root)).categories()[1] == "b/beach"  # derived from the train index
+
+
+def _merged(*reports) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for rep in reports:
+        for k, v in rep.skipped.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def test_places_bad_files_lazily_and_prechecked(tmp_path, capsys):
     root = _places_tree(tmp_path / "places", bad=True)
     lazy = _places(root=str(root), size=16, precheck=0, categories="beach")
-    tr = lazy.split("train", train=True)
-    assert len(tr) == 8 and lazy.reports["train"].n_skipped == 0
-    got = [tr[i] for i in range(len(tr))]  # each bad file replaced by the next good one
+    tr, va = lazy.split("train", train=True), lazy.split("val")
+    assert len(tr) + len(va) == 8 and len(va) == 1 and lazy.reports["train"].n_skipped == 0
+    got = [s[i] for s in (tr, va) for i in range(len(s))]  # each bad file replaced by the next good one
     assert all(tuple(x.shape) == (3, 16, 16) for x in got)
-    rep = tr.end_epoch()
-    assert rep.skipped == {"unreadable": 2, "empty": 1, "missing": 1, "grayscale": 1}
-    assert "places365 train: skipped 5 of 8 images read so far (of 8)" in capsys.readouterr().err
+    rep_tr, rep_va = tr.end_epoch(), va.end_epoch()
+    assert _merged(rep_tr, rep_va) == {"unreadable": 2, "empty": 1, "missing": 1, "grayscale": 1}
+    if rep_tr.n_skipped:
+        assert f"places365 train: skipped {rep_tr.n_skipped} of 7 images read so far (of 7)" in capsys.readouterr().err
     checked = _places(root=str(root), size=16, categories="beach")
-    checked.split("val")
+    checked.split("test")
     assert "train" not in checked.reports  # each split is checked when first used
-    assert len(checked.split("train")) == 4
-    assert checked.reports["train"].skipped == {"unreadable": 1, "empty": 1, "missing": 1, "grayscale": 1}
-    assert "places365 train: skipped 4 of 8 images" in capsys.readouterr().err
+    n = len(checked.split("train")) + len(checked.split("val"))
+    assert n == 4
+    assert _merged(checked.reports["train"], checked.reports["val"]) == {"unreadable": 1, "empty": 1, "missing": 1, "grayscale": 1}
+    assert f"places365 train: skipped {checked.reports['train'].n_skipped} of 7 images" in capsys.readouterr().err
 
 
 def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
@@ -683,8 +838,8 @@ def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
     for part, blob in blobs.items():
         (root / places365.ARCHIVES[part][0]).write_bytes(blob)
     ds = _places(root=str(root), size=16)
-    assert len(ds.split("val")) == 6 and (root / "val_256").is_dir() and not (root / "data_256").exists()
-    assert len(ds.split("train")) == 12 and (root / "data_256").is_dir()
+    assert len(ds.split("test")) == 6 and (root / "val_256").is_dir() and not (root / "data_256").exists()
+    assert len(ds.split("train")) == 11 and (root / "data_256").is_dir()
     # download: only what the split needs, each archive MD5-checked
     table = {part: (places365.ARCHIVES[part][0], hashlib.md5(blob).hexdigest()) for part, blob in blobs.items()}
     files = {"/" + name: blobs[part] for part, (name, _) in table.items()}
@@ -693,7 +848,7 @@ def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
         monkeypatch.setattr(places365, "ARCHIVES", table)
         fresh = tmp_path / "fresh"
         ds = _places(root=str(fresh), size=16, download=True)
-        assert len(ds.split("val")) == 6
+        assert len(ds.split("test")) == 6
         assert sorted(srv.requests) == sorted(["/" + table["index"][0], "/" + table["val"][0]])
         bad = dict(table, train=(table["train"][0], "0" * 32))
         monkeypatch.setattr(places365, "ARCHIVES", bad)

@@ -14,34 +14,16 @@ import torch
 from PIL import Image
 from skimage import color as skcolor
 from skimage import data as skdata
-from typer.testing import CliRunner
 
-from colorkit.cli import app
 from colorkit.errors import UsageError
 from colorkit.experiment import experiment_from_sources
 from colorkit.registry import build_registry
-
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is as fast, and does not stall when other jobs share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from cli_helpers import invoke, one_line_error
 
 
-def invoke(args):
-    return runner.invoke(app, [str(a) for a in args], obj={"plugins": []})
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +106,7 @@ def test_bad_targets_are_one_line_errors(run_dir, tmp_path):
     assert "no checkpoints" in one_line_error(invoke(["colorize", tmp_path, tmp_path, "--out", tmp_path / "o"]))
     line = one_line_error(invoke(["eval", run_dir, "--metrics", "mae,acuracy", "-q"]))
     assert "did you mean 'accuracy'" in line
-    assert "no split" in one_line_error(invoke(["eval", run_dir, "--split", "val", "-q"]))
+    assert "no split" in one_line_error(invoke(["eval", run_dir, "--split", "validation", "-q"]))
     assert "reads no files" in one_line_error(invoke(["eval", run_dir, "--data-root", tmp_path, "-q"]))
 
 

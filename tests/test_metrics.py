@@ -17,16 +17,9 @@ from colorkit.experiment import DEFAULTS
 from colorkit.registry import build_registry
 from colorkit.testing import check_metric
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is as fast, and does not stall when other jobs share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ALL = ("mae", "rmse", "accuracy", "psnr", "ssim", "colorfulness", "colorfulness_gap", "auc")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,16 +33,22 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from typer.testing import CliRunner
 
 import colorkit
-
-from colorkit.cli import app
 from colorkit.errors import PluginError, UnknownNameError
 from colorkit.interfaces import Generator
 from colorkit.registry import ALLOW_ENV, DISABLE_ENV, FailedPlugin, build_registry
 from colorkit.runio import read_jsonl
 from colorkit.testing import check_component, check_plugin
+
+import cli_helpers
+from cli_helpers import one_line_error
+
+
+def invoke(args: list[str]):
+    """The CLI with plugins loaded as an installed colorkit loads them (entry points too)."""
+    return cli_helpers.invoke(args, obj=False)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "strided_unet"
@@ -56,7 +62,6 @@ EXAMPLE_RUN = [
     "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=16", "--set", "dataset.eval_crops=4", "-q",
 ]
 
-runner = CliRunner()
 
 # A small generator written as a third party would: colorkit's public API only.
 GOOD_PLUGIN = '''
@@ -146,16 +151,6 @@ def site(tmp_path, monkeypatch):
     _forget_modules_under(folder, before)
 
 
-def invoke(args: list[str]):
-    return runner.invoke(app, args)
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def failed_lines(output: str) -> list[str]:

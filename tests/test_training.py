@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
 import colorkit
-from colorkit.cli import app
 from colorkit.interfaces import Loss
 from colorkit.runio import load_checkpoint, read_jsonl
 
-runner = CliRunner()
+from cli_helpers import invoke
+
 HERE = Path(__file__).parent
 TINY = ["--set", "gen.base=8", "--set", "disc.base=8", "--set", "dataset.size=32",
         "--set", "dataset.crops_per_epoch=48", "--set", "dataset.eval_crops=8", "--batch-size", "8",
@@ -28,10 +27,6 @@ TINY = ["--set", "gen.base=8", "--set", "disc.base=8", "--set", "dataset.size=32
 
 
 NO_DISC = [a for i, a in enumerate(TINY) if a != "disc.base=8" and not (a == "--set" and TINY[i + 1] == "disc.base=8")]
-
-
-def invoke(args, plugins=None):
-    return runner.invoke(app, args, obj={"plugins": plugins or []})
 
 
 # Exact-resume comparisons run every part in a fresh process with the same thread count: float
