@@ -19,7 +19,7 @@ colour conversion of the batch on the device. The ratio is pipeline / training; 
 is >= 5.
 
     python benchmarks/data_pipeline.py                          # CPU, workers 0
-    python benchmarks/data_pipeline.py --device cuda --workers 0,8 --steps 20
+    python benchmarks/data_pipeline.py --device cuda --workers 0,8
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ def main() -> int:
     ap.add_argument("--cifar", type=Path, default=DEFAULT_CIFAR, help="the CIFAR-10 JPEG mirror (.tar.gz) or any cifar10 root")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", default="0", help="comma-separated data-loader worker counts to measure")
-    ap.add_argument("--steps", type=int, default=3, help="timed training steps per case")
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=50, help="timed training steps per case (at least 50 for a stable rate)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
     ap.add_argument("--folder-images", type=int, default=384, help="photos written for the 256 px folder case")
     ap.add_argument("--cifar-images", type=int, default=50_000, help="images the CIFAR pipeline is timed on (one epoch)")
     ap.add_argument("--folder-pipeline-images", type=int, default=2_000, help="images the folder pipeline is timed on")

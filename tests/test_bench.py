@@ -361,3 +361,56 @@ def test_a_failing_worker_is_reported_and_the_others_finish(tmp_path):
     with pytest.raises(Exception, match=r"2 run\(s\) failed.*gan-s0: worker exited with code 1"):
         run_suite(suite, tmp_path / "out", log=logs.append, figures=False, jobs=2)
     assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["l2-s0", "l2-s1"]
+
+
+def _figures(value, path=()):
+    """Every measured number in a benchmark script's JSON output, with where it sits."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _figures(v, (*path, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _figures(v, (*path, str(i)))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+#: Fields of the speed files that describe the set-up rather than measure something.
+_SET_UP = {"environment", "gen", "disc", "cpus", "seed", "warmup_steps", "timed_steps", "runs", "threads",
+           "train_images", "size", "batch", "workers", "load_s", "load_average_before", "load_average_after",
+           "working_size", "steps_per_run", "rounds"}
+
+
+def test_results_md_shows_every_figure_the_speed_benchmarks_measured():
+    """The committed speed files are the real output of the benchmark scripts (``--json``): every
+    measured figure in them must reach RESULTS.md, so a renamed key cannot empty a table again."""
+    mod = _make_results()
+    text = mod.generate(REPO / "benchmarks")
+    speed = REPO / "benchmarks" / "results" / "speed"
+    files = sorted(speed.glob("*.json"))
+    assert {f.name.split("_cpu")[0].split("_h100")[0] for f in files} >= {"data_pipeline", "train_overhead", "colorize_latency"}
+    missing = []
+    for f in files:
+        for path, value in _figures(json.loads(f.read_text())):
+            if _SET_UP & set(path) or path[-1] in ("steps",) and "training" not in path:
+                continue
+            shown = {mod._fmt(value, d) for d in (0, 1, 2, 3)} | {f"{value:,.0f}"}
+            if not any(f"| {s} |" in text or f" {s} " in text for s in shown):
+                missing.append(f"{f.name}: {'/'.join(path)} = {value}")
+    assert not missing, "measured figures RESULTS.md drops:\n" + "\n".join(missing)
+
+
+def test_data_pipeline_table_reads_the_format_the_script_writes(tmp_path):
+    """``data_pipeline.py --json`` writes ``{"environment", "results"}``: the table must have rows."""
+    mod = _make_results()
+    speed = tmp_path / "benchmarks" / "results" / "speed"
+    speed.mkdir(parents=True)
+    case = {"case": "CIFAR-10", "device": "cpu", "batch": 128,
+            "pipeline": [{"workers": 0, "images": 50048, "seconds": 12.25, "images_per_s": 4085.6}],
+            "training": {"steps": 50, "batch": 128, "seconds": 801.5, "images_per_s": 7.98}, "ratios": {"0": 511.9}}
+    (speed / "data_pipeline_cpu.json").write_text(json.dumps({"environment": {"python": "3.11", "cpus": 2}, "results": [case]}))
+    text = mod.generate(tmp_path / "benchmarks")
+    row = next(line for line in text.splitlines() if line.startswith("| CIFAR-10 | cpu |"))
+    for figure in ("50048", "12.250", "4086", "| 50 |", "801.500", "8.0", "511.9"):
+        assert figure in row, (figure, row)
+    assert "fewer than 50 timed training steps" not in text

@@ -256,3 +256,10 @@ def test_bad_shapes_and_options_are_rejected(registry):
         registry.get("metric", "accuracy").build({"threshold": -1})
     with pytest.raises(OptionError, match="did you mean"):
         registry.get("metric", "accuracy").build({"treshold": 1})
+
+
+def test_mae_says_what_it_measures_not_that_it_is_the_papers(registry):
+    """The paper does not define its MAE's scale: colorkit's must not claim to be it."""
+    entry = registry.get("metric", "mae")
+    described = f"{entry.description} {entry.factory.__doc__}"
+    assert "RGB 0..255" in entry.description and "paper's MAE" not in described
