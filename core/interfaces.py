@@ -22,6 +22,18 @@ from colorkit.color import as_lab
 
 OutputSpace = Literal["ab", "lab"]
 
+#: The attribute :func:`keep_init` sets; ``train.init=he`` leaves a module that has it as it is.
+KEEP_INIT = "colorkit_keep_init"
+
+
+def keep_init(module: nn.Module) -> nn.Module:
+    """Mark ``module`` (and everything inside it) as initialised by its plugin, so that
+    ``train.init=he`` does not overwrite it: a zero output layer that makes step 0 predict the
+    "no colour" floor, say. Returns the module, so it can wrap a constructor call. A whole
+    generator or discriminator can say the same with ``initialises_itself = True``."""
+    setattr(module, KEEP_INIT, True)
+    return module
+
 
 class Generator(nn.Module):
     """Maps the normalised L channel (``B x 1 x H x W``) to colour.
@@ -33,6 +45,9 @@ class Generator(nn.Module):
 
     output_space: OutputSpace = "ab"
     size_multiple: int = 1
+    #: True when the plugin's own initialisation must stand: ``train.init=he`` then leaves the
+    #: whole generator alone (for one layer only, wrap it in :func:`keep_init`).
+    initialises_itself: ClassVar[bool] = False
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ``ValueError`` with a clear message when the generator cannot take this size."""
@@ -55,6 +70,9 @@ class Discriminator(nn.Module):
     L*a*b* image (``B x 3 x H x W``, real or generated) and returns logits: ``B x 1`` or a patch
     map ``B x 1 x h x w``. The sigmoid belongs to the loss, not the network.
     """
+
+    #: As :attr:`Generator.initialises_itself`.
+    initialises_itself: ClassVar[bool] = False
 
     @abc.abstractmethod
     def forward(self, l: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:  # noqa: E741

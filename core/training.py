@@ -33,7 +33,7 @@ from colorkit.errors import ColorkitError, PluginError, UsageError
 from colorkit.experiment import Experiment, experiment_from_dict
 from colorkit.images import save_png
 from colorkit.inference import uses_channels_last
-from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Prediction
+from colorkit.interfaces import KEEP_INIT, Dataset, Discriminator, Generator, Loss, Prediction
 from colorkit.registry import Registry
 from colorkit.runio import (
     append_jsonl,
@@ -122,8 +122,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def he_init(module: nn.Module) -> None:
-    """He et al. (2015) initialisation of every conv and linear layer; batch norm to (1, 0)."""
+    """He et al. (2015) initialisation of every conv and linear layer; batch norm to (1, 0).
+
+    What the plugin initialised itself is left as it is: a component whose class sets
+    ``initialises_itself``, and every module marked with :func:`colorkit.interfaces.keep_init`
+    (with all it contains)."""
+    if getattr(type(module), "initialises_itself", False):
+        return
+    kept = [m for m in module.modules() if getattr(m, KEEP_INIT, False)]
+    inside_kept = {id(x) for k in kept for x in k.modules()}
     for m in module.modules():
+        if id(m) in inside_kept:
+            continue
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
             if m.bias is not None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from torch import nn
 
 import colorkit
-from colorkit.interfaces import Loss
+from colorkit.interfaces import Generator, Loss, keep_init
 from colorkit.runio import load_checkpoint, read_jsonl
 
 from cli_helpers import invoke
@@ -237,3 +238,65 @@ def test_time_budget_stops_after_the_first_step_that_reaches_it(tmp_path):
     end = read_jsonl(run / "metrics.jsonl")[-1]
     assert end["step"] == 1 and end["cpu_seconds"] > 0.0006
     assert last(run)["step"] == 1
+
+
+# -- train.init=he and a plugin's own initialisation ----------------------------------------------
+
+
+class _FloorGenerator(Generator):
+    """A third-party generator whose output conv starts at zero (step 0 predicts the floor)."""
+
+    output_space = "ab"
+
+    def __init__(self, options) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(1, 4, 3, padding=1)
+        self.out = keep_init(nn.Conv2d(4, 2, 3, padding=1))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, l):  # noqa: E741
+        return torch.tanh(self.out(torch.relu(self.body(l))))
+
+
+class _SelfInitGenerator(_FloorGenerator):
+    """A generator that initialises every layer itself."""
+
+    initialises_itself = True
+
+    def __init__(self, options) -> None:
+        super().__init__(options)
+        nn.init.constant_(self.body.weight, 0.125)
+
+
+class _InitPlugin:
+    @colorkit.hookimpl
+    def register_generators(self, register):
+        register("floor_start", _FloorGenerator, description="zero output conv (test)")
+        register("self_init", _SelfInitGenerator, description="initialises itself (test)")
+
+
+@pytest.mark.parametrize("init", ["he", "default"])
+def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
+    from colorkit.experiment import experiment_from_sources
+    from colorkit.registry import build_registry
+    from colorkit.training import Trainer
+
+    reg = build_registry(autoload=False, extra_plugins=[_InitPlugin()])
+    built = {}
+    for name in ("floor_start", "self_init"):
+        exp = experiment_from_sources(reg, cli={"gen": name, "disc": "none", "loss": "l2", "dataset": "samples"},
+                                      sets=["dataset.size=32", f"train.init={init}", "train.device=cpu"])
+        torch.manual_seed(0)
+        built[name] = Trainer(reg, exp, tmp_path / f"{name}-{init}", progress=False).c.gen
+    floor, own = built["floor_start"], built["self_init"]
+    # the marked output layer is still zero: the first prediction is the "no colour" floor
+    assert not floor.out.weight.any() and not floor.out.bias.any()
+    assert torch.equal(floor(torch.randn(2, 1, 32, 32)), torch.zeros(2, 2, 32, 32))
+    # the unmarked layer did get He init (std sqrt(2 / (1 + 0.2^2) / fan_in)) and a zero bias
+    if init == "he":
+        assert not floor.body.bias.any()
+        expected = (2 / (1 + 0.2**2) / 9) ** 0.5
+        assert abs(float(floor.body.weight.detach().std()) - expected) < 0.5 * expected
+    # a generator that initialises itself is left entirely alone
+    assert torch.equal(own.body.weight, torch.full_like(own.body.weight, 0.125)) and not own.out.weight.any()
