@@ -97,7 +97,9 @@ def _table(blob: dict[str, Any], rows: list[dict[str, str]]) -> list[str]:
             lines.append(f"| {s['experiment']} | " + ("| " if several else "") + f"0 of {n_seeds} (not run yet) | | | "
                          + " | ".join("" for _ in metrics) + " |")
             continue
-        cells = [f"{_fmt(s[m][0], METRIC_DIGITS.get(m, 3))} ± {_fmt(s[m][1], METRIC_DIGITS.get(m, 3))}" for m in metrics]
+        # one seed has no spread: show the value alone rather than a "± 0" that claims one
+        cells = [_fmt(s[m][0], METRIC_DIGITS.get(m, 3)) + (f" ± {_fmt(s[m][1], METRIC_DIGITS.get(m, 3))}" if s["n"] > 1 else "")
+                 for m in metrics]
         where = f"{s.get('eval_set', '')} | " if several else ""
         lines.append(f"| {s['experiment']} | {where}{s['n']} of {n_seeds} | {_fmt(s['steps'][0], 0)} | "
                      f"{float(s['images_seen'][0]):,.0f} | " + " | ".join(cells) + " |")
@@ -153,7 +155,8 @@ def _comparison(blob: dict[str, Any]) -> list[str]:
             higher = bool(info.get(m, {}).get("higher_is_better", True))
             better = mean > floor[m] if higher else mean < floor[m]
             d = 1 if m in ("accuracy", "auc") else 3 if m == "ssim" else 2
-            bits.append(f"{m} {mean:.{d}f} ± {std:.{d}f} is {'better' if better else 'worse'} than the floor's {floor[m]:.{d}f}")
+            spread = f" ± {std:.{d}f}" if s["n"] > 1 else ""
+            bits.append(f"{m} {mean:.{d}f}{spread} is {'better' if better else 'worse'} than the floor's {floor[m]:.{d}f}")
         line = f"- **{s['experiment']}** ({s['n']} seed{'s' if s['n'] != 1 else ''}, {float(s['steps'][0]):.0f} steps, " \
                f"{float(s['images_seen'][0]):,.0f} images seen): " + "; ".join(bits) + "."
         out.append(line)
