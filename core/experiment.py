@@ -41,13 +41,23 @@ class TrainOptions:
     beta1: float = opt(0.5, "Adam beta1 (the paper: 0.5; the authors' code: 0)")
     beta2: float = opt(0.999, "Adam beta2")
     g_steps: int = opt(1, "generator steps per discriminator step (the authors' code: 2)")
-    lr_schedule: Literal["plateau", "exponential", "none"] = opt(
-        "plateau", "plateau: lr x lr_factor when the validation L1 stops improving (the paper); "
-        "exponential: lr x gamma every epoch (the authors' code)"
+    gan_start: float = opt(
+        0.0, "share of the run's budget trained on the loss's reconstruction term alone, with no "
+        "discriminator steps, before the adversarial phase begins (DeOldify's NoGAN; 0: adversarial from the start)"
     )
+    lr_schedule: Literal["plateau", "exponential", "cosine", "none"] = opt(
+        "plateau", "plateau: lr x lr_factor when the validation L1 stops improving (the paper); "
+        "exponential: lr x gamma every epoch (the authors' code); cosine: from lr down to 0 over the run's "
+        "budget (whichever of epochs, max_steps, max_minutes, max_cpu_minutes ends it first)"
+    )
+    warmup: int = opt(0, "linear learning-rate warm-up over the first N steps (with any schedule)")
     lr_factor: float = opt(0.1, "learning-rate factor on a plateau (the paper: 0.1)")
     patience: int = opt(3, "validations without improvement before the plateau decay")
     gamma: float = opt(0.95, "per-epoch factor of the exponential schedule")
+    ema: float = opt(
+        0.0, "exponential moving average of the generator's weights, decay per step (e.g. 0.999; 0: off); "
+        "validation, best.pt, eval and colorize use the average"
+    )
     init: Literal["he", "default"] = opt("he", "weight init: He et al. (the paper) or PyTorch's default")
     seed: int = opt(0, "random seed (weights, data order, augmentation)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -63,6 +73,10 @@ class TrainOptions:
     max_steps: int | None = opt(None, "stop after this many batches in all (smoke tests, benchmarks)")
     max_minutes: float | None = opt(None, "stop after this many minutes of training steps (wall clock)")
     max_cpu_minutes: float | None = opt(None, "stop after this many CPU-minutes of training steps (this process)")
+    keep_cpu_minutes: list[float] = opt(
+        [], "also keep checkpoints/cpu-<M>min.pt (generator weights only) when the training steps' CPU time "
+        "passes each of these CPU-minute marks (time-to-quality benchmarks)"
+    )
     workers: int | Literal["auto"] = opt(
         "auto", "data-loader worker processes; auto: 0 on the CPU and for in-memory data, up to 8 for files on a GPU"
     )
@@ -81,6 +95,14 @@ class TrainOptions:
                 raise ValueError(f"train.{key} must be >= 0")
         if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
             raise ValueError("learning rates must be positive")
+        if not 0.0 <= self.gan_start < 1.0:
+            raise ValueError("train.gan_start must be in [0, 1): the share of the budget before the GAN phase")
+        if self.warmup < 0:
+            raise ValueError("train.warmup must be >= 0")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError("train.ema must be in [0, 1): the decay per step, 0 for off")
+        if any(m <= 0 for m in self.keep_cpu_minutes):
+            raise ValueError("train.keep_cpu_minutes: every mark must be a positive number of CPU-minutes")
         if not (0 < self.lr_factor < 1 and 0 < self.gamma <= 1):
             raise ValueError("train.lr_factor must be in (0, 1) and train.gamma in (0, 1]")
 

@@ -110,7 +110,7 @@ def load_model(
     state = load_checkpoint(target, map_location="cpu")
     path = Path(state["path"])
     experiment = state.get("experiment")
-    weights = state.get("gen")
+    weights = state.get("gen_ema") or state.get("gen")  # the weights' moving average when the run kept one
     if not isinstance(experiment, dict) or not isinstance(weights, dict):
         raise UsageError(f"{path}: the checkpoint lacks its experiment or generator weights")
     plugins = state.get("plugins") if isinstance(state.get("plugins"), dict) else {}

@@ -118,7 +118,11 @@ class Loss(abc.ABC):
 
     @abc.abstractmethod
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        """The generator's loss for one batch (gradients flow into ``batch.pred``)."""
+        """The generator's loss for one batch (gradients flow into ``batch.pred``).
+
+        ``disc`` is ``None`` for a loss that needs no discriminator, and for an adversarial loss
+        during a reconstruction-only phase (``train.gan_start``): it then returns its
+        reconstruction term alone, on the same scale as in the adversarial phase."""
 
     def discriminator_loss(self, batch: Prediction, disc: Discriminator) -> LossParts:
         """The discriminator's loss; ``batch.pred`` is already detached. Adversarial losses only."""

@@ -11,6 +11,7 @@ processes the skipped batches are loaded and dropped so the workers' random stre
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -255,6 +256,11 @@ class Trainer:
         self.opt_g = torch.optim.Adam(_unwrap(self.gen).parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
         self.opt_d = (torch.optim.Adam(_unwrap(self.disc).parameters(), lr=t.lr_d or t.lr, betas=(t.beta1, t.beta2))
                       if self.disc is not None else None)
+        #: The exponential moving average of the generator (``train.ema``): what validation,
+        #: ``best.pt``, eval and colorize use when it is on.
+        self.ema_gen: nn.Module | None = None
+        if t.ema > 0:
+            self.ema_gen = copy.deepcopy(_unwrap(self.gen)).requires_grad_(False)
         self.sched_g = self._scheduler(self.opt_g)
         self.sched_d = self._scheduler(self.opt_d) if self.opt_d is not None else None
         fp16 = self.amp_dtype == torch.float16
@@ -328,7 +334,54 @@ class Trainer:
             return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=t.lr_factor, patience=t.patience)
         if t.lr_schedule == "exponential":
             return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=t.gamma)
-        return None
+        return None  # none, or cosine (set at every step by _set_step_lr)
+
+    def budget_progress(self) -> float:
+        """How much of the run's budget is spent, 0..1: the largest fraction among the epochs,
+        ``max_steps``, ``max_minutes`` and ``max_cpu_minutes`` (the one that will end the run)."""
+        t = self.t
+        fractions = [self.step / max(1, t.epochs * self.batches_per_epoch_cached)]
+        if t.max_steps is not None:
+            fractions.append(self.step / max(1, t.max_steps))
+        if t.max_minutes is not None:
+            fractions.append(self.train_seconds / (60 * t.max_minutes))
+        if t.max_cpu_minutes is not None:
+            fractions.append(self.cpu_seconds / (60 * t.max_cpu_minutes))
+        return min(1.0, max(fractions))
+
+    def _set_step_lr(self) -> None:
+        """Warm-up and the cosine schedule: both set the learning rate before each step."""
+        t = self.t
+        if not t.warmup and t.lr_schedule != "cosine":
+            return
+        factor = 1.0
+        if t.lr_schedule == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * self.budget_progress()))
+        if t.warmup and self.step < t.warmup:
+            factor *= (self.step + 1) / t.warmup
+        for opt, base in ((self.opt_g, t.lr), (self.opt_d, t.lr_d or t.lr)):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
+
+    def _update_ema(self) -> None:
+        """One step of the weights' moving average; batch-norm statistics are copied. The decay
+        ramps up as ``min(ema, (1 + step) / (10 + step))``, so early steps are not averaged with
+        the initial weights for long."""
+        if self.ema_gen is None:
+            return
+        decay = min(self.t.ema, (1 + self.step) / (10 + self.step))
+        live = _unwrap(self.gen)
+        with torch.no_grad():
+            for avg, p in zip(self.ema_gen.parameters(), live.parameters()):
+                avg.lerp_(p.detach(), 1.0 - decay)
+            for avg, b in zip(self.ema_gen.buffers(), live.buffers()):
+                avg.copy_(b)
+
+    @property
+    def eval_gen(self) -> nn.Module:
+        """The generator that validation, sample grids and ``best.pt`` users see."""
+        return self.ema_gen if self.ema_gen is not None else _unwrap(self.gen)
 
     def _loader(self, epoch: int, skip_batches: int) -> tuple[DataLoader, int]:
         t = self.t
@@ -347,6 +400,12 @@ class Trainer:
         n = len(DistributedSampler(self.train_data, num_replicas=self.info.world_size, rank=self.info.rank))
         return n // self.t.batch_size if n >= self.t.batch_size else 1
 
+    @property
+    def batches_per_epoch_cached(self) -> int:
+        if not hasattr(self, "_per_epoch"):
+            self._per_epoch = self.batches_per_epoch()
+        return self._per_epoch
+
     # -- one batch ----------------------------------------------------------------------------------
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -359,12 +418,14 @@ class Trainer:
 
     def train_batch(self, rgb: torch.Tensor) -> dict[str, float]:
         """One discriminator step and ``g_steps`` generator steps; returns the logged values."""
+        self._set_step_lr()
         lab = self._to_model(rgb)
         l, target = split_target(self.c.gen, lab)  # noqa: E741
         parts: dict[str, torch.Tensor] = {}
         with self._autocast():
             pred = self.gen(l)
-        if self.disc is not None:
+        adversarial = self.disc is not None and self.budget_progress() >= self.t.gan_start
+        if adversarial:
             assert self.opt_d is not None
             self.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
@@ -374,7 +435,7 @@ class Trainer:
             self.scaler_d.update()
             parts.update({("d_total" if k == "total" else k): v.detach() for k, v in d_parts.items()})
         # The generator sees the bare discriminator: no DDP gradient sync for D during G steps.
-        plain_disc = _unwrap(self.disc) if self.disc is not None else None
+        plain_disc = _unwrap(self.disc) if adversarial else None
         if plain_disc is not None:
             plain_disc.requires_grad_(False)
         try:
@@ -391,6 +452,7 @@ class Trainer:
         finally:
             if plain_disc is not None:
                 plain_disc.requires_grad_(True)
+        self._update_ema()
         parts.update({("g_total" if k == "total" else k): v.detach() for k, v in g_parts.items()})
         parts["train_l1"] = (pred.detach().float() - target).abs().mean()
         names = list(parts)
@@ -420,7 +482,7 @@ class Trainer:
             m.reset()
         n = len(self.val_data) if self.t.val_limit is None else min(self.t.val_limit, len(self.val_data))
         shard = torch.utils.data.Subset(self.val_data, range(self.info.rank, n, self.info.world_size))
-        gen = _unwrap(self.gen)
+        gen = self.eval_gen
         if self.info.enabled:  # batch-norm statistics: rank 0's, those the checkpoint holds
             for buf in gen.buffers():
                 torch.distributed.broadcast(buf, src=0)
@@ -460,7 +522,7 @@ class Trainer:
         drawn as :func:`colorkit.evaluation.comparison_grid` draws eval's Figure 5 grid."""
         from colorkit.evaluation import comparison_grid
 
-        grid = comparison_grid([_unwrap(self.gen)], self.val_data, rows=self.t.grid_rows, device=self.device,
+        grid = comparison_grid([self.eval_gen], self.val_data, rows=self.t.grid_rows, device=self.device,
                                labels=[f"step {self.step}"])
         path = path or self.run_dir / "samples.png"
         save_png(grid, path)
@@ -484,6 +546,7 @@ class Trainer:
             "world_size": self.info.world_size,
             "rng": rng,
             "gen": _unwrap(self.gen).state_dict(),
+            **({"gen_ema": self.ema_gen.state_dict()} if self.ema_gen is not None else {}),
             "opt_g": self.opt_g.state_dict(),
             "sched_g": self.sched_g.state_dict() if self.sched_g is not None else None,
             "scaler_g": self.scaler_g.state_dict(),
@@ -505,6 +568,8 @@ class Trainer:
         """Continue from a checkpoint's weights, optimisers, schedulers, counters and RNG."""
         try:
             _unwrap(self.gen).load_state_dict(state["gen"])
+            if self.ema_gen is not None:  # a run that had no average starts it from its weights
+                self.ema_gen.load_state_dict(state.get("gen_ema") or state["gen"])
             self.opt_g.load_state_dict(state["opt_g"])
             if self.disc is not None:
                 if "disc" not in state:
@@ -605,7 +670,9 @@ class Trainer:
                 self.images += rgb.shape[0] * self.info.world_size
                 self.count += 1
                 self.train_seconds += time.perf_counter() - wall0
+                cpu_before = self.cpu_seconds
                 self.cpu_seconds += time.process_time() - cpu0
+                self._keep_marks(cpu_before)
                 for k, v in logs.items():
                     self.sums[k] = self.sums.get(k, 0.0) + v
                 if self.step % t.log_every == 0 or self.step == 1:
@@ -638,6 +705,21 @@ class Trainer:
             if self._budget_done:
                 return
 
+    def _keep_marks(self, cpu_before: float) -> None:
+        """``checkpoints/cpu-<M>min.pt`` for each ``train.keep_cpu_minutes`` mark this step passed:
+        the generator's weights (and their average) with the counters, enough for eval and
+        colorize, without the optimiser states that make ``last.pt`` large."""
+        passed = [m for m in self.t.keep_cpu_minutes if cpu_before < 60 * m <= self.cpu_seconds]
+        if not passed or not self.info.is_main:
+            return
+        state = {"experiment": self.exp.to_dict(), "plugins": self.c.plugins, "epoch": self.epoch,
+                 "step": self.step, "images": self.images, "train_seconds": self.train_seconds,
+                 "cpu_seconds": self.cpu_seconds, "gen": _unwrap(self.gen).state_dict()}
+        if self.ema_gen is not None:
+            state["gen_ema"] = self.ema_gen.state_dict()
+        for m in passed:
+            save_checkpoint(self.run_dir / "checkpoints" / mark_checkpoint_name(m), state)
+
     def _budget_reached(self) -> bool:
         """``max_steps``, ``max_minutes`` (training wall time) or ``max_cpu_minutes`` (this process's
         CPU time in training steps) reached; the times add up across resumes."""
@@ -668,6 +750,11 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
         self.sums, self.count = {}, 0
+
+
+def mark_checkpoint_name(minutes: float) -> str:
+    """``cpu-2.5min.pt`` for the 2.5 CPU-minute mark of ``train.keep_cpu_minutes``."""
+    return f"cpu-{minutes:g}min.pt"
 
 
 def _fmt_parts(logs: dict[str, float]) -> str:

@@ -1,4 +1,5 @@
-"""Losses ``ns_l1`` (eq. 7-8), ``minimax_l1`` (eq. 1 + L1) and ``l2`` (eq. 9) of Nazeri & Ng (2018).
+"""Losses ``ns_l1`` (eq. 7-8), ``minimax_l1`` (eq. 1 + L1) and ``l2`` (eq. 9) of Nazeri & Ng (2018),
+and the plain regression losses ``l1`` and ``huber`` (levers of the time-to-quality suite).
 
 All work on logits: ``-log D(x) = softplus(-x)`` and ``log(1 - D(x)) = -softplus(x)``, which are
 exact and numerically stable. The L1/L2 reconstruction terms are means over pixels and channels
@@ -45,10 +46,10 @@ class _AdversarialL1(Loss):
         raise NotImplementedError
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        if disc is None:
-            raise ValueError(f"{type(self).__name__} needs a discriminator")
-        gan = self.gan_term(_logits(disc, batch.l, batch.fake_lab))
         l1 = F.l1_loss(batch.pred, batch.target)
+        if disc is None:  # the reconstruction-only phase before train.gan_start
+            return {"total": self.options.lam * l1, "l1": l1}
+        gan = self.gan_term(_logits(disc, batch.l, batch.fake_lab))
         return {"total": gan + self.options.lam * l1, "gan": gan, "l1": l1}
 
     def discriminator_loss(self, batch: Prediction, disc: Discriminator) -> LossParts:
@@ -86,6 +87,42 @@ class L2(Loss):
         return {"total": l2, "l2": l2}
 
 
+class L1(Loss):
+    """Mean absolute error between prediction and ground truth over all pixels: the median
+    colour where the mean of L2 would average distinct colours into grey-brown."""
+
+    needs_discriminator = False
+
+    def __init__(self, options: object) -> None:
+        self.options = options
+
+    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
+        l1 = F.l1_loss(batch.pred, batch.target)
+        return {"total": l1, "l1": l1}
+
+
+@dataclass(frozen=True)
+class HuberOptions:
+    delta: float = opt(0.1, "where the loss turns from quadratic to linear, in normalised units (1 = 110 a*b*)")
+
+    def __post_init__(self) -> None:
+        if self.delta <= 0:
+            raise ValueError("loss.delta must be positive")
+
+
+class Huber(Loss):
+    """Huber (smooth L1) loss: quadratic for errors under ``delta``, linear above."""
+
+    needs_discriminator = False
+
+    def __init__(self, options: HuberOptions) -> None:
+        self.options = options
+
+    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
+        huber = F.huber_loss(batch.pred, batch.target, delta=self.options.delta)
+        return {"total": huber, "huber": huber}
+
+
 @colorkit.hookimpl
 def register_losses(register):
     register("ns_l1", NonSaturatingL1, options=AdversarialL1Options,
@@ -93,3 +130,5 @@ def register_losses(register):
     register("minimax_l1", MinimaxL1, options=AdversarialL1Options,
              description="saturating minimax GAN + lambda*L1 (eq. 1), the Figure 1 comparison")
     register("l2", L2, description="mean squared error, no discriminator: the U-Net baseline (eq. 9)")
+    register("l1", L1, description="mean absolute error, no discriminator")
+    register("huber", Huber, options=HuberOptions, description="Huber (smooth L1) loss, no discriminator")

@@ -3,7 +3,8 @@
 ``depth`` encoding units, each two 3x3 conv + batch norm + activation, then 2x2 max pool with
 channels doubling; ``depth`` mirrored decoding units, each upsampling x2, a 2x2 conv halving the
 channels, concatenation with the encoder activation of the same resolution, then two 3x3 conv +
-batch norm + ReLU; a final 1x1 conv to 3 (L*a*b*) or 2 (a*b*) channels.
+batch norm + ReLU; a final 1x1 conv to 3 (L*a*b*) or 2 (a*b*) channels (optionally started at
+zero, ``zero_out``: a*b* = 0 is the "no colour" floor, the point every result is judged against).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import colorkit
-from colorkit.interfaces import Generator
+from colorkit.interfaces import Generator, keep_init
 from colorkit.options import opt
 
 
@@ -30,6 +31,10 @@ class UNetOptions:
     output: Literal["ab", "lab"] = opt("ab", "predict a*b* and reuse the input L, or all of L*a*b* (the paper)")
     out_act: Literal["tanh", "none"] = opt("tanh", "output activation (the authors' code: tanh)")
     upsample: Literal["nearest", "bilinear"] = opt("nearest", "upsampling before each decoder's 2x2 conv")
+    zero_out: bool = opt(
+        False, "start the output conv at zero (kept by train.init=he): with output=ab, step 0 predicts "
+        "a* = b* = 0, exactly the 'no colour' floor, and training moves away from it"
+    )
 
     def __post_init__(self) -> None:
         if self.base < 1:
@@ -90,6 +95,10 @@ class UNet(Generator):
             self.decoders.append(_double_conv(cin // 2 + w, cin // 2, "relu"))
             cin = cin // 2
         self.head = nn.Conv2d(cin, 3 if options.output == "lab" else 2, 1)
+        if options.zero_out:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            keep_init(self.head)
         self.out_act = nn.Tanh() if options.out_act == "tanh" else nn.Identity()
 
     def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
