@@ -15,6 +15,8 @@ Inputs, all optional:
 
 * ``results/<dir>/results.json``, ``results.csv``, ``machine.json``, ``figures/*.png`` and
   ``runs/*/environment.json``: one benchmark suite's outputs (``colorkit bench``);
+* ``results/<dir>/REPORT.md``: a report a benchmark script wrote (benchmarks/time_to_quality.py),
+  copied in with its figure links made relative to RESULTS.md;
 * ``results/<dir>/NOTES.md`` of a folder without ``results.json``: copied in (headings moved down);
 * ``results/speed/data_pipeline*.json`` (benchmarks/data_pipeline.py --json),
   ``results/speed/train_overhead*.json`` (benchmarks/train_overhead.py --json),
@@ -47,7 +49,8 @@ def _suite_dirs(bench: Path) -> list[Path]:
     root = bench / RESULTS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "results.json").is_file())
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and (p / "results.json").is_file() and not (p / "REPORT.md").is_file())
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -269,16 +272,35 @@ def _suite_section(bench: Path, folder: Path) -> list[str]:
 # -- other result folders ----------------------------------------------------------------------
 
 
+def _report_sections(bench: Path) -> list[str]:
+    """Result folders with a ``REPORT.md`` that a benchmark script generated
+    (benchmarks/time_to_quality.py): copied in as they are, with their figure links made relative
+    to RESULTS.md."""
+    root = bench / RESULTS
+    if not root.is_dir():
+        return []
+    lines: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != SPEED):
+        report = folder / "REPORT.md"
+        if not report.is_file():
+            continue
+        rel = folder.relative_to(bench).as_posix()
+        text = report.read_text(encoding="utf-8").replace("](figures/", f"]({rel}/figures/")
+        lines += [*text.splitlines(), "", f"Files: [{rel}/]({rel}/) (REPORT.md, results.json, per-run logs and "
+                  "evaluations; checkpoints are not committed).", ""]
+    return lines
+
+
 def _notes_section(bench: Path) -> list[str]:
-    """Result folders that are not suite outputs (no results.json) but carry a NOTES.md: their
-    notes, headings moved two levels down."""
+    """Result folders that are not suite outputs (no results.json, no REPORT.md) but carry a
+    NOTES.md: their notes, headings moved two levels down."""
     root = bench / RESULTS
     if not root.is_dir():
         return []
     lines: list[str] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != SPEED):
         notes = folder / "NOTES.md"
-        if (folder / "results.json").is_file() or not notes.is_file():
+        if (folder / "results.json").is_file() or (folder / "REPORT.md").is_file() or not notes.is_file():
             continue
         rel = folder.relative_to(bench).as_posix()
         lines += [f"## Notes from {rel}/NOTES.md", ""]
@@ -400,6 +422,7 @@ def generate(bench: Path = HERE) -> str:
         lines += ["No benchmark suite results committed yet.", ""]
     for folder in suites:
         lines += _suite_section(bench, folder) + [""]
+    lines += _report_sections(bench)
     lines += _notes_section(bench)
     lines += _speed_section(bench)
     text = "\n".join(lines).rstrip("\n") + "\n"

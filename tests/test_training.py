@@ -300,3 +300,137 @@ def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
         assert abs(float(floor.body.weight.detach().std()) - expected) < 0.5 * expected
     # a generator that initialises itself is left entirely alone
     assert torch.equal(own.body.weight, torch.full_like(own.body.weight, 0.125)) and not own.out.weight.any()
+
+
+# -- levers of the time-to-quality suite ----------------------------------------------------------
+
+
+def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_path):
+    from colorkit.experiment import experiment_from_sources
+    from colorkit.registry import build_registry
+    from colorkit.training import Trainer
+
+    reg = build_registry(autoload=False)
+    exp = experiment_from_sources(reg, cli={"gen": "unet", "disc": "none", "loss": "l1", "dataset": "samples"},
+                                  sets=["gen.base=8", "gen.depth=3", "gen.zero_out=true", "dataset.size=32",
+                                        "train.device=cpu"])
+    gen = Trainer(reg, exp, tmp_path / "run", progress=False).c.gen
+    assert torch.equal(gen.eval()(torch.randn(3, 1, 32, 32)), torch.zeros(3, 2, 32, 32))
+    assert gen.encoders[0][0].weight.abs().sum() > 0  # the other layers were initialised as usual
+
+
+def test_ema_is_the_model_that_validation_eval_and_colorize_use(tmp_path):
+    from colorkit.evaluation import evaluate
+    from colorkit.inference import load_model
+
+    run = tmp_path / "run"
+    result = invoke(["run", "--epochs", "2", "--disc", "none", "--loss", "l2", "--set", "train.ema=0.9",
+                     *NO_DISC, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    state = last(run)
+    live, avg = state["gen"], state["gen_ema"]
+    assert set(live) == set(avg)
+    weights = [k for k in live if k.endswith("weight")]
+    assert any(not torch.equal(live[k], avg[k]) for k in weights)  # the average lags the live weights
+    for k in live:  # batch-norm statistics are the live model's
+        if "running_" in k:
+            assert torch.equal(live[k], avg[k])
+    model = load_model(run / "checkpoints" / "last.pt")
+    for k, v in model.gen.state_dict().items():
+        assert torch.equal(v, avg[k])
+    # the last validation scored the average: eval on the checkpoint gives the same numbers
+    val = [r for r in read_jsonl(run / "metrics.jsonl") if r["event"] == "val"][-1]
+    ev, _, _ = evaluate([run / "checkpoints" / "last.pt"], split="val", metrics="mae,psnr", device="cpu")
+    assert ev.rows[1].values["mae"] == pytest.approx(val["val_mae"], abs=1e-6)
+
+
+def test_ema_update_follows_its_formula():
+    from types import SimpleNamespace
+
+    from colorkit.training import Trainer
+
+    live = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    avg = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    avg.load_state_dict(live.state_dict())
+    before = avg[0].weight.detach().clone()
+    with torch.no_grad():
+        live[0].weight.add_(1.0)
+        live[1].running_mean.fill_(3.0)
+    fake = SimpleNamespace(ema_gen=avg, gen=live, step=90, t=SimpleNamespace(ema=0.999))
+    Trainer._update_ema(fake)
+    decay = min(0.999, 91 / 100)  # the ramp: (1 + step) / (10 + step)
+    assert torch.allclose(avg[0].weight, decay * before + (1 - decay) * live[0].weight)
+    assert torch.equal(avg[1].running_mean, live[1].running_mean)
+
+
+def test_cosine_schedule_and_warmup_follow_the_budget(tmp_path):
+    import math
+
+    run = tmp_path / "run"
+    result = invoke(["run", "--epochs", "50", "--set", "train.max_steps=10", "--set", "train.lr_schedule=cosine",
+                     "--set", "train.warmup=2", "--lr", "1e-3", *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    steps = {r["step"]: r["lr"] for r in read_jsonl(run / "metrics.jsonl") if r["event"] == "step"}
+    assert sorted(steps) == list(range(1, 11))
+    # the lr logged after step s was set before it, at progress (s - 1) / 10; warm-up over 2 steps
+    for s, lr in steps.items():
+        expected = 1e-3 * 0.5 * (1 + math.cos(math.pi * (s - 1) / 10)) * (s / 2 if s <= 2 else 1)
+        assert lr == pytest.approx(expected, rel=1e-6), s
+    d_lr = last(run)["opt_d"]["param_groups"][0]["lr"]
+    assert d_lr == pytest.approx(steps[10])  # the discriminator follows the same schedule
+
+
+def test_gan_start_trains_the_reconstruction_term_alone_first(tmp_path):
+    run = tmp_path / "run"
+    result = invoke(["run", "--epochs", "50", "--set", "train.max_steps=8", "--set", "train.gan_start=0.5",
+                     *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    steps = [r for r in read_jsonl(run / "metrics.jsonl") if r["event"] == "step"]
+    first, later = [r for r in steps if r["step"] <= 4], [r for r in steps if r["step"] > 4]
+    assert first and later
+    for r in first:  # no discriminator step, no GAN term: lam * L1 alone
+        assert "d_real" not in r and "gan" not in r and r["g_total"] == pytest.approx(100 * r["l1"], rel=1e-5)
+    for r in later:
+        assert {"d_real", "d_fake", "gan"} <= set(r)
+    disc_steps = next(iter(last(run)["opt_d"]["state"].values()))["step"].item()
+    assert disc_steps == 4
+
+
+def test_cpu_minute_marks_keep_small_loadable_checkpoints(tmp_path, monkeypatch):
+    import itertools
+
+    from colorkit import training
+    from colorkit.inference import load_model
+
+    # A step-driven clock: every training step takes 0.3 "CPU-seconds", so the marks fall on known steps.
+    clock = itertools.count()
+    monkeypatch.setattr(training.time, "process_time", lambda: 0.3 * next(clock))
+    run = tmp_path / "run"
+    result = invoke(["run", "--epochs", "50", "--set", "train.max_cpu_minutes=0.03",
+                     "--set", "train.keep_cpu_minutes=0.01,0.02,99", "--set", "train.ema=0.99",
+                     *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    ckpts = run / "checkpoints"
+    assert not (ckpts / "cpu-99min.pt").exists()  # never reached
+    early, late = load_checkpoint(ckpts / "cpu-0.01min.pt"), load_checkpoint(ckpts / "cpu-0.02min.pt")
+    # each mark is the first step past it: 0.6 s, 1.2 s, and the budget's 1.8 s
+    assert 0.6 <= early["cpu_seconds"] < 1.2 <= late["cpu_seconds"] < 1.8 <= last(run)["cpu_seconds"]
+    assert 1 <= early["step"] < late["step"] < last(run)["step"]
+    assert "opt_g" not in early and "disc" not in early and "gen_ema" in early  # weights only
+    model = load_model(ckpts / "cpu-0.02min.pt")
+    assert model.step == late["step"]
+    for k, v in model.gen.state_dict().items():
+        assert torch.equal(v, late["gen_ema"][k])
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.ema", "1.0", "train.ema must be in [0, 1)"),
+    ("train.gan_start", "1", "train.gan_start must be in [0, 1)"),
+    ("train.keep_cpu_minutes", "5,0", "every mark must be a positive number"),
+    ("train.warmup", "-1", "train.warmup must be >= 0"),
+])
+def test_bad_lever_values_are_one_line_errors(tmp_path, key, value, message):
+    result = invoke(["run", "--set", f"{key}={value}", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
