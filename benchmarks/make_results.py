@@ -16,7 +16,7 @@ Inputs, all optional:
 * ``results/<dir>/results.json``, ``results.csv``, ``machine.json``, ``figures/*.png`` and
   ``runs/*/environment.json``: one benchmark suite's outputs (``colorkit bench``);
 * ``results/<dir>/REPORT.md``: a report a benchmark script wrote (benchmarks/time_to_quality.py),
-  copied in with its figure links made relative to RESULTS.md;
+  copied in with its figure links made relative to RESULTS.md, followed by the folder's NOTES.md;
 * ``results/<dir>/NOTES.md`` of a folder without ``results.json``: copied in (headings moved down);
 * ``results/speed/data_pipeline*.json`` (benchmarks/data_pipeline.py --json),
   ``results/speed/train_overhead*.json`` (benchmarks/train_overhead.py --json),
@@ -286,6 +286,9 @@ def _report_sections(bench: Path) -> list[str]:
             continue
         rel = folder.relative_to(bench).as_posix()
         text = report.read_text(encoding="utf-8").replace("](figures/", f"]({rel}/figures/")
+        notes = folder / "NOTES.md"
+        if notes.is_file():  # what was measured beside the report, written by hand
+            text += "\n" + notes.read_text(encoding="utf-8")
         lines += [*text.splitlines(), "", f"Files: [{rel}/]({rel}/) (REPORT.md, results.json, per-run logs and "
                   "evaluations; checkpoints are not committed).", ""]
     return lines

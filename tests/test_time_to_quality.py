@@ -1,0 +1,170 @@
+"""benchmarks/time_to_quality.py and benchmarks/photoset.py: every CPU-minute mark of every run
+evaluated on a dataset split and on the wheel photos, tables against the floor, and the report in
+RESULTS.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+SUITE = """\
+name: ttq-tiny
+description: a tiny time-to-quality suite on the samples dataset
+seeds: [0, 1]
+threads: 1
+defaults:
+  gen: {name: unet, options: {base: 4, depth: 2, zero_out: true}}
+  disc: none
+  loss: l1
+  dataset: {name: samples, options: {size: 16, crops_per_epoch: 16, eval_crops: 6}}
+  metrics: [mae]
+  train: {batch_size: 4, epochs: 100, max_cpu_minutes: 0.004, keep_cpu_minutes: [0.0005, 0.004],
+          device: cpu, val_every: 1000, ema: 0.9, log_every: 5}
+experiments:
+  - name: small
+    description: the tiny U-Net
+evaluation:
+  split: test
+  metrics: [mae, psnr, colorfulness_gap]
+  batch_size: 6
+  device: cpu
+figures: {figure1: false, curves: false}
+"""
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return mod
+
+
+def test_photoset_writes_the_wheel_photos_losslessly(tmp_path):
+    photoset = _load("photoset")
+    records = photoset.write(tmp_path)
+    names = [r["name"] for r in records]
+    assert names[:6] == ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "grace_hopper"]
+    for (name, _, array), record in zip(photoset.photos(), records):
+        written = np.asarray(Image.open(tmp_path / record["file"]))
+        assert written.shape == array.shape == (record["height"], record["width"], 3)
+        assert np.array_equal(written, array), name
+    assert photoset.set_name(names).startswith(f"wheel photos ({len(names)}: astronaut")
+
+
+@pytest.fixture(scope="module")
+def ttq(tmp_path_factory):
+    from colorkit.bench import run_suite
+    from colorkit.registry import build_registry
+
+    threads = torch.get_num_threads()
+    folder = tmp_path_factory.mktemp("ttq")
+    suite = folder / "ttq.yaml"
+    suite.write_text(SUITE, encoding="utf-8")
+    out = folder / "out"
+    run_suite(suite, out, registry=build_registry(autoload=False), log=None, figures=False)
+    mod = _load("time_to_quality")
+    dest = folder / "dest"
+    assert mod.main(["--suite", str(suite), "--out", str(out), "--dest", str(dest), "--grid-mark", "0.004"]) == 0
+    torch.set_num_threads(threads)
+    return suite, out, dest, mod
+
+
+def test_every_mark_is_evaluated_as_eval_and_eval_images_score_it(ttq):
+    from colorkit.evaluation import evaluate, evaluate_images
+
+    suite, out, dest, _ = ttq
+    blob = json.loads((dest / "results.json").read_text())
+    assert set(blob["runs"]) == {"small-s0", "small-s1"}
+    run = out / "runs" / "small-s1"
+    ckpt = run / "checkpoints" / "cpu-0.004min.pt"
+    stored = blob["runs"]["small-s1"]["marks"]["0.004"]
+    ev, _, _ = evaluate([ckpt], split="test", metrics="mae,psnr,colorfulness_gap", batch_size=6, device="cpu",
+                        own_l_rows=False)
+    photos = evaluate_images(ckpt, out / "photos", metrics="mae,psnr,colorfulness_gap", device="cpu")
+    for k in ("mae", "psnr", "colorfulness_gap"):
+        assert stored["cifar"][k] == pytest.approx(ev.rows[1].values[k], abs=1e-6)
+        assert stored["photos"][k] == pytest.approx(photos.rows[1].values[k], abs=1e-6)
+        assert blob["floors"]["cifar"][k] == pytest.approx(ev.rows[0].values[k], abs=1e-6)
+        assert blob["floors"]["photos"][k] == pytest.approx(photos.rows[0].values[k], abs=1e-6)
+    assert stored["step"] >= blob["runs"]["small-s1"]["marks"]["0.0005"]["step"] >= 1
+
+
+def test_report_tables_are_mean_and_std_over_seeds_beside_the_floor(ttq):
+    suite, out, dest, mod = ttq
+    blob = json.loads((dest / "results.json").read_text())
+    report = (dest / "REPORT.md").read_text()
+    runs = [blob["runs"][f"small-s{s}"]["marks"]["0.004"]["cifar"]["mae"] for s in (0, 1)]
+    mean, std = float(np.mean(runs)), float(np.std(runs, ddof=1))
+    assert blob["summary"]["small"]["0.004"]["cifar"]["metrics"]["mae"]["mean"] == pytest.approx(mean)
+    cell = f"{mean:,.2f} ± {std:,.2f}"
+    row = next(line for line in report.splitlines() if line.startswith("| small | 2 |") and cell in line)
+    assert row
+    assert f"| *no colour (floor)* | – | – | {blob['floors']['cifar']['mae']:,.2f} |" in report
+    assert "### CPU-minutes to the floor" in report
+    for fig in ("curves.png", "figure5_cifar10.png", "photos.png"):
+        assert (dest / "figures" / fig).stat().st_size > 1000 and f"](figures/{fig})" in report
+    # the run's small files are kept; checkpoints are not copied
+    assert sorted(p.name for p in (dest / "runs" / "small-s0").iterdir()) == sorted(mod.SMALL_RUN_FILES)
+
+
+def test_a_rerun_reuses_the_cached_evaluations(ttq, monkeypatch):
+    suite, out, dest, mod = ttq
+    import colorkit.evaluation as evaluation
+
+    def boom(*a, **k):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(evaluation, "evaluate", boom)
+    monkeypatch.setattr(evaluation, "evaluate_images", boom)
+    before = (dest / "results.json").read_text()
+    assert mod.main(["--suite", str(suite), "--out", str(out), "--dest", str(dest), "--grid-mark", "0.004"]) == 0
+    assert (dest / "results.json").read_text() == before
+
+
+def _summary(values: list[float | None]) -> dict:
+    marks = [1.0, 2.0, 3.0]
+    cells = {}
+    for m, v in zip(marks, values):
+        seeds = 0 if v is None else 3
+        cells[f"{m:g}"] = {"cifar": {"seeds": seeds, "metrics": {"psnr": {"mean": v if v is not None else math.nan}}}}
+    return marks, {"r": cells}
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([24.0, 26.0, 27.0], "2"),        # above the floor from the second mark on
+    ([26.0, 24.0, 27.0], "3"),        # a dip below the floor resets it
+    ([24.0, 25.0, 24.5], "not by 3"),  # never above (25.0 equals the floor: not better)
+    ([26.0, 27.0, None], "1"),        # the last mark not reached yet
+])
+def test_cpu_minutes_to_the_floor(values, expected):
+    mod = _load("time_to_quality")
+    marks, summary = _summary(values)
+    info = {"psnr": {"higher_is_better": True}}
+    assert mod.to_floor(summary, marks, info, {"cifar": {"psnr": 25.0}}, "cifar", "psnr", "r") == expected
+
+
+def test_results_md_includes_a_report_and_its_notes_with_links_that_resolve(tmp_path):
+    mr = _load("make_results")
+    folder = tmp_path / "results" / "ttq-x"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "figures" / "curves.png").write_bytes(b"png")
+    (folder / "REPORT.md").write_text("## Time to quality: suite `x`\n\nrow 12.34\n\n![curves](figures/curves.png)\n")
+    (folder / "NOTES.md").write_text("### Measured on a test machine\n\nnote 56.78\n")
+    text = mr.generate(tmp_path)
+    assert "row 12.34" in text and "note 56.78" in text
+    assert "](results/ttq-x/figures/curves.png)" in text and (tmp_path / "results/ttq-x/figures/curves.png").is_file()
+    assert "Suite `ttq-x`" not in text  # not taken for a colorkit bench suite
