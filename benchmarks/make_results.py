@@ -272,15 +272,18 @@ def _suite_section(bench: Path, folder: Path) -> list[str]:
 # -- other result folders ----------------------------------------------------------------------
 
 
+def _other_folders(bench: Path) -> list[Path]:
+    """The result folders other than the speed figures', in name order."""
+    root = bench / RESULTS
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name != SPEED) if root.is_dir() else []
+
+
 def _report_sections(bench: Path) -> list[str]:
     """Result folders with a ``REPORT.md`` that a benchmark script generated
     (benchmarks/time_to_quality.py): copied in as they are, with their figure links made relative
     to RESULTS.md."""
-    root = bench / RESULTS
-    if not root.is_dir():
-        return []
     lines: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != SPEED):
+    for folder in _other_folders(bench):
         report = folder / "REPORT.md"
         if not report.is_file():
             continue
@@ -297,11 +300,8 @@ def _report_sections(bench: Path) -> list[str]:
 def _notes_section(bench: Path) -> list[str]:
     """Result folders that are not suite outputs (no results.json, no REPORT.md) but carry a
     NOTES.md: their notes, headings moved two levels down."""
-    root = bench / RESULTS
-    if not root.is_dir():
-        return []
     lines: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != SPEED):
+    for folder in _other_folders(bench):
         notes = folder / "NOTES.md"
         if (folder / "results.json").is_file() or (folder / "REPORT.md").is_file() or not notes.is_file():
             continue

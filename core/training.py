@@ -758,7 +758,7 @@ def mark_checkpoint_name(minutes: float) -> str:
 
 
 def _fmt_parts(logs: dict[str, float]) -> str:
-    keys = [k for k in ("g_total", "gan", "l1", "l2", "d_real", "d_fake") if k in logs]
+    keys = [k for k in ("g_total", "gan", "l1", "l2", "huber", "d_real", "d_fake") if k in logs]
     return "  ".join(f"{k} {logs[k]:.4g}" for k in keys if math.isfinite(logs[k]))
 
 

@@ -74,31 +74,40 @@ class MinimaxL1(_AdversarialL1):
         return -F.softplus(fake_logits).mean()
 
 
-class L2(Loss):
-    """Mean squared error between prediction and ground truth over all pixels (eq. 9)."""
+class _Regression(Loss):
+    """A loss with no discriminator: ``fn(pred, target)``, logged under ``key``."""
 
     needs_discriminator = False
+    key = ""
 
     def __init__(self, options: object) -> None:
         self.options = options
 
+    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        l2 = F.mse_loss(batch.pred, batch.target)
-        return {"total": l2, "l2": l2}
+        value = self.fn(batch.pred, batch.target)
+        return {"total": value, self.key: value}
 
 
-class L1(Loss):
+class L2(_Regression):
+    """Mean squared error between prediction and ground truth over all pixels (eq. 9)."""
+
+    key = "l2"
+
+    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(pred, target)
+
+
+class L1(_Regression):
     """Mean absolute error between prediction and ground truth over all pixels: the median
     colour where the mean of L2 would average distinct colours into grey-brown."""
 
-    needs_discriminator = False
+    key = "l1"
 
-    def __init__(self, options: object) -> None:
-        self.options = options
-
-    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        l1 = F.l1_loss(batch.pred, batch.target)
-        return {"total": l1, "l1": l1}
+    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(pred, target)
 
 
 @dataclass(frozen=True)
@@ -110,17 +119,13 @@ class HuberOptions:
             raise ValueError("loss.delta must be positive")
 
 
-class Huber(Loss):
+class Huber(_Regression):
     """Huber (smooth L1) loss: quadratic for errors under ``delta``, linear above."""
 
-    needs_discriminator = False
+    key = "huber"
 
-    def __init__(self, options: HuberOptions) -> None:
-        self.options = options
-
-    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        huber = F.huber_loss(batch.pred, batch.target, delta=self.options.delta)
-        return {"total": huber, "huber": huber}
+    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.huber_loss(pred, target, delta=self.options.delta)
 
 
 @colorkit.hookimpl
