@@ -217,6 +217,15 @@ def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str
             lines.append("| *no colour (floor)* | – | – | " + " | ".join(
                 _fmt(floors[which][k], _digits(k)) for k in suite.metrics) + " |")
             lines.append("")
+            below = []
+            for e in suite.experiments:
+                cell = summary[e.name][mark_label(m)][which]
+                worse = [k for k in suite.metrics if cell["seeds"] and not better(
+                    info[k], cell["metrics"][k]["mean"], floors[which][k])]
+                if worse:
+                    below.append(f"{e.name} ({', '.join(worse)})")
+            lines += [f"Not better than the floor at {mark_label(m)} CPU-minutes: "
+                      + ("; ".join(below) if below else "none") + ".", ""]
         lines += ["Bold: better than the floor on the same images (mean over seeds).", ""]
     lines += ["### CPU-minutes to the floor", "",
               "The first mark from which the mean over seeds stays better than the no-colour floor at every later "

@@ -115,6 +115,7 @@ def test_report_tables_are_mean_and_std_over_seeds_beside_the_floor(ttq):
     assert row
     assert f"| *no colour (floor)* | – | – | {blob['floors']['cifar']['mae']:,.2f} |" in report
     assert "### CPU-minutes to the floor" in report
+    assert "Not better than the floor at 0.004 CPU-minutes: " in report
     for fig in ("curves.png", "figure5_cifar10.png", "photos.png"):
         assert (dest / "figures" / fig).stat().st_size > 1000 and f"](figures/{fig})" in report
     # the run's small files are kept; checkpoints are not copied
