@@ -270,6 +270,7 @@ def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Pa
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=e.name)
         ax.axhline(blob["floors"][which][metric], color="black", linestyle="--", linewidth=1, label="no colour (floor)")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(marks)
         ax.set_xticklabels([mark_label(m) for m in marks])
         ax.set_xlabel("CPU-minutes of training (1 thread)")
