@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     grid = [(n, c) for n, c in grid if c.is_file()]
     if grid:
         figure5_from_checkpoints(suite, registry, grid, figs_dir / "figure5_cifar10.png", rows=8, seed=seed0,
-                                 title=f"Figure 5 at {mark_label(args.grid_mark)} CPU-minutes")
+                                 title=f"Figure 5 at {mark_label(args.grid_mark)} CPU-minutes",
+                                 checkpoint_name=mark_checkpoint_name(args.grid_mark))
         photo_grid(registry, grid, photo_dir, figs_dir / "photos.png")
         figures += ["figures/figure5_cifar10.png", "figures/photos.png"]
     reproduce = [f"colorkit bench {args.suite.as_posix()} --out {args.out.as_posix()}",

@@ -222,7 +222,8 @@ def suite_figures(suite: Any, out: Path, registry: Any, log: Callable[[str], Non
 
 
 def figure5_from_checkpoints(suite: Any, registry: Any, ckpts: Sequence[tuple[str, Path]], path: Path,
-                             rows: int = 8, seed: int = 0, title: str = "Figure 5") -> Path:
+                             rows: int = 8, seed: int = 0, title: str = "Figure 5",
+                             checkpoint_name: str | None = None) -> Path:
     from colorkit.evaluation import build_eval_dataset
     from colorkit.inference import load_model
 
@@ -236,4 +237,4 @@ def figure5_from_checkpoints(suite: Any, registry: Any, ckpts: Sequence[tuple[st
         data = torch.utils.data.Subset(data, range(prot.images))
     labels = [f"{name}\nseed {seed}, step {m.step}" for (name, _), m in zip(ckpts, models)]
     return figure5([m.gen for m in models], labels, data, path, rows=rows,
-                   title=f"{title}: {resolved['name']} {split}, {suite.checkpoint}.pt of each run")
+                   title=f"{title}: {resolved['name']} {split}, {checkpoint_name or suite.checkpoint + '.pt'} of each run")
