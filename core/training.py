@@ -273,6 +273,7 @@ class Trainer:
             if len(data) == 0:
                 raise UsageError(f"dataset '{exp.dataset.name}': its {role} split ('{getattr(ds, role + '_split')}') is empty")
         self.workers = self._workers()
+        self.per_epoch = self.batches_per_epoch()  # the epochs' share of the budget (budget_progress)
         self.metric_names = list(exp.metrics)
         from colorkit.evaluation import ColourL1, build_metrics
 
@@ -340,7 +341,7 @@ class Trainer:
         """How much of the run's budget is spent, 0..1: the largest fraction among the epochs,
         ``max_steps``, ``max_minutes`` and ``max_cpu_minutes`` (the one that will end the run)."""
         t = self.t
-        fractions = [self.step / max(1, t.epochs * self.batches_per_epoch_cached)]
+        fractions = [self.step / max(1, t.epochs * self.per_epoch)]
         if t.max_steps is not None:
             fractions.append(self.step / max(1, t.max_steps))
         if t.max_minutes is not None:
@@ -399,12 +400,6 @@ class Trainer:
     def batches_per_epoch(self) -> int:
         n = len(DistributedSampler(self.train_data, num_replicas=self.info.world_size, rank=self.info.rank))
         return n // self.t.batch_size if n >= self.t.batch_size else 1
-
-    @property
-    def batches_per_epoch_cached(self) -> int:
-        if not hasattr(self, "_per_epoch"):
-            self._per_epoch = self.batches_per_epoch()
-        return self._per_epoch
 
     # -- one batch ----------------------------------------------------------------------------------
     def _autocast(self) -> Any:
@@ -626,7 +621,7 @@ class Trainer:
     def run(self) -> RunResult:
         t = self.t
         start = time.perf_counter()
-        per_epoch = self.batches_per_epoch()
+        per_epoch = self.per_epoch
         total = t.epochs * per_epoch if t.max_steps is None else min(t.epochs * per_epoch, t.max_steps)
         old_handler = None
         with contextlib.suppress(ValueError):  # not the main thread: no signal handling
