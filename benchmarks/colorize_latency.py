@@ -1,6 +1,7 @@
 """Colorize latency and peak memory on this machine's CPU.
 
     python benchmarks/colorize_latency.py [--runs 7] [--working-sizes default,256] [--threads default,1]
+                                          [--backends torch,onnxruntime]
 
 For a 512x512 and a 2048x1536 photo, with the default ``unet`` generator (base 64, depth 5,
 He-initialised: latency does not depend on the weights, except that an untrained model's
@@ -18,6 +19,11 @@ Places365-trained model's):
 
 Each case runs in a fresh subprocess so that one case's peak memory does not hide another's.
 The target is under 0.3 s for 512x512 at the default working size.
+
+``--backends torch,onnxruntime`` measures each case with both backends of ``colorkit colorize``:
+the model exported to ONNX (``colorkit.export``) and run by ONNX Runtime with NumPy around it
+(``colorkit.onnx_backend``; ``--threads`` sets its intra-op threads too), side by side in one
+run. The ONNX rows' peak RSS still includes torch, which the benchmark imports to build the model.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _rss_mib() -> float:
     return peak / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)
 
 
-def child(photo: str, working_size: int, runs: int, threads: int | None) -> dict:
+def child(photo: str, working_size: int, runs: int, threads: int | None, backend: str = "torch") -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -74,19 +80,30 @@ def child(photo: str, working_size: int, runs: int, threads: int | None) -> dict
     folder = Path(tempfile.mkdtemp(prefix="colorkit-bench-"))
     src = folder / "photo.jpg"
     Image.fromarray(image).save(src, quality=92)
+    target: object = model
+    run = colorize_array
+    if backend == "onnxruntime":
+        from colorkit import onnx_backend
+        from colorkit.export import ExportedColorizer, _example, _export_onnx, metadata
+
+        target = folder / "model.onnx"
+        _export_onnx(ExportedColorizer(gen).eval(), _example(model), metadata(model), target)
+        model = onnx_backend.load_onnx(target, working_size, threads=threads)
+        run = onnx_backend.colorize_array
 
     before = _rss_mib()  # torch, the model and the photo are loaded; nothing colorized yet
-    colorize_array(model, image)  # warm-up (allocator, oneDNN kernels)
+    run(model, image)  # warm-up (allocator, oneDNN kernels)
     array_times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        out = colorize_array(model, image)
+        out = run(model, image)
         array_times.append(time.perf_counter() - t0)
     assert out.shape == (height, width, 3)
     file_times = []
     for i in range(runs):
         t0 = time.perf_counter()
-        report = colorize_files(model, [src], folder / f"out{i}", fmt="png")
+        report = colorize_files(target, [src], folder / f"out{i}", fmt="png", working_size=working_size,
+                                backend=backend)
         file_times.append(time.perf_counter() - t0)
         assert len(report.written) == 1, report.failed
     after = _rss_mib()
@@ -99,6 +116,7 @@ def child(photo: str, working_size: int, runs: int, threads: int | None) -> dict
 
     return {
         "photo": photo,
+        "backend": backend,
         "working_size": working_size,
         "model_input": "x".join(map(str, working_shape(height, width, working_size, gen.size_multiple))),
         "array_median_s": statistics.median(array_times),
@@ -117,12 +135,13 @@ def main() -> None:
     parser.add_argument("--working-sizes", default="default,256", help="comma-separated sizes; 'default' = the default experiment's")
     parser.add_argument("--threads", default="default",
                         help="comma-separated torch thread counts to measure; 'default' = torch's choice")
+    parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnxruntime")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--child", nargs=2, metavar=("PHOTO", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("PHOTO", "SIZE", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         threads = None if args.threads == "default" else int(args.threads)
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.runs, threads)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.runs, threads, args.child[2])))
         return
 
     import torch
@@ -149,26 +168,34 @@ def main() -> None:
     for threads in [t.strip() for t in args.threads.split(",") if t.strip()]:
         for size in sizes:
             for photo in PHOTOS:
-                cmd = [sys.executable, __file__, "--child", photo, str(size), "--runs", str(args.runs),
-                       "--threads", threads]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if out.returncode != 0:
-                    sys.exit(f"case {photo} @ {size} failed:\n{out.stderr}")
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+                    cmd = [sys.executable, __file__, "--child", photo, str(size), backend, "--runs", str(args.runs),
+                           "--threads", threads]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    if out.returncode != 0:
+                        sys.exit(f"case {photo} @ {size} ({backend}) failed:\n{out.stderr}")
+                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     load_after = [round(x, 2) for x in os.getloadavg()]
     print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}")
-    header = (f"{'photo':>10} {'working':>8} {'model in':>9} {'array median':>13} {'file median':>12} "
+    header = (f"{'photo':>10} {'backend':>12} {'working':>8} {'model in':>9} {'array median':>13} {'file median':>12} "
               f"{'peak RSS':>10} {'RSS growth':>11} {'threads':>8} {'out of gamut':>13}")
     print(header)
     for r in rows:
-        print(f"{r['photo']:>10} {r['working_size']:>8} {r['model_input']:>9} {r['array_median_s']:>12.3f}s "
+        print(f"{r['photo']:>10} {r['backend']:>12} {r['working_size']:>8} {r['model_input']:>9} {r['array_median_s']:>12.3f}s "
               f"{r['file_median_s']:>11.3f}s {r['peak_rss_mib']:>7.0f} MiB {r['rss_growth_mib']:>7.0f} MiB {r['threads']:>8} "
               f"{100 * r['out_of_gamut_fraction']:>12.0f}%")
     for r in rows:
         if r["photo"] == "512x512" and r["working_size"] == default:
             ok = r["array_median_s"] < 0.3
-            print(f"target: 512x512 at the default working size under 0.3 s with {r['threads']} thread(s): "
-                  f"{'met' if ok else 'NOT met'} ({r['array_median_s']:.3f} s)")
+            print(f"target: 512x512 at the default working size under 0.3 s with {r['threads']} thread(s), "
+                  f"{r['backend']}: {'met' if ok else 'NOT met'} ({r['array_median_s']:.3f} s)")
+    by_case: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        by_case.setdefault((r["photo"], r["working_size"], r["threads"]), {})[r["backend"]] = r["array_median_s"]
+    for (photo, size, threads), times in by_case.items():
+        if {"torch", "onnxruntime"} <= set(times):
+            print(f"onnxruntime / torch, {photo} at {size} px, {threads} thread(s): "
+                  f"{times['onnxruntime'] / times['torch']:.2f} (same run)")
     if args.json:
         context = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "colorkit": colorkit.__version__,
                    "torch": torch.__version__, "cpu": cpu, "cpus": os.cpu_count(),

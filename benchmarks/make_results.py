@@ -398,10 +398,10 @@ def _speed_section(bench: Path) -> list[str]:
                        f"{d.get('load_average_before')} before and {d.get('load_average_after')} after"
                        + (f"; {d['note']}" if d.get("note") else ""))
         lines += [f"`{RESULTS}/{SPEED}/{f.name}` (median of {d.get('runs')} runs):{context}", "",
-                  "| photo | working size | model input | array median s | file median s | peak RSS MiB | RSS growth MiB | threads |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| photo | backend | working size | model input | array median s | file median s | peak RSS MiB | RSS growth MiB | threads |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in d.get("rows") or []:
-            lines.append(f"| {r.get('photo')} | {r.get('working_size')} | {r.get('model_input')} | "
+            lines.append(f"| {r.get('photo')} | {r.get('backend', 'torch')} | {r.get('working_size')} | {r.get('model_input')} | "
                          f"{_fmt(r.get('array_median_s'), 3)} | {_fmt(r.get('file_median_s'), 3)} | "
                          f"{_fmt(r.get('peak_rss_mib'), 0)} | {_fmt(r.get('rss_growth_mib'), 0)} | {r.get('threads')} |")
         lines.append("")

@@ -166,9 +166,10 @@ def _argv_without_nproc(argv: list[str]) -> list[str]:
 
 
 # --- commands defined in other modules are attached below (keep each on its own line) ---
-from colorkit.cli_eval import colorize_command, eval_command  # noqa: E402
+from colorkit.cli_eval import colorize_command, eval_command, export_command  # noqa: E402
 app.command("eval")(eval_command)
 app.command("colorize")(colorize_command)
+app.command("export")(export_command)
 from colorkit.cli_bench import bench_command  # noqa: E402
 app.command("bench")(bench_command)
 

@@ -117,16 +117,21 @@ def eval_command(
         typer.echo(f"grid written to {grid}")
 
 
+def _is_run_or_checkpoint(path: Path) -> bool:
+    return (path.is_dir() and (path / "config.yaml").is_file()) or (path.is_file() and path.suffix in (".pt", ".pth"))
+
+
 @_handle_errors
 def colorize_command(
     ctx: typer.Context,
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run directory (best.pt, else last.pt).", show_default=False)],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Output folder; folder structure and file names are kept.", show_default=False)],
+    model: Annotated[Optional[str], typer.Option("--model", help="A pretrained model name (colorkit list model), a run directory (best.pt, else last.pt) or a checkpoint file; default: the built-in default model.", show_default=False)] = None,
     fmt: Annotated[ImageFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = ImageFormat.png,
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality (1-100).")] = 95,
     size: Annotated[Optional[int], typer.Option("--size", help="Working size the model runs at, in pixels (default: its training size); the aspect ratio is kept.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="torch, or onnxruntime to run an exported .onnx file (--model FILE.onnx) without PyTorch.")] = "torch",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -136,6 +141,8 @@ def colorize_command(
 
     if size is not None and size < 1:
         raise UsageError(f"--size must be at least 1, got {size}")
+    if model is None and len(inputs) > 1 and _is_run_or_checkpoint(inputs[0]):
+        model, inputs = str(inputs[0]), inputs[1:]  # the form before --model: colorize RUN PHOTOS...
     skipped_existing = 0
 
     def problem(path: Path, reason: str) -> None:
@@ -146,8 +153,8 @@ def colorize_command(
         typer.echo(f"warning: {path}: {reason}", err=True)
 
     report = colorize_files(
-        checkpoint, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
-        overwrite=overwrite, progress=not quiet, registry=_registry(ctx), on_problem=problem,
+        model, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
+        overwrite=overwrite, progress=not quiet, registry=_registry(ctx), on_problem=problem, backend=backend,
     )
     if skipped_existing:
         typer.echo(f"note: {skipped_existing} output(s) exist already and were left alone; pass --overwrite to replace them", err=True)
@@ -159,3 +166,21 @@ def colorize_command(
     typer.echo("; ".join(parts))
     if report.failed:
         raise typer.Exit(1)
+
+
+@_handle_errors
+def export_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A pretrained model name (colorkit list model), a run directory or a checkpoint file.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="The file to write (written whole or not at all).", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript, or model (a colorkit model file, half precision).")] = "onnx",
+    size: Annotated[Optional[int], typer.Option("--working-size", help="The working size recorded in the file (default: the model's own).")] = None,
+) -> None:
+    """Export a model to ONNX or TorchScript (L* in, a*b* out, any size) or to a model file."""
+    from colorkit.errors import UsageError
+    from colorkit.export import export_model
+
+    if size is not None and size < 1:
+        raise UsageError(f"--working-size must be at least 1, got {size}")
+    path = export_model(model, fmt, out, registry=_registry(ctx), working_size=size)
+    typer.echo(f"exported {model} as {fmt} to {path} ({path.stat().st_size / 1e6:.2f} MB)")

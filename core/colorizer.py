@@ -32,6 +32,7 @@ import numpy as np
 
 from colorkit.errors import UsageError
 from colorkit.inference import LoadedModel, colorize_array, load_model
+from colorkit.runio import open_mode
 
 #: File suffixes searched for in folders (a file named directly is always tried).
 IMAGE_SUFFIXES = frozenset(
@@ -163,6 +164,7 @@ def plan_jobs(
 def _write(image: Any, dest: Path, fmt: str, quality: int, icc: bytes | None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    open_mode(fd)
     try:
         with os.fdopen(fd, "wb") as fh:
             kwargs: dict[str, Any] = {"icc_profile": icc} if icc else {}
@@ -184,7 +186,7 @@ def _one_line(exc: BaseException) -> str:
 # -- the two entry points ----------------------------------------------------------------------
 
 
-def _model(model: str | Path | LoadedModel, device: Any, working_size: int | None, registry: Any = None) -> LoadedModel:
+def _model(model: str | Path | LoadedModel | None, device: Any, working_size: int | None, registry: Any = None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     from colorkit.training import pick_device
@@ -193,7 +195,7 @@ def _model(model: str | Path | LoadedModel, device: Any, working_size: int | Non
 
 
 def colorize_files(
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | None,
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
@@ -206,13 +208,17 @@ def colorize_files(
     registry: Any = None,
     console: Any = None,
     on_problem: Callable[[Path, str], None] | None = None,
+    backend: str = "torch",
 ) -> ColorizeReport:
     """Colorize image files and folders into ``out`` (see the module docs for the rules).
 
-    :param model: a checkpoint file, a run directory or a :class:`LoadedModel`.
+    :param model: a pretrained model name (``None``: the default model), a checkpoint file, a
+        run directory or a :class:`LoadedModel`.
     :param fmt: ``png`` (lossless: the output's L* is the input's within 1) or ``jpeg``.
     :param on_problem: called with ``(path, one-line reason)`` for each file that fails or is
         skipped, as it happens.
+    :param backend: ``torch``, or ``onnxruntime`` for an ONNX file from ``colorkit export``
+        (:mod:`colorkit.onnx_backend`: no PyTorch computation).
     """
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, got {quality}")
@@ -221,7 +227,18 @@ def colorize_files(
     for path, reason in [*report.failed, *report.skipped]:
         if on_problem:
             on_problem(path, reason)
-    loaded = _model(model, device, working_size, registry)
+    if backend == "onnxruntime":
+        from colorkit import onnx_backend
+
+        if model is None or not str(model).endswith(".onnx"):
+            raise UsageError(f"--backend onnxruntime runs an exported .onnx file, not {model or 'the default model'}; "
+                             "write one with colorkit export MODEL --format onnx --out FILE.onnx")
+        loaded: Any = onnx_backend.load_onnx(model, working_size)
+        run = onnx_backend.colorize_array
+    elif backend == "torch":
+        loaded, run = _model(model, device, working_size, registry), colorize_array
+    else:
+        raise UsageError(f"--backend {backend!r}: use torch or onnxruntime")
     if not jobs:
         return report
     from colorkit.evaluation import _progress
@@ -231,7 +248,7 @@ def colorize_files(
         for job in jobs:
             try:
                 image = read_image(job.source)
-                rgb = colorize_array(loaded, image.rgb, working_size=working_size)
+                rgb = run(loaded, image.rgb, working_size=working_size)
             except Exception as exc:
                 # PIL reports a bad file as OSError (unidentified, truncated), ValueError,
                 # SyntaxError (malformed headers) or its own DecompressionBombError.
@@ -257,11 +274,11 @@ def colorize_files(
     return report
 
 
-_CACHE: dict[tuple[str, float, str, int | None], LoadedModel] = {}
+_CACHE: dict[tuple[str, str, float, str, int | None], LoadedModel] = {}
 
 
 def colorize(
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | None,
     image: str | Path | np.ndarray | Any,
     *,
     working_size: int | None = None,
@@ -269,9 +286,10 @@ def colorize(
 ) -> Any:
     """Colorize one image and return it as a ``PIL.Image`` (RGB, or RGBA for an RGBA input).
 
-    :param model: a checkpoint file, a run directory (its best, else last checkpoint) or a
-        model from :func:`colorkit.inference.load_model`. A path is loaded once and cached
-        (until the file changes).
+    :param model: a pretrained model name (``None``: the default model), a checkpoint file, a
+        run directory (its best, else last checkpoint) or a model from
+        :func:`colorkit.inference.load_model`. A name or path is loaded once and cached (until
+        the file changes).
     :param image: a file path, a ``PIL.Image`` or an ``H x W [x 3|4]`` array (uint8, or float
         in ``[0, 1]``); colour is used as its luminance.
     :param working_size: override the size the model runs at (default: its training size).
@@ -280,19 +298,23 @@ def colorize(
     Example::
 
         from colorkit import colorize
-        colorize("runs/my-run", "grandma.jpg").save("grandma-colour.png")
+        colorize(None, "grandma.jpg").save("grandma-colour.png")          # the default model
+        colorize("runs/my-run", "grandma.jpg").save("grandma-colour.png")  # a model you trained
     """
     if isinstance(model, LoadedModel):
         loaded = model
     else:
+        from colorkit.models import resolve_model
+        from colorkit.registry import build_registry
         from colorkit.runio import resolve_checkpoint
 
-        path = resolve_checkpoint(model).resolve()
-        key = (str(path), path.stat().st_mtime, str(device or "auto"), working_size)
+        registry = build_registry()
+        path = resolve_checkpoint(resolve_model(model, registry)[0]).resolve()
+        key = (str(model), str(path), path.stat().st_mtime, str(device or "auto"), working_size)
         loaded = _CACHE.get(key)
         if loaded is None:
             _CACHE.clear()
-            loaded = _model(path, device, working_size)
+            loaded = _model(model, device, working_size, registry)
             _CACHE[key] = loaded
     if isinstance(image, (str, Path)):
         img = read_image(image)

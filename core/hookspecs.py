@@ -8,7 +8,7 @@ Each hook receives a ``register`` callable; a plugin calls it once per component
 
 ``register(name, factory, options=NoOptions, description="")``: ``factory`` is called with one
 argument, an instance of the ``options`` dataclass, and returns the component. Built-in plugins
-use exactly these hooks.
+use exactly these hooks. Pretrained models have a hook of their own, :func:`register_models`.
 """
 
 from __future__ import annotations
@@ -60,6 +60,23 @@ def register_datasets(register: Register) -> None:
     :param register: as for :func:`register_generators`; the factory returns a
         :class:`colorkit.interfaces.Dataset`. Options named ``root``, ``size`` and ``limit`` are
         filled from ``--data-root`` and the matching ``--set dataset.KEY=VALUE``.
+    """
+
+
+class ModelRegister(Protocol):
+    def __call__(
+        self, name: str, weights: object, *, sha256: str, card: object = "", description: str = ""
+    ) -> None: ...
+
+
+@hookspec
+def register_models(register: ModelRegister) -> None:
+    """Register pretrained models (see :mod:`colorkit.models`).
+
+    :param register: call ``register(name, weights, sha256=..., card=..., description=...)``
+        for each: ``weights`` is the path of a colorkit model file (``colorkit export RUN
+        --format model``) or a function returning it, ``sha256`` its hex digest, ``card`` the
+        model card (Markdown text or a path).
     """
 
 

@@ -11,7 +11,8 @@ Any-size inference (:func:`colorize_array`):
 2. L* is resized (bilinear, antialiased) to the *working shape*: the aspect ratio is kept, the
    area is about ``working_size**2`` pixels, and each side is rounded to the nearest multiple of
    the generator's ``size_multiple`` (at least one multiple). ``working_size`` defaults to the
-   image size the model was trained at (``dataset.size`` in the checkpoint), so the model sees
+   size a model file names (``colorkit export --working-size``, chosen by measurement), else to
+   the image size the model was trained at (``dataset.size`` in the checkpoint), so the model sees
    scenes at the scale it learnt colour at and the cost does not grow with the photo's size;
 3. the predicted a*b* is upsampled bilinearly to the full resolution and joined to the input's
    full-resolution L* (a generator that predicts L*a*b* has its L* discarded), so the output
@@ -55,10 +56,13 @@ class LoadedModel:
     step: int | None = None
     epoch: int | None = None
     notes: list[str] = field(default_factory=list)
+    name: str | None = None  # the registered model name, when it was loaded by name
 
     @property
     def label(self) -> str:
-        """A short name for tables: the run directory (or file) name and the step."""
+        """A short name for tables: the model name, or the run directory (or file) name and the step."""
+        if self.name is not None:
+            return self.name
         p = self.path
         name = p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
         return f"{name} ({p.stem}, step {self.step})" if self.step is not None else name
@@ -87,26 +91,43 @@ def _gen_spec(experiment: dict[str, Any], path: Path) -> tuple[str, dict[str, An
 
 
 def load_model(
-    target: str | Path,
+    target: str | Path | None = None,
     registry: Any = None,
     device: str | torch.device = "cpu",
     working_size: int | None = None,
 ) -> LoadedModel:
-    """Rebuild the generator of a checkpoint (or of a run directory's best/last checkpoint).
+    """Rebuild the generator of a pretrained model, a checkpoint or a run directory.
 
-    :param target: a checkpoint file, or a run directory (``checkpoints/best.pt``, else
+    :param target: a registered model name (``colorkit list model``; ``None``: the default
+        model), a checkpoint or model file, or a run directory (``checkpoints/best.pt``, else
         ``checkpoints/last.pt``).
     :param registry: a :class:`colorkit.registry.Registry`; default: a fresh one.
     :param device: where the generator runs.
-    :param working_size: override the working size (default: the training image size).
-    :raises UsageError: one line naming the file, or the plugin package and version to install.
+    :param working_size: override the working size (default: the model's own, else the
+        training image size).
+    :raises UsageError: one line naming the model and its package, or the file, or the plugin
+        package and version to install.
     """
-    from colorkit.runio import load_checkpoint
+    from colorkit.models import resolve_model
 
     if registry is None:
         from colorkit.registry import build_registry
 
         registry = build_registry()
+    path, entry = resolve_model(target, registry)
+    try:
+        model = _load_generator(path, registry, device, working_size)
+    except UsageError as exc:
+        if entry is None:
+            raise
+        raise UsageError(f"{entry.label}: {exc}") from None
+    model.name = entry.name if entry is not None else None
+    return model
+
+
+def _load_generator(target: Path, registry: Any, device: str | torch.device, working_size: int | None) -> LoadedModel:
+    from colorkit.runio import load_checkpoint
+
     state = load_checkpoint(target, map_location="cpu")
     path = Path(state["path"])
     experiment = state.get("experiment")
@@ -154,7 +175,7 @@ def load_model(
     train = experiment.get("train") if isinstance(experiment.get("train"), dict) else {}
     if uses_channels_last(str(train.get("channels_last", "auto")), dev):
         gen.to(memory_format=torch.channels_last)  # the kernels training validated with: the same numbers
-    size = working_size or _training_size(experiment)
+    size = working_size or state.get("working_size") or _training_size(experiment)
     if size < 1:
         raise UsageError(f"working size must be at least 1 pixel, got {size}")
     return LoadedModel(

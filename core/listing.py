@@ -10,13 +10,13 @@ from colorkit.options import describe_options
 from colorkit.registry import KINDS, Registry
 
 ALIASES = {"generators": "generator", "gen": "generator", "discriminators": "discriminator", "disc": "discriminator",
-           "losses": "loss", "datasets": "dataset", "metrics": "metric", "presets": "preset"}
+           "losses": "loss", "datasets": "dataset", "metrics": "metric", "presets": "preset", "models": "model"}
 
 
 def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
     kind = ALIASES.get(kind, kind) if kind else None
-    if kind is not None and kind not in KINDS and kind != "preset":
-        raise UnknownNameError(f"unknown kind '{kind}'; use one of {', '.join([*KINDS, 'preset'])}")
+    if kind is not None and kind not in KINDS and kind not in ("preset", "model"):
+        raise UnknownNameError(f"unknown kind '{kind}'; use one of {', '.join([*KINDS, 'preset', 'model'])}")
     rows = []
     for comp in registry:
         if kind in (None, comp.kind):
@@ -31,8 +31,16 @@ def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
         for name in sorted(registry.presets):
             presets.append({"kind": "preset", "name": name, "package": "colorkit",
                             "description": str(registry.presets[name].get("description", ""))})
+    models = []
+    if kind in (None, "model"):
+        default = (registry.defaults or {}).get("model")
+        for name in sorted(registry.models):
+            entry = registry.models[name]
+            models.append({"kind": "model", "name": name, "package": entry.package, "version": entry.version,
+                           "description": entry.description + (" (default)" if name == default else ""),
+                           "sha256": entry.sha256, "card": entry.card_text()})
     failed = [{"plugin": f.plugin, "package": f.package, "error": f.error} for f in registry.failed]
-    return {"components": rows, "presets": presets, "failed": failed}
+    return {"components": rows, "presets": presets, "models": models, "failed": failed}
 
 
 def _split_roles(factory: Any) -> dict[str, Any] | None:
@@ -72,7 +80,15 @@ def list_components(registry: Registry, kind: str | None, as_json: bool = False,
                 table.add_row("", f"  {o['name']}", f"{o['type']} = {o['default']!r}", o["help"])
     for row in data["presets"]:
         table.add_row("preset", row["name"], row["package"], row["description"])
+    for row in data["models"]:
+        pkg = row["package"] + (f" {row['version']}" if row["version"] else "")
+        table.add_row("model", row["name"], pkg, row["description"])
     console.print(table)
+    if show_options:  # the model cards, after the table
+        for row in data["models"]:
+            if row["card"]:
+                console.print(f"\n[bold]model {escape(row['name'])}[/bold] (sha256 {row['sha256']})", highlight=False)
+                console.print(escape(row["card"]), highlight=False, markup=True)
     for f in data["failed"]:
         text = escape(f"plugin {f['plugin']} (package {f['package']}): {f['error']}")
         console.print(f"[red]failed[/red] {text}", highlight=False, soft_wrap=True)  # one line, however long

@@ -29,6 +29,7 @@ import yaml
 
 from colorkit import hookspecs
 from colorkit.errors import PluginError, UnknownNameError
+from colorkit.models import ModelEntry
 from colorkit.options import NoOptions, build_options
 
 ENTRY_POINT_GROUP = "colorkit"
@@ -116,10 +117,13 @@ def _package_of(obj: object) -> tuple[str, str]:
 class Registry:
     """Everything the loaded plugins registered, by kind and name."""
 
-    def __init__(self, pm: pluggy.PluginManager, presets: dict[str, Any]) -> None:
+    def __init__(self, pm: pluggy.PluginManager, presets: dict[str, Any],
+                 defaults: dict[str, Any] | None = None) -> None:
         self.pm = pm
         self.presets = presets
+        self.defaults = dict(defaults or {})
         self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self.models: dict[str, ModelEntry] = {}
         self.failed: list[FailedPlugin] = []
         self._info: dict[str, tuple[str, str]] = {}
 
@@ -215,22 +219,63 @@ class Registry:
                     doc = description or (getattr(factory, "__doc__", "") or "").strip().split("\n")[0]
                     _added.append(Component(_kind, name, factory, opts, doc, _plugin, _package, _version))
 
-                try:
-                    impl.function(**{arg: register for arg in impl.argnames})
-                except Exception as exc:  # noqa: BLE001
-                    if plugin_name in builtin:
-                        raise
-                    self.failed.append(FailedPlugin(plugin_name, package, _one_line(exc)))
-                    continue
-                for comp in added:
-                    other = self.components[kind].get(comp.name)
-                    if other is not None:
-                        raise PluginError(
-                            f"{kind} '{comp.name}' is registered twice: by package {other.package} "
-                            f"(plugin {other.plugin}) and by package {comp.package} (plugin "
-                            f"{comp.plugin}); uninstall one, or limit plugins with {ALLOW_ENV}"
-                        )
-                    self.components[kind][comp.name] = comp
+                if self._call(impl, register, builtin):
+                    for comp in added:
+                        self._add_unique(self.components[kind], kind, comp)
+        self._collect_models(builtin)
+
+    def _call(self, impl: Any, register: Callable[..., None], builtin: set[str]) -> bool:
+        """Call one hook implementation with ``register``; a third-party plugin that raises is
+        recorded in ``failed`` (a built-in one raises)."""
+        try:
+            impl.function(**{arg: register for arg in impl.argnames})
+        except Exception as exc:  # noqa: BLE001
+            if impl.plugin_name in builtin:
+                raise
+            package, _ = self._info.get(impl.plugin_name, ("?", ""))
+            self.failed.append(FailedPlugin(impl.plugin_name, package, _one_line(exc)))
+            return False
+        return True
+
+    @staticmethod
+    def _add_unique(table: dict[str, Any], what: str, item: Any) -> None:
+        other = table.get(item.name)
+        if other is not None:
+            raise PluginError(
+                f"{what} '{item.name}' is registered twice: by package {other.package} (plugin {other.plugin}) "
+                f"and by package {item.package} (plugin {item.plugin}); uninstall one, or limit plugins with "
+                f"{ALLOW_ENV}"
+            )
+        table[item.name] = item
+
+    def _collect_models(self, builtin: set[str]) -> None:
+        for impl in self.pm.hook.register_models.get_hookimpls():
+            plugin_name = impl.plugin_name
+            package, version = self._info.get(plugin_name, ("?", ""))
+            added: list[ModelEntry] = []
+
+            def register(
+                name: str,
+                weights: str | Path | Callable[[], str | Path],
+                *,
+                sha256: str,
+                card: str | Path = "",
+                description: str = "",
+                _plugin: str = plugin_name,
+                _package: str = package,
+                _version: str = version,
+                _added: list[ModelEntry] = added,
+            ) -> None:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+                if not isinstance(sha256, str) or len(sha256) != 64:
+                    raise ValueError(f"model '{name}': sha256 must be the 64-character hex digest of its weights file")
+                source = weights if callable(weights) else Path(weights)
+                _added.append(ModelEntry(name, source, sha256.lower(), card, description, _plugin, _package, _version))
+
+            if self._call(impl, register, builtin):
+                for entry in added:
+                    self._add_unique(self.models, "model", entry)
 
 
 def _env_flag(name: str) -> bool:
@@ -254,7 +299,7 @@ def build_registry(
     data = read_registry_file(registry_file)
     pm = pluggy.PluginManager("colorkit")
     pm.add_hookspecs(hookspecs)
-    reg = Registry(pm, dict(data.get("presets") or {}))
+    reg = Registry(pm, dict(data.get("presets") or {}), data.get("defaults") or {})
     from colorkit import __version__
 
     builtin: set[str] = set()

@@ -28,10 +28,21 @@ CHECKPOINT_FORMAT = "colorkit-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
+def open_mode(fd: int) -> None:
+    """Give a ``mkstemp`` file (created 0600) the mode ``open()`` would: 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.fchmod(fd, 0o666 & ~mask)
+    except (AttributeError, OSError):  # no fchmod (Windows) or a file system without modes
+        pass
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    open_mode(fd)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -61,6 +72,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save a checkpoint atomically: a crash or full disk mid-save keeps the previous file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    open_mode(fd)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, fh)
@@ -86,9 +98,31 @@ def resolve_checkpoint(target: str | Path) -> Path:
     return p
 
 
+def _exported_kind(path: Path) -> str | None:
+    """``"ONNX"`` or ``"TorchScript"`` for a file ``colorkit export`` wrote, else ``None``."""
+    import zipfile
+
+    if path.suffix.lower() == ".onnx":
+        return "ONNX"
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith("extra/colorkit.json") for name in archive.namelist()):
+                    return "TorchScript"
+    except OSError:
+        return None
+    return None
+
+
 def load_checkpoint(target: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a colorkit checkpoint safely (``weights_only=True``); errors name the file."""
     path = resolve_checkpoint(target)
+    exported = _exported_kind(path)
+    if exported:
+        how = ("run it with colorkit colorize --backend onnxruntime --model FILE" if exported == "ONNX"
+               else "load it with torch.jit.load")
+        raise UsageError(f"{path}: an exported {exported} file, not a checkpoint, model or run directory; {how}, "
+                         "or pass the run directory or model name it was exported from")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file

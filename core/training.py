@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from colorkit import color
@@ -136,7 +137,10 @@ def he_init(module: nn.Module) -> None:
         if id(m) in inside_kept:
             continue
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+            # A parametrised weight (spectral norm) is computed: initialise what it is computed from.
+            weight = (m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight")
+                      else m.weight)
+            nn.init.kaiming_normal_(weight, a=0.2, nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine:

@@ -2,7 +2,8 @@
 
 Input: the grayscale condition concatenated with a colour image (L + L*a*b*, 4 channels).
 ``depth`` blocks of 3x3 conv, batch norm, LeakyReLU 0.2, dropout 0.2 and 2x2 max pool, channels
-doubling; then a 3x3 conv to one channel. With ``depth = log2(size)`` the output is a single
+doubling; then a 3x3 conv to one channel. ``spectral_norm`` (off in the paper) bounds each conv's
+largest singular value to 1. With ``depth = log2(size)`` the output is a single
 logit (the paper's CIFAR-10 setting: 32 px, depth 5); a shallower stack gives a patch map.
 """
 
@@ -25,6 +26,8 @@ class ConvDiscOptions:
     dropout: float = opt(0.2, "dropout after each block's activation")
     max_channels: int = opt(512, "channel cap for deep stacks")
     batch_norm: bool = opt(True, "batch norm after each conv (the paper: yes)")
+    spectral_norm: bool = opt(False, "spectral normalisation of every conv's weight (Miyato et al. 2018; "
+                                     "the paper: no)")
 
     def __post_init__(self) -> None:
         if self.base < 1 or self.depth < 1:
@@ -53,6 +56,9 @@ class ConvDiscriminator(Discriminator):
             ]
             cin = cout
         layers.append(nn.Conv2d(cin, 1, 3, padding=1))
+        if options.spectral_norm:
+            layers = [nn.utils.parametrizations.spectral_norm(m) if isinstance(m, nn.Conv2d) else m
+                      for m in layers]
         self.net = nn.Sequential(*layers)
 
     def forward(self, l: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:  # noqa: E741

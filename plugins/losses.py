@@ -19,12 +19,34 @@ from colorkit.options import opt
 
 
 @dataclass(frozen=True)
-class AdversarialL1Options:
+class RegressionOptions:
+    chroma: float = opt(0.0, "weight of a chroma term |C(pred) - C(truth)|, C = sqrt(a*^2 + b*^2), added "
+                              "to the reconstruction error: counters the greyish average a regression "
+                              "predicts where the hue is uncertain (0 = off)")
+
+    def __post_init__(self) -> None:
+        if self.chroma < 0:
+            raise ValueError("loss.chroma must be >= 0")
+
+
+def _chroma(lab: torch.Tensor) -> torch.Tensor:
+    """Per-pixel chroma of normalised L*a*b*; the epsilon keeps the gradient finite at grey."""
+    return (lab[:, 1:3].square().sum(dim=1) + 1e-6).sqrt()
+
+
+def chroma_error(batch: Prediction) -> torch.Tensor:
+    """Mean |C(prediction) - C(truth)| over pixels, C the chroma of normalised a*b*."""
+    return F.l1_loss(_chroma(batch.fake_lab), _chroma(batch.real_lab))
+
+
+@dataclass(frozen=True)
+class AdversarialL1Options(RegressionOptions):
     lam: float = opt(100.0, "weight lambda of the L1 term (the paper: 100)")
     real_label: float = opt(0.9, "discriminator target for real images (one-sided label smoothing: 0.9)")
     fake_label: float = opt(0.0, "discriminator target for generated images")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.lam < 0:
             raise ValueError("loss.lam must be >= 0")
         for key in ("real_label", "fake_label"):
@@ -47,10 +69,15 @@ class _AdversarialL1(Loss):
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
         l1 = F.l1_loss(batch.pred, batch.target)
+        parts = {"l1": l1}
+        reconstruction = l1
+        if self.options.chroma > 0:
+            parts["chroma"] = chroma_error(batch)
+            reconstruction = l1 + self.options.chroma * parts["chroma"]
         if disc is None:  # the reconstruction-only phase before train.gan_start
-            return {"total": self.options.lam * l1, "l1": l1}
+            return {"total": self.options.lam * reconstruction, **parts}
         gan = self.gan_term(_logits(disc, batch.l, batch.fake_lab))
-        return {"total": gan + self.options.lam * l1, "gan": gan, "l1": l1}
+        return {"total": gan + self.options.lam * reconstruction, "gan": gan, **parts}
 
     def discriminator_loss(self, batch: Prediction, disc: Discriminator) -> LossParts:
         real = _logits(disc, batch.l, batch.real_lab)
@@ -75,12 +102,13 @@ class MinimaxL1(_AdversarialL1):
 
 
 class _Regression(Loss):
-    """A loss with no discriminator: ``fn(pred, target)``, logged under ``key``."""
+    """A loss with no discriminator: ``fn(pred, target)``, logged under ``key``, plus the
+    optional chroma term of :class:`RegressionOptions`, logged as ``chroma``."""
 
     needs_discriminator = False
     key = ""
 
-    def __init__(self, options: object) -> None:
+    def __init__(self, options: RegressionOptions) -> None:
         self.options = options
 
     def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -88,7 +116,12 @@ class _Regression(Loss):
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
         value = self.fn(batch.pred, batch.target)
-        return {"total": value, self.key: value}
+        parts = {"total": value, self.key: value}
+        if self.options.chroma > 0:
+            chroma = chroma_error(batch)
+            parts["chroma"] = chroma
+            parts["total"] = value + self.options.chroma * chroma
+        return parts
 
 
 class L2(_Regression):
@@ -111,10 +144,11 @@ class L1(_Regression):
 
 
 @dataclass(frozen=True)
-class HuberOptions:
+class HuberOptions(RegressionOptions):
     delta: float = opt(0.1, "where the loss turns from quadratic to linear, in normalised units (1 = 110 a*b*)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.delta <= 0:
             raise ValueError("loss.delta must be positive")
 
@@ -134,6 +168,7 @@ def register_losses(register):
              description="non-saturating GAN + lambda*L1, one-sided label smoothing (eq. 7-8)")
     register("minimax_l1", MinimaxL1, options=AdversarialL1Options,
              description="saturating minimax GAN + lambda*L1 (eq. 1), the Figure 1 comparison")
-    register("l2", L2, description="mean squared error, no discriminator: the U-Net baseline (eq. 9)")
-    register("l1", L1, description="mean absolute error, no discriminator")
+    register("l2", L2, options=RegressionOptions,
+             description="mean squared error, no discriminator: the U-Net baseline (eq. 9)")
+    register("l1", L1, options=RegressionOptions, description="mean absolute error, no discriminator")
     register("huber", Huber, options=HuberOptions, description="Huber (smooth L1) loss, no discriminator")

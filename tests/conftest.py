@@ -62,3 +62,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A run trained for two steps on 32 px crops with a tiny U-Net (shared: read it, never write it)."""
+    from colorkit.experiment import experiment_from_sources
+    from colorkit.registry import build_registry
+    from colorkit.training import train
+
+    registry = build_registry(autoload=False)
+    exp = experiment_from_sources(
+        registry,
+        cli={"gen": "unet", "disc": "conv", "loss": "ns_l1", "dataset": "samples", "metrics": ["mae"],
+             "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "grid_rows": 2}},
+        sets=["gen.base=8", "disc.base=8", "dataset.size=32", "dataset.crops_per_epoch=16", "dataset.eval_crops=8"],
+    )
+    out = tmp_path_factory.mktemp("eval") / "run"
+    train(registry, exp, out, progress=False)
+    assert (out / "checkpoints" / "last.pt").is_file()
+    return out

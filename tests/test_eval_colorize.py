@@ -27,24 +27,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run trained for two steps on 32 px crops with a tiny U-Net."""
-    from colorkit.training import train
-
-    registry = build_registry(autoload=False)
-    exp = experiment_from_sources(
-        registry,
-        cli={"gen": "unet", "disc": "conv", "loss": "ns_l1", "dataset": "samples", "metrics": ["mae"],
-             "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "grid_rows": 2}},
-        sets=["gen.base=8", "disc.base=8", "dataset.size=32", "dataset.crops_per_epoch=16", "dataset.eval_crops=8"],
-    )
-    out = tmp_path_factory.mktemp("eval") / "run"
-    train(registry, exp, out, progress=False)
-    assert (out / "checkpoints" / "last.pt").is_file()
-    return out
-
-
-@pytest.fixture(scope="module")
 def model(run_dir):
     from colorkit.inference import load_model
 
@@ -103,7 +85,7 @@ def test_missing_generator_plugin_names_the_package_and_version(run_dir, tmp_pat
 
 def test_bad_targets_are_one_line_errors(run_dir, tmp_path):
     assert "no such checkpoint" in one_line_error(invoke(["eval", tmp_path / "nope", "-q"]))
-    assert "no checkpoints" in one_line_error(invoke(["colorize", tmp_path, tmp_path, "--out", tmp_path / "o"]))
+    assert "no checkpoints" in one_line_error(invoke(["colorize", tmp_path, "--model", tmp_path, "--out", tmp_path / "o"]))
     line = one_line_error(invoke(["eval", run_dir, "--metrics", "mae,acuracy", "-q"]))
     assert "did you mean 'accuracy'" in line
     assert "no split" in one_line_error(invoke(["eval", run_dir, "--split", "validation", "-q"]))

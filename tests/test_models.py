@@ -8,7 +8,7 @@ from torch import nn
 
 from colorkit.interfaces import Prediction
 from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
-from colorkit.plugins.losses import L2, AdversarialL1Options, MinimaxL1, NonSaturatingL1
+from colorkit.plugins.losses import L1, L2, AdversarialL1Options, MinimaxL1, NonSaturatingL1, RegressionOptions
 from colorkit.plugins.unet import UNet, UNetOptions
 
 
@@ -95,11 +95,32 @@ def test_minimax_generator_term_saturates_where_ns_does_not():
 
 
 def test_l2_is_mean_squared_error():
-    loss = L2(None)
+    loss = L2(RegressionOptions())
     pred = torch.tensor([[[[1.0, 3.0]]]]).expand(1, 2, 1, 2)
     parts = loss.generator_loss(Prediction(torch.zeros(1, 1, 1, 2), pred, torch.zeros_like(pred)), None)
-    assert parts["total"].item() == pytest.approx(5.0)
+    assert parts["total"].item() == pytest.approx(5.0) and "chroma" not in parts
     assert not L2.needs_discriminator and NonSaturatingL1.needs_discriminator
+
+
+def test_chroma_term_penalises_a_greyish_average_that_l1_accepts():
+    # Two equally likely hues at one pixel: a* = +0.5 or -0.5 (b* = 0). L1 alone is flat between
+    # them (any a* in [-0.5, 0.5] costs the same), so grey (0) is a minimum; the chroma term makes
+    # grey cost 0.5 more than either hue, and adds nothing for a prediction with the right chroma.
+    l = torch.zeros(2, 1, 1, 1)  # noqa: E741
+    target = torch.tensor([[[[0.5]], [[0.0]]], [[[-0.5]], [[0.0]]]])
+    grey, hue = torch.zeros_like(target), target[:1].expand(2, 2, 1, 1)
+    plain, with_chroma = L1(RegressionOptions()), L1(RegressionOptions(chroma=1.0))
+    cost = {name: {k: loss.generator_loss(Prediction(l, p, target), None)["total"].item()
+                   for k, p in (("grey", grey), ("hue", hue))}
+            for name, loss in (("plain", plain), ("chroma", with_chroma))}
+    assert cost["plain"]["grey"] == pytest.approx(cost["plain"]["hue"])  # 0.25 == 0.25: L1 cannot tell
+    assert cost["chroma"]["grey"] == pytest.approx(cost["plain"]["grey"] + 0.5, abs=1e-3)
+    assert cost["chroma"]["hue"] == pytest.approx(cost["plain"]["hue"], abs=1e-3)
+    # the adversarial losses add it to their reconstruction term, weighted by lam with L1
+    gan = NonSaturatingL1(AdversarialL1Options(chroma=1.0)).generator_loss(Prediction(l, grey, target), None)
+    assert gan["total"].item() == pytest.approx(100 * (0.25 + 0.5), abs=0.1) and "gan" not in gan
+    with pytest.raises(ValueError, match="loss.chroma"):
+        RegressionOptions(chroma=-1)
 
 
 class ConstantDisc(nn.Module):

@@ -319,6 +319,26 @@ def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_pa
     assert gen.encoders[0][0].weight.abs().sum() > 0  # the other layers were initialised as usual
 
 
+def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
+    from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
+    from colorkit.training import he_init
+
+    torch.manual_seed(0)
+    disc = ConvDiscriminator(ConvDiscOptions(base=8, depth=2, spectral_norm=True))
+    conv = disc.net[0]
+    before = conv.parametrizations.weight.original.detach().clone()
+    he_init(disc)
+    original = conv.parametrizations.weight.original
+    assert not torch.equal(before, original)  # He init reached the weight spectral norm is computed from
+    expected = (2 / (1 + 0.2**2) / (4 * 9)) ** 0.5
+    assert abs(float(original.detach().std()) - expected) < 0.25 * expected
+    disc.train()
+    for _ in range(30):  # power iterations run in training mode
+        disc(torch.randn(2, 1, 8, 8), torch.randn(2, 3, 8, 8))
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert abs(float(sigma) - 1.0) < 0.05
+
+
 def test_ema_is_the_model_that_validation_eval_and_colorize_use(tmp_path):
     from colorkit.evaluation import evaluate
     from colorkit.inference import load_model

@@ -1,0 +1,184 @@
+"""Turn a finished run into a shipped pretrained model: model file, model card and checksum.
+
+    colorkit run --preset colorkit-cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz --out runs/default-model
+    python benchmarks/default_model.py runs/default-model --name colorkit-cifar10
+
+1. The run's checkpoint (``--checkpoint``, default the run's ``last.pt``: the preset keeps no
+   validation-selected one, so nothing is chosen on test) is scored on the CIFAR-10 ``test``
+   sample of the time-to-quality suite (2,000 images, seed 0, grayscale images kept) beside the
+   "no colour" floor.
+2. It is scored on the wheel photo set (``benchmarks/photoset.py``) at every working size of
+   ``--sizes``, as ``colorkit colorize`` writes them; the size with the best PSNR becomes the
+   model's working size. All sizes go into the card. The set has 8 photos and no held-out part,
+   so the chosen size's row is picked on the photos it is reported on; the card says so.
+3. The model file (generator weights in half precision, experiment, plugin versions, working
+   size) is written to ``plugins/weights/NAME.pt`` with ``colorkit.models.write_model_file``,
+   the card to ``plugins/weights/NAME.md``, and ``plugins/weights/models.yaml`` gets the file's
+   SHA-256, so the checksum always describes what ships. ``--out-dir`` writes elsewhere.
+
+The figures are also written as JSON (``NAME.json`` beside the card) for ``make_results.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import photoset  # noqa: E402
+
+WEIGHTS = HERE.parent / "plugins" / "weights"
+METRICS = ["mae", "accuracy", "psnr", "colorfulness_gap"]
+CIFAR_OPTIONS = {"keep_gray": True, "limit": 2000, "seed": 0}
+
+
+def _fmt(v: float, metric: str) -> str:
+    return f"{v:.1f}" if metric == "accuracy" else f"{v:.2f}"
+
+
+def measure(checkpoint: Path, data_root: str, sizes: list[int], registry: Any, log: Any = print) -> dict[str, Any]:
+    """CIFAR-10 test figures and the photo set at each working size, each beside its floor."""
+    from colorkit.evaluation import evaluate, evaluate_images
+
+    out: dict[str, Any] = {}
+    if data_root:
+        log(f"CIFAR-10 test sample ({CIFAR_OPTIONS['limit']} images)")
+        # the suite's sample: the dataset's own limit + seed draw 2,000 images of the split
+        sets = [f"dataset.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in CIFAR_OPTIONS.items()]
+        result, _, _ = evaluate([checkpoint], registry=registry, dataset="cifar10", data_root=data_root, split="test",
+                                metrics=METRICS, batch_size=250, device="cpu", sets=sets, own_l_rows=False)
+        out["cifar10_test"] = {"images": result.images, "floor": result.rows[0].values, "model": result.rows[1].values}
+    with tempfile.TemporaryDirectory() as tmp:
+        records = photoset.write(tmp)
+        out["photos"] = {"set": photoset.set_name([r["name"] for r in records]), "images": len(records), "sizes": {}}
+        for size in sizes:
+            log(f"photo set at working size {size}")
+            res = evaluate_images(checkpoint, Path(tmp), registry=registry, metrics=METRICS, working_size=size,
+                                  device="cpu")
+            out["photos"]["floor"] = res.rows[0].values
+            out["photos"]["sizes"][str(size)] = res.rows[1].values
+    return out
+
+
+def pick_size(figures: dict[str, Any]) -> int:
+    sizes = figures["photos"]["sizes"]
+    return int(max(sizes, key=lambda s: sizes[s]["psnr"]))
+
+
+def _verdict(model: dict[str, float], floor: dict[str, float], metric: str) -> str:
+    lower = metric in ("mae", "colorfulness_gap")
+    better = model[metric] < floor[metric] if lower else model[metric] > floor[metric]
+    return "better than the floor" if better else "**below the floor**"
+
+
+def card(name: str, state: dict[str, Any], figures: dict[str, Any], size: int, file_size: int) -> str:
+    exp = state["experiment"]
+    gen, train = exp["gen"], exp["train"]
+    cpu_min = float(state.get("cpu_seconds", 0.0)) / 60
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"The default model of `colorkit colorize`. Written by `benchmarks/default_model.py` on "
+        f"{dt.date.today().isoformat()}.",
+        "",
+        "## What it is",
+        f"- Generator `{gen['name']}` with options `{json.dumps(gen.get('options', {}), sort_keys=True)}`: it predicts "
+        "a\\*b\\* from L\\*; the photo's own full-resolution L\\* is kept.",
+        f"- File: {file_size / 1e6:.2f} MB, weights in half precision (the weights' moving average where the run kept one), "
+        "loaded with `torch.load(weights_only=True)` after its SHA-256 is checked.",
+        f"- Working size: **{size} px** (the model runs on an image of about {size} x {size} pixels, aspect ratio kept; "
+        "the predicted colour is upsampled to the photo's size). Chosen by measurement below; `--size N` overrides it.",
+        "",
+        "## Data and recipe",
+        f"- Trained on the CIFAR-10 `train` split (45,000 colour images at 32 px, grayscale ones skipped) of the "
+        f"JPEG mirror; no other data. Loss `{exp['loss'] if isinstance(exp['loss'], str) else exp['loss']['name']}`"
+        f", options `{json.dumps((exp['loss'] if isinstance(exp['loss'], dict) else {}).get('options', {}), sort_keys=True)}`.",
+        f"- Training: batch {train.get('batch_size')}, lr {train.get('lr')}, schedule {train.get('lr_schedule')}, "
+        f"weight EMA {train.get('ema')}, seed {train.get('seed')}.",
+        f"- Cost: {state.get('step')} steps, {state.get('images')} images, {cpu_min:.1f} CPU-minutes of training "
+        "steps on one thread.",
+        "",
+    ]
+    cifar = figures.get("cifar10_test")
+    if cifar:
+        lines += [f"## CIFAR-10 `test` ({cifar['images']} images, seed 0, grayscale images kept)", "",
+                  "| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS),
+                  "| no colour (floor) | " + " | ".join(_fmt(cifar["floor"][m], m) for m in METRICS) + " |",
+                  f"| {name} | " + " | ".join(_fmt(cifar["model"][m], m) for m in METRICS) + " |", "",
+                  "; ".join(f"{m}: {_verdict(cifar['model'], cifar['floor'], m)}" for m in METRICS) + ".", ""]
+    photos = figures["photos"]
+    lines += [f"## Real photos: {photos['set']}", "",
+              "Scored as `colorkit colorize` writes them, at full size, at each working size:", "",
+              "| working size | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS),
+              "| no colour (floor) | " + " | ".join(_fmt(photos["floor"][m], m) for m in METRICS) + " |"]
+    for s, values in photos["sizes"].items():
+        mark = " (chosen)" if int(s) == size else ""
+        lines.append(f"| {s}{mark} | " + " | ".join(_fmt(values[m], m) for m in METRICS) + " |")
+    chosen = photos["sizes"][str(size)]
+    gap_share = chosen["colorfulness_gap"] / photos["floor"]["colorfulness_gap"]
+    lines += ["", "; ".join(f"{m}: {_verdict(chosen, photos['floor'], m)}" for m in METRICS)
+              + f"; colourfulness gap {100 * gap_share:.0f}% of the floor's (target: at most 60%).", "",
+              "The working size was picked on these same 8 photos (best PSNR): there is no held-out part, so "
+              "its row is optimistic by the choice among the sizes.", "",
+              "## Limits",
+              "- Trained on 32 px CIFAR-10 objects (10 classes): it knows sky, foliage, skin and some object colours "
+              "at coarse scale; on scenes unlike CIFAR-10 its colours are muted or wrong.",
+              "- Regression-trained colour is the likely colour, not a vivid one: expect desaturated results where "
+              "the hue is ambiguous (clothes, cars, painted objects).",
+              "- Not for judging historical colour: a plausible colorization is not the true one.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path, help="run directory (or checkpoint file)")
+    ap.add_argument("--name", default="colorkit-cifar10")
+    ap.add_argument("--checkpoint", default="last.pt", help="checkpoint of the run to ship (default last.pt)")
+    ap.add_argument("--data-root", default=str(HERE.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
+                    help="the CIFAR-10 archive for the test figures ('' to skip them)")
+    ap.add_argument("--sizes", default="32,64,96,128,192,256")
+    ap.add_argument("--out-dir", type=Path, default=WEIGHTS)
+    ap.add_argument("--description", default="U-Net (a*b*) trained on CIFAR-10 with colorkit's fast recipe; the default model")
+    args = ap.parse_args(argv)
+
+    from colorkit.models import sha256_file, write_model_file
+    from colorkit.registry import build_registry
+    from colorkit.runio import load_checkpoint
+
+    ckpt = args.run / "checkpoints" / args.checkpoint if args.run.is_dir() else args.run
+    state = load_checkpoint(ckpt)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    figures = measure(ckpt, args.data_root, sizes, build_registry(), log=lambda m: print(m, file=sys.stderr))
+    size = pick_size(figures)
+    out_dir = args.out_dir
+    model_path = write_model_file(ckpt, out_dir / f"{args.name}.pt", working_size=size)
+    digest = sha256_file(model_path)
+    text = card(args.name, state, figures, size, model_path.stat().st_size)
+    (out_dir / f"{args.name}.md").write_text(text, encoding="utf-8")
+    (out_dir / f"{args.name}.json").write_text(json.dumps({"name": args.name, "working_size": size, "sha256": digest,
+                                                           "source": str(ckpt), **figures}, indent=2) + "\n",
+                                               encoding="utf-8")
+    manifest_path = out_dir / "models.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    manifest = manifest or {"models": {}}
+    manifest["models"][args.name] = {"file": model_path.name, "sha256": digest, "card": f"{args.name}.md",
+                                     "description": args.description}
+    manifest_path.write_text("# Written by benchmarks/default_model.py: the built-in pretrained models.\n"
+                             + yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+    print(text)
+    print(f"wrote {model_path} ({model_path.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}...), "
+          f"working size {size}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
