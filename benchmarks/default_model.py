@@ -16,7 +16,10 @@
    the card to ``plugins/weights/NAME.md``, and ``plugins/weights/models.yaml`` gets the file's
    SHA-256, so the checksum always describes what ships. ``--out-dir`` writes elsewhere.
 
-The figures are also written as JSON (``NAME.json`` beside the card) for ``make_results.py``.
+The figures are also written as JSON (``NAME.json`` beside the card), and the card with the
+commands that reproduce it to ``benchmarks/results/default-model/REPORT.md`` (``--report-dir``),
+which ``make_results.py`` copies into RESULTS.md. Training logs (``config.yaml``,
+``metrics.jsonl``, ``environment.json``) are copied there too; checkpoints never are.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -125,8 +129,10 @@ def card(name: str, state: dict[str, Any], figures: dict[str, Any], size: int, f
         lines.append(f"| {s}{mark} | " + " | ".join(_fmt(values[m], m) for m in METRICS) + " |")
     chosen = photos["sizes"][str(size)]
     gap_share = chosen["colorfulness_gap"] / photos["floor"]["colorfulness_gap"]
+    met = all(_verdict(chosen, photos["floor"], m).startswith("better") for m in ("mae", "psnr")) and gap_share <= 0.6
     lines += ["", "; ".join(f"{m}: {_verdict(chosen, photos['floor'], m)}" for m in METRICS)
-              + f"; colourfulness gap {100 * gap_share:.0f}% of the floor's (target: at most 60%).", "",
+              + f"; colourfulness gap {100 * gap_share:.1f}% of the floor's. Target (MAE and PSNR better than the "
+              f"floor, gap at most 60% of the floor's): **{'met' if met else 'not met'}**.", "",
               "The working size was picked on these same 8 photos (best PSNR): there is no held-out part, so "
               "its row is optimistic by the choice among the sizes.", "",
               "## Limits",
@@ -147,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the CIFAR-10 archive for the test figures ('' to skip them)")
     ap.add_argument("--sizes", default="32,64,96,128,192,256")
     ap.add_argument("--out-dir", type=Path, default=WEIGHTS)
-    ap.add_argument("--description", default="U-Net (a*b*) trained on CIFAR-10 with colorkit's fast recipe; the default model")
+    ap.add_argument("--report-dir", type=Path, default=HERE / "results" / "default-model")
+    ap.add_argument("--command", default=None,
+                    help="the training command to name in the report (default: the preset's)")
+    ap.add_argument("--description", default=None, help="one line for colorkit list (default: from the run)")
     args = ap.parse_args(argv)
 
     from colorkit.models import sha256_file, write_model_file
@@ -170,10 +179,30 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = out_dir / "models.yaml"
     manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
     manifest = manifest or {"models": {}}
+    gen = state["experiment"]["gen"].get("options", {})
+    description = args.description or (
+        f"U-Net base {gen.get('base')}, depth {gen.get('depth')}, {gen.get('output')} output, trained on CIFAR-10 "
+        f"for {float(state.get('cpu_seconds', 0)) / 60:.0f} CPU-minutes; working size {size}")
     manifest["models"][args.name] = {"file": model_path.name, "sha256": digest, "card": f"{args.name}.md",
-                                     "description": args.description}
+                                     "description": description}
     manifest_path.write_text("# Written by benchmarks/default_model.py: the built-in pretrained models.\n"
                              + yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+    report_dir = args.report_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = args.run if args.run.is_dir() else None
+    command = args.command or (f"colorkit run --preset {args.name} --data-root ../shared/data/cifar10-jpeg.tar.gz "
+                               f"--out runs/{args.name}")
+    body = text.replace(f"# Model card: {args.name}", f"## Shipped default model: `{args.name}`", 1)
+    body = body.replace("\n## ", "\n### ").replace("### Shipped", "## Shipped")
+    reproduce = ["", "Reproduce (one thread: `OMP_NUM_THREADS=1`):", "", "```bash", command,
+                 f"python benchmarks/default_model.py runs/{args.name} --name {args.name} --checkpoint {args.checkpoint}"
+                 f" --sizes {args.sizes}", "```", "",
+                 f"The card ships as `plugins/weights/{args.name}.md`; training logs are in this folder.", ""]
+    (report_dir / "REPORT.md").write_text(body + "\n".join(reproduce), encoding="utf-8")
+    if run_dir is not None:
+        for name in ("config.yaml", "metrics.jsonl", "environment.json"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, report_dir / name)
     print(text)
     print(f"wrote {model_path} ({model_path.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}...), "
           f"working size {size}", file=sys.stderr)

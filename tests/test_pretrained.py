@@ -235,3 +235,34 @@ def test_model_export_round_trips_through_a_file(run_dir, tmp_path):
 
     assert load_model(out, build_registry(autoload=False)).working_size == 64
     assert hashlib.sha256(out.read_bytes()).hexdigest() == sha256_file(out)
+
+
+def test_default_model_script_writes_file_card_checksum_and_report(run_dir, tmp_path):
+    """benchmarks/default_model.py on a real (two-step) run: the model file it writes loads, its
+    manifest checksum matches, and the card's table is the measured one."""
+    import importlib.util
+    import json
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "default_model.py"
+    spec = importlib.util.spec_from_file_location("default_model", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, report = tmp_path / "weights", tmp_path / "report"
+    out.mkdir()
+    assert module.main([str(run_dir), "--name", "tiny", "--data-root", "", "--sizes", "32,64",
+                        "--out-dir", str(out), "--report-dir", str(report)]) == 0
+    figures = json.loads((out / "tiny.json").read_text(encoding="utf-8"))
+    manifest = yaml.safe_load((out / "models.yaml").read_text(encoding="utf-8"))["models"]["tiny"]
+    assert manifest["sha256"] == sha256_file(out / "tiny.pt") == figures["sha256"]
+    sizes = figures["photos"]["sizes"]
+    best = max(sizes, key=lambda s: sizes[s]["psnr"])
+    assert figures["working_size"] == int(best)
+    card = (out / "tiny.md").read_text(encoding="utf-8")
+    assert f"| {best} (chosen) | {sizes[best]['mae']:.2f} |" in card
+    assert f"| no colour (floor) | {figures['photos']['floor']['mae']:.2f} |" in card
+    assert "Shipped default model" in (report / "REPORT.md").read_text(encoding="utf-8")
+    assert (report / "config.yaml").is_file() and not list(report.glob("*.pt"))
+    plugin = _model_plugin("tiny", out / "tiny.pt", manifest["sha256"])
+    from colorkit.inference import load_model
+
+    assert load_model("tiny", build_registry(autoload=False, extra_plugins=[plugin])).working_size == int(best)
