@@ -29,6 +29,9 @@ A suite is a YAML file::
       figure1: true
       figure5: {rows: 8, experiments: [unet-l2, gan-ns_l1], seed: 0}
       curves: true
+    turing:                               # optional: a visual Turing test study's fooling rates
+      study: studies/cifar10              # a study directory of `colorkit turing`
+      models: {unet-l2: unet-l2-s0}       # experiment: the study's label for its model
 
 Layering, lowest first: the experiment defaults of colorkit, the experiment's ``preset``, the
 suite's ``defaults`` (the suite-wide budget and data win over a preset's), the experiment's
@@ -69,7 +72,7 @@ import yaml
 from colorkit.errors import ColorkitError, UsageError
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
-              "figures"}
+              "figures", "turing"}
 EXPERIMENT_KEYS = {"name", "preset", "config", "set", "paper", "description", "evaluation"}
 EXPERIMENT_EVAL_KEYS = {"dataset", "options", "split", "images"}
 EVAL_KEYS = {"dataset", "options", "split", "images", "metrics", "batch_size", "device"}
@@ -120,6 +123,8 @@ class Suite:
     protocol: Protocol
     figures: dict[str, Any] = field(default_factory=dict)
     jobs: int = 1
+    #: ``{"study": folder, "models": {experiment: the study's model label}}`` or None
+    turing: dict[str, Any] | None = None
 
     def experiment(self, name: str) -> SuiteExperiment:
         for e in self.experiments:
@@ -327,7 +332,48 @@ def load_suite(path: str | Path) -> Suite:
             raise _err(p, f"figures.{fig}.seed", "must be one of the suite's seeds")
 
     return Suite(p, str(data.get("name") or p.stem), str(data.get("description") or "").strip(), list(seeds),
-                 threads, checkpoint, _resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs)
+                 threads, checkpoint, _resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs,
+                 _turing_key(p, data.get("turing"), experiments, suite_dir))
+
+
+def _turing_key(p: Path, turing: Any, experiments: list[SuiteExperiment], suite_dir: Path) -> dict[str, Any] | None:
+    if turing is None:
+        return None
+    if not isinstance(turing, dict):
+        raise _err(p, "turing", "must be a mapping with 'study' and 'models'")
+    _unknown(p, "turing.", turing, {"study", "models"})
+    if not isinstance(turing.get("study"), str):
+        raise _err(p, "turing.study", "must be the path of a `colorkit turing` study directory")
+    models = turing.get("models")
+    if not isinstance(models, dict) or not models or not all(isinstance(v, str) for v in models.values()):
+        raise _err(p, "turing.models", "must map experiment names to the study's model labels")
+    for name in models:
+        if not any(e.name == name for e in experiments):
+            raise _err(p, "turing.models", f"names '{name}', which is not an experiment of the suite")
+    return {"study": resolve_path(turing["study"], suite_dir), "models": dict(models)}
+
+
+def turing_column(suite: Suite) -> tuple[str, dict[str, str]] | None:
+    """The header and per-experiment cells of the fooling-rate column, from the suite's study."""
+    if suite.turing is None:
+        return None
+    from colorkit.turing import summarize
+
+    summary = summarize(suite.turing["study"])
+    rates = {row["condition"]: row for row in summary["models"]}
+    cells = {}
+    for experiment, label in suite.turing["models"].items():
+        row = rates.get(label)
+        if row is None:
+            raise UsageError(f"{suite.path}: turing.models: the study {suite.turing['study']} has no model "
+                             f"'{label}' (it has {', '.join(sorted(rates)) or 'none'})")
+        cells[experiment] = ("–" if row["rate"] is None else
+                             f"{100 * row['rate']:.1f} ({100 * row['ci95'][0]:.0f}-{100 * row['ci95'][1]:.0f})")
+    original = summary["original"]
+    cells[""] = ("–" if original["rate"] is None else
+                 f"{100 * original['rate']:.1f} ({100 * original['ci95'][0]:.0f}-{100 * original['ci95'][1]:.0f})")
+    head = f"fooled (%, 95% CI; {summary['participants']} people, {summary['answers']} answers) ↑"
+    return head, cells
 
 
 def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int) -> Any:
@@ -591,13 +637,17 @@ def results_table(suite: Suite, summary: list[dict[str, Any]], sets: dict[str, d
         arrow = "↑" if mi.get("higher_is_better", True) else "↓"
         unit = f" ({mi['unit']})" if mi.get("unit") else ""
         heads.append(f"{m}{unit} {arrow}")
+    turing = turing_column(suite)
+    extra = (lambda name: f" {turing[1].get(name, '')} |") if turing else (lambda name: "")
+    if turing:
+        heads.append(turing[0])
     lead = "| experiment | " + ("evaluated on | " if several else "") + "seeds | steps | images seen | "
-    lines = [lead + " | ".join(heads) + " |", "|---|" + ("---|" if several else "") + "---|---|---|" + "---|" * len(metrics)]
+    lines = [lead + " | ".join(heads) + " |", "|---|" + ("---|" if several else "") + "---|---|---|" + "---|" * len(heads)]
     blank = " | ".join("" for _ in metrics)
     for s in summary:
         if s["n"] == 0:
             lines.append(f"| {s['experiment']} | " + ("| " if several else "")
-                         + f"0 of {len(suite.seeds)} (not run yet) | | | {blank} |")
+                         + f"0 of {len(suite.seeds)} (not run yet) | | | {blank} |" + extra(s["experiment"]))
             continue
         cells = []
         for m in metrics:
@@ -606,21 +656,25 @@ def results_table(suite: Suite, summary: list[dict[str, Any]], sets: dict[str, d
             cells.append(f"{_fmt_num(mean, d)} ± {_fmt_num(std, d)}")
         where = f"{s['eval_set']} | " if several else ""
         lines.append(f"| {s['experiment']} | {where}{s['n']} of {len(suite.seeds)} | {s['steps'][0]:.0f} "
-                     f"| {s['images_seen'][0]:,.0f} | " + " | ".join(cells) + " |")
+                     f"| {s['images_seen'][0]:,.0f} | " + " | ".join(cells) + " |" + extra(s["experiment"]))
     for label, v in sets.items():
         floor = v["floor"]
         cells = [_fmt_num(float(floor[m]) if floor.get(m) is not None else float("nan"), METRIC_DIGITS.get(m, 3))
                  for m in metrics]
         name = "*no colour (floor: L\\* kept, a\\* = b\\* = 0)*"
         if several:
-            lines.append(f"| {name} | {label} | – | – | – | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {label} | – | – | – | " + " | ".join(cells) + " |" + extra("-"))
         else:
-            lines.append(f"| {name} | – | – | – | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | – | – | – | " + " | ".join(cells) + " |" + extra("-"))
+    if turing:
+        lines.append("| *original photos (the share judged real)* | " + ("| " if several else "") + "– | – | – | "
+                     + blank + " |" + extra(""))
     for e in suite.experiments:
         if e.paper:
             cells = ["" if e.paper.get(m) is None else f"*{e.paper[m]}*" for m in metrics]
             label = e.paper.get("label") or f"paper: {e.name}"
-            lines.append(f"| *{label}* | " + ("| " if several else "") + "| | | " + " | ".join(cells) + " |")
+            lines.append(f"| *{label}* | " + ("| " if several else "") + "| | | " + " | ".join(cells) + " |"
+                         + extra("-"))
     return "\n".join(lines) + "\n"
 
 

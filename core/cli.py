@@ -172,6 +172,8 @@ app.command("colorize")(colorize_command)
 app.command("export")(export_command)
 from colorkit.cli_bench import bench_command  # noqa: E402
 app.command("bench")(bench_command)
+from colorkit.cli_turing import turing_command  # noqa: E402
+app.command("turing")(handle_errors(turing_command))
 
 
 def main() -> None:

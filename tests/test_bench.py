@@ -414,3 +414,52 @@ def test_data_pipeline_table_reads_the_format_the_script_writes(tmp_path):
     for figure in ("50048", "12.250", "4086", "| 50 |", "801.500", "8.0", "511.9"):
         assert figure in row, (figure, row)
     assert "fewer than 50 timed training steps" not in text
+
+
+def test_a_turing_study_becomes_a_column_of_the_results(done, registry, tmp_path):
+    """A `colorkit turing` study of two suite runs, answered through the server's own code: the
+    results table gets a fooling-rate column with the study's numbers; bad keys are one line."""
+    from PIL import Image
+    from skimage import data
+
+    from colorkit.bench import write_results
+    from colorkit.turing import create_study, summarize
+    from colorkit.turing_server import StudyServer
+
+    suite_path, out, _ = done
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, img in enumerate([data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]):
+        Image.fromarray(img[:64, :64]).save(photos / f"p{i}.png")
+    study = create_study([out / "runs" / "l2-s0", out / "runs" / "gan-s0"], str(photos), tmp_path / "study",
+                         registry=registry, size=32, log=lambda s: None)
+    server = StudyServer(("127.0.0.1", 0), study)
+    try:
+        for _ in range(3):
+            session = server.new_session()
+            for k, trial in enumerate(session["trials"]):
+                assert server.answer({"session": session["session"], "trial": trial["trial"],
+                                      "answer": "real" if k % 2 else "fake", "rt_ms": 700}) is not None
+    finally:
+        server.server_close()
+    labels = [m["label"] for m in study.config["models"]]
+    assert labels == ["l2-s0", "gan-s0"]
+    suite2 = suite_path.parent / "tiny-turing.yaml"
+    suite2.write_text(suite_path.read_text() + f"turing:\n  study: {tmp_path / 'study'}\n"
+                      "  models: {l2: l2-s0, gan: gan-s0}\n", encoding="utf-8")
+    write_results(load_suite(suite2), out, figures=[])
+    text = (out / "results.md").read_text(encoding="utf-8")
+    summary = summarize(tmp_path / "study")
+    assert f"fooled (%, 95% CI; 3 people, {summary['answers']} answers) ↑" in text
+    for row in summary["models"]:
+        experiment = row["condition"][:-3]
+        line = next(line for line in text.splitlines() if line.startswith(f"| {experiment} |"))
+        assert line.endswith(f"| {100 * row['rate']:.1f} ({100 * row['ci95'][0]:.0f}-{100 * row['ci95'][1]:.0f}) |")
+    original = summary["original"]
+    assert f"| {100 * original['rate']:.1f} ({100 * original['ci95'][0]:.0f}-" in next(
+        line for line in text.splitlines() if "original photos" in line)
+    suite2.write_text(suite_path.read_text() + f"turing:\n  study: {tmp_path / 'study'}\n  models: {{nope: x}}\n",
+                      encoding="utf-8")
+    with pytest.raises(UsageError, match="turing.models.*'nope', which is not an experiment"):
+        load_suite(suite2)
+    write_results(load_suite(suite_path), out, figures=[])  # leave the shared outputs as they were
