@@ -260,6 +260,16 @@ def test_default_model_script_writes_file_card_checksum_and_report(run_dir, tmp_
     card = (out / "tiny.md").read_text(encoding="utf-8")
     assert f"| {best} (chosen) | {sizes[best]['mae']:.2f} |" in card
     assert f"| no colour (floor) | {figures['photos']['floor']['mae']:.2f} |" in card
+    floor = figures["photos"]["floor"]
+    held = [s for s, v in sizes.items() if module.meets_target(v, floor)]
+    assert f"The target holds at {len(held)} of the 2 measured working sizes" in card
+    # the target: MAE and PSNR strictly better than no colour, gap at most 60% of the floor's
+    assert module.meets_target({"mae": floor["mae"] - 1, "psnr": floor["psnr"] + 1,
+                                "colorfulness_gap": 0.6 * floor["colorfulness_gap"]}, floor)
+    assert not module.meets_target({"mae": floor["mae"] - 1, "psnr": floor["psnr"],
+                                    "colorfulness_gap": 0.1 * floor["colorfulness_gap"]}, floor)
+    assert not module.meets_target({"mae": floor["mae"] - 1, "psnr": floor["psnr"] + 1,
+                                    "colorfulness_gap": 0.61 * floor["colorfulness_gap"]}, floor)
     assert "Shipped default model" in (report / "REPORT.md").read_text(encoding="utf-8")
     assert (report / "config.yaml").is_file() and not list(report.glob("*.pt"))
     plugin = _model_plugin("tiny", out / "tiny.pt", manifest["sha256"])
