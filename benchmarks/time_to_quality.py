@@ -356,12 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     grid = [(e.name, args.out / "runs" / run_name(e.name, seed0) / "checkpoints" / mark_checkpoint_name(args.grid_mark))
             for e in suite.experiments]
     grid = [(n, c) for n, c in grid if c.is_file()]
-    if grid:
-        figure5_from_checkpoints(suite, registry, grid, figs_dir / "figure5_cifar10.png", rows=8, seed=seed0,
+    # One grid of every recipe when all their checkpoints are here; otherwise one grid per recipe
+    # present, and the grids drawn earlier from checkpoints since removed stay (not redrawn).
+    parts = [("", grid)] if len(grid) == len(suite.experiments) else [(f"_{n}", [(n, c)]) for n, c in grid]
+    for suffix, cols in parts:
+        figure5_from_checkpoints(suite, registry, cols, figs_dir / f"figure5_cifar10{suffix}.png", rows=8, seed=seed0,
                                  title=f"Figure 5 at {mark_label(args.grid_mark)} CPU-minutes",
                                  checkpoint_name=mark_checkpoint_name(args.grid_mark))
-        photo_grid(registry, grid, photo_dir, figs_dir / "photos.png")
-        figures += ["figures/figure5_cifar10.png", "figures/photos.png"]
+        photo_grid(registry, cols, photo_dir, figs_dir / f"photos{suffix}.png")
+    figures += sorted(f"figures/{f.name}" for f in figs_dir.glob("*.png") if f.name != "curves.png")
     reproduce = [f"colorkit bench {args.suite.as_posix()} --out {args.out.as_posix()}",
                  f"python benchmarks/time_to_quality.py --suite {args.suite.as_posix()} --out {args.out.as_posix()}",
                  "python benchmarks/make_results.py"]

@@ -136,6 +136,25 @@ def test_a_rerun_reuses_the_cached_evaluations(ttq, monkeypatch):
     assert (dest / "results.json").read_text() == before
 
 
+def test_grids_are_drawn_per_recipe_when_some_checkpoints_are_gone_and_old_grids_stay(ttq, tmp_path):
+    import shutil
+
+    suite, out, dest, mod = ttq
+    dest2 = tmp_path / "dest"
+    shutil.copytree(dest, dest2)
+    old = (dest2 / "figures" / "figure5_cifar10.png").read_bytes()
+    wider = tmp_path / "ttq.yaml"  # a second recipe whose run (and checkpoints) is not here
+    wider.write_text(suite.read_text().replace(
+        "    description: the tiny U-Net\n",
+        "    description: the tiny U-Net\n  - name: gone\n    description: trained elsewhere, checkpoints removed\n"))
+    assert mod.main(["--suite", str(wider), "--out", str(out), "--dest", str(dest2), "--grid-mark", "0.004"]) == 0
+    report = (dest2 / "REPORT.md").read_text()
+    for fig in ("figure5_cifar10_small.png", "photos_small.png", "figure5_cifar10.png", "photos.png"):
+        assert (dest2 / "figures" / fig).stat().st_size > 1000 and f"](figures/{fig})" in report
+    assert not (dest2 / "figures" / "figure5_cifar10_gone.png").exists()
+    assert (dest2 / "figures" / "figure5_cifar10.png").read_bytes() == old
+
+
 def _summary(values: list[float | None]) -> dict:
     marks = [1.0, 2.0, 3.0]
     cells = {}
