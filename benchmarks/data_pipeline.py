@@ -38,9 +38,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from colorkit.experiment import experiment_from_sources
-from colorkit.registry import build_registry
-from colorkit.training import Trainer
+from colorkit.kernel.experiment import experiment_from_sources
+from colorkit.kernel.registry import build_registry
+from colorkit.engine.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"

@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from colorkit import color
-from colorkit.experiment import experiment_from_sources
-from colorkit.interfaces import Dataset
-from colorkit.registry import build_registry
-from colorkit.training import Trainer, he_init, resolve_precision
+from colorkit.kernel import color
+from colorkit.kernel.experiment import experiment_from_sources
+from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.registry import build_registry
+from colorkit.engine.training import Trainer, he_init, resolve_precision
 
 import colorkit
 

@@ -61,8 +61,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
-from colorkit.errors import ColorkitError, UsageError
-from colorkit.options import opt
+from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.options import opt
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}

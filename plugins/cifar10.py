@@ -13,7 +13,7 @@ file itself:
 
 With ``download=true`` and none of these present, ``cifar-10-python.tar.gz`` is downloaded from
 the official address into ``root`` and its published MD5 checked before use
-(:func:`colorkit.download.download`; an existing archive with a wrong MD5 is downloaded again).
+(:func:`colorkit.kernel.download.download`; an existing archive with a wrong MD5 is downloaded again).
 
 Speed: every image is decoded once, into one ``N x 3 x 32 x 32`` uint8 array per split, which
 the training split indexes a batch at a time. Decoded arrays of archives and JPEG folders are
@@ -46,10 +46,10 @@ import numpy as np
 import torch
 
 import colorkit
-from colorkit.download import download
-from colorkit.errors import UsageError
-from colorkit.interfaces import Dataset
-from colorkit.options import opt
+from colorkit.kernel.download import download
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.options import opt
 from colorkit.plugins._images import (
     FIRST_SKIP,
     GRAY,

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import colorkit
-from colorkit.interfaces import Discriminator
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Discriminator
+from colorkit.kernel.options import opt
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,10 @@ import numpy as np
 import torch
 
 import colorkit
-from colorkit.download import safe_extract
-from colorkit.errors import UsageError
-from colorkit.interfaces import Dataset
-from colorkit.options import opt
+from colorkit.kernel.download import safe_extract
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.options import opt
 from colorkit.plugins._images import (
     EMPTY,
     IMAGE_SUFFIXES,

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import colorkit
-from colorkit.interfaces import Discriminator, Loss, LossParts, Prediction
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Discriminator, Loss, LossParts, Prediction
+from colorkit.kernel.options import opt
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ says which:
   is returned (``psnr``, ``ssim``, ``colorfulness``, ``colorfulness_gap``), the common convention
   for PSNR and SSIM (e.g. Zhang et al. 2016; the BasicSR and mmagic evaluators).
 
-L*a*b* values are computed with :func:`colorkit.color.rgb_to_lab` (sRGB, D65, as
+L*a*b* values are computed with :func:`colorkit.kernel.color.rgb_to_lab` (sRGB, D65, as
 ``skimage.color.rgb2lab``) in float64.
 """
 
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import torch
 
 import colorkit
-from colorkit.color import rgb_to_lab
-from colorkit.errors import UsageError
-from colorkit.interfaces import Metric
-from colorkit.options import opt
+from colorkit.kernel.color import rgb_to_lab
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.interfaces import Metric
+from colorkit.kernel.options import opt
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor, who: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ Layout under ``root`` (``--data-root``), as the official archives extract::
 
 A missing part is extracted from the official archive in ``root`` when it is there
 (``filelist_places365-standard.tar``, ``train_256_places365standard.tar``, ``val_256.tar``;
-safely, see :func:`colorkit.download.safe_extract`), or, with ``download=true``, downloaded
+safely, see :func:`colorkit.kernel.download.safe_extract`), or, with ``download=true``, downloaded
 from the official address first and checked against its published MD5. Only what a split needs
 is fetched, when the split is first used (the train archive is 24 GB; val is 0.5 GB).
 
@@ -48,10 +48,10 @@ import numpy as np
 import torch
 
 import colorkit
-from colorkit.download import download, safe_extract
-from colorkit.errors import UsageError
-from colorkit.interfaces import Dataset
-from colorkit.options import opt
+from colorkit.kernel.download import download, safe_extract
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.options import opt
 from colorkit.plugins._images import (
     ImageDataOptions,
     LazySplit,

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset as TorchDataset
 
 import colorkit
-from colorkit.errors import UsageError
-from colorkit.interfaces import Dataset
-from colorkit.options import opt
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.options import opt
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "motorcycle_right", "hubble_deep_field")
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import colorkit
-from colorkit.interfaces import Generator, keep_init
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Generator, keep_init
+from colorkit.kernel.options import opt
 
 
 @dataclass(frozen=True)

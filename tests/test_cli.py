@@ -7,7 +7,7 @@ import json
 import torch
 import yaml
 
-from colorkit.runio import read_jsonl
+from colorkit.engine.runio import read_jsonl
 from cli_helpers import invoke, one_line_error
 
 TINY = ["--set", "gen.base=8", "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=64",
@@ -129,8 +129,8 @@ def test_throwaway_plugin_appears_in_list_and_trains(throwaway_plugin, tmp_path)
 
 
 def test_presets_resolve_to_the_papers_settings():
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
 
     exp = experiment_from_sources(build_registry(), preset="table1-cifar10-gan")
     assert exp.train.batch_size == 128 and exp.train.epochs == 500 and exp.loss.name == "ns_l1"
@@ -138,8 +138,8 @@ def test_presets_resolve_to_the_papers_settings():
 
 
 def test_set_overrides_config_and_flags_override_preset(tmp_path):
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
 
     reg = build_registry()
     cfg = tmp_path / "c.yaml"

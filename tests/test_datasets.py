@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from colorkit.errors import UsageError
+from colorkit.kernel.errors import UsageError
 from colorkit.plugins import _images, cifar10, imagefolder, places365
 from colorkit.plugins._images import decode_image
 
@@ -179,7 +179,7 @@ def cifar_arrays():
 
 
 def _build(options_cls, dataset_cls, **values):
-    from colorkit.options import build_options
+    from colorkit.kernel.options import build_options
 
     return dataset_cls(build_options(options_cls, values, "dataset"))
 
@@ -284,7 +284,7 @@ def test_cifar_val_size_leaving_nothing_to_train_on_is_one_line(tmp_path, val_si
 
 
 def test_cifar_val_size_below_one_is_refused():
-    from colorkit.errors import OptionError
+    from colorkit.kernel.errors import OptionError
 
     with pytest.raises(OptionError, match="dataset.val_size must be at least 1"):
         _cifar(root="/nowhere", val_size=0)
@@ -368,7 +368,7 @@ def test_cifar_bad_root_is_one_line_naming_the_path(tmp_path, case):
 def test_cifar_cli_error_is_one_line(tmp_path):
     from typer.testing import CliRunner
 
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     result = CliRunner().invoke(app, ["run", "--dataset", "cifar10", "--data-root", str(tmp_path / "nope"), "--quiet"])
     assert result.exit_code == 2
@@ -378,7 +378,7 @@ def test_cifar_cli_error_is_one_line(tmp_path):
 def test_datasets_are_listed():
     from typer.testing import CliRunner
 
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     result = CliRunner().invoke(app, ["list", "dataset", "--json"])
     assert result.exit_code == 0, result.output
@@ -896,7 +896,7 @@ def test_gan_l1_goes_down_on_a_cifar10_subset(tmp_path):
         pytest.skip(f"{SHARED_CIFAR} is absent (the CIFAR-10 JPEG mirror in ../shared/data)")
     from typer.testing import CliRunner
 
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     out = tmp_path / "run"
     args = ["run", "--dataset", "cifar10", "--data-root", str(SHARED_CIFAR), "--gen", "unet", "--loss", "ns_l1",

@@ -12,10 +12,10 @@ from skimage import color as skcolor
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from colorkit.errors import UsageError
-from colorkit.experiment import DEFAULTS
-from colorkit.registry import build_registry
-from colorkit.testing import check_metric
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.experiment import DEFAULTS
+from colorkit.kernel.registry import build_registry
+from colorkit.kernel.testing import check_metric
 
 ALL = ("mae", "rmse", "accuracy", "psnr", "ssim", "colorfulness", "colorfulness_gap", "auc")
 
@@ -250,7 +250,7 @@ def test_colorfulness_by_hand(registry):
 def test_bad_shapes_and_options_are_rejected(registry):
     with pytest.raises(ValueError, match="B x 3 x H x W"):
         value(registry, "mae", torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
-    from colorkit.errors import OptionError
+    from colorkit.kernel.errors import OptionError
 
     with pytest.raises(OptionError):
         registry.get("metric", "accuracy").build({"threshold": -1})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from colorkit.interfaces import Prediction
+from colorkit.kernel.interfaces import Prediction
 from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
 from colorkit.plugins.losses import L1, L2, AdversarialL1Options, MinimaxL1, NonSaturatingL1, RegressionOptions
 from colorkit.plugins.unet import UNet, UNetOptions

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import colorkit
-from colorkit.errors import PluginError, UnknownNameError
-from colorkit.registry import KINDS, build_registry, registry_path
+from colorkit.kernel.errors import PluginError, UnknownNameError
+from colorkit.kernel.registry import KINDS, build_registry, registry_path
 
 
 def test_installed_package_ships_registry_yaml():

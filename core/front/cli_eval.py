@@ -1,7 +1,7 @@
 """The ``colorkit eval`` and ``colorkit colorize`` commands: thin wrappers over
-:func:`colorkit.evaluation.evaluate` and :func:`colorkit.colorizer.colorize_files`.
+:func:`colorkit.engine.evaluation.evaluate` and :func:`colorkit.engine.colorizer.colorize_files`.
 
-``colorkit.cli`` attaches them at its end; this module imports ``colorkit.cli`` only when a
+``colorkit.front.cli`` attaches them at its end; this module imports ``colorkit.front.cli`` only when a
 command runs, so either module may be imported first.
 """
 
@@ -18,11 +18,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _handle_errors(fn: F) -> F:
-    """``colorkit.cli.handle_errors``, looked up when the command runs (no import cycle)."""
+    """``colorkit.front.cli.handle_errors``, looked up when the command runs (no import cycle)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from colorkit.cli import handle_errors
+        from colorkit.front.cli import handle_errors
 
         return handle_errors(fn)(*args, **kwargs)
 
@@ -30,7 +30,7 @@ def _handle_errors(fn: F) -> F:
 
 
 def _registry(ctx: typer.Context) -> Any:
-    from colorkit.cli import get_registry
+    from colorkit.front.cli import get_registry
 
     return get_registry(ctx)
 
@@ -65,20 +65,20 @@ def eval_command(
     """Evaluate checkpoints on a dataset split: a table of metrics beside the "no colour" reference."""
     from rich.console import Console
 
-    from colorkit.evaluation import evaluate, write_grid
-    from colorkit.runio import atomic_write_bytes
+    from colorkit.engine.evaluation import evaluate, write_grid
+    from colorkit.engine.runio import atomic_write_bytes
 
     if grid is not None and grid.suffix.lower() != ".png":
-        from colorkit.errors import UsageError
+        from colorkit.kernel.errors import UsageError
 
         raise UsageError(f"--grid {grid}: the grid is written as PNG; give a .png file name")
     if grid_rows < 1:
-        from colorkit.errors import UsageError
+        from colorkit.kernel.errors import UsageError
 
         raise UsageError(f"--grid-rows must be at least 1, got {grid_rows}")
     if images is not None:
-        from colorkit.errors import UsageError
-        from colorkit.evaluation import evaluate_images
+        from colorkit.kernel.errors import UsageError
+        from colorkit.engine.evaluation import evaluate_images
 
         given = [name for name, value in (("--dataset", dataset), ("--data-root", data_root), ("--split", split),
                                           ("--limit", limit), ("--grid", grid)) if value is not None]
@@ -94,7 +94,7 @@ def eval_command(
         models, data = [], None
     else:
         if size is not None:
-            from colorkit.errors import UsageError
+            from colorkit.kernel.errors import UsageError
 
             raise UsageError("--size goes with --images (a dataset is evaluated at its own working size)")
         result, models, data = evaluate(
@@ -136,8 +136,8 @@ def colorize_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Colorize photos of any size: files and folders in, PNG or JPEG out, inputs never overwritten."""
-    from colorkit.colorizer import colorize_files
-    from colorkit.errors import UsageError
+    from colorkit.engine.colorizer import colorize_files
+    from colorkit.kernel.errors import UsageError
 
     if size is not None and size < 1:
         raise UsageError(f"--size must be at least 1, got {size}")
@@ -177,8 +177,8 @@ def export_command(
     size: Annotated[Optional[int], typer.Option("--working-size", help="The working size recorded in the file (default: the model's own).")] = None,
 ) -> None:
     """Export a model to ONNX or TorchScript (L* in, a*b* out, any size) or to a model file."""
-    from colorkit.errors import UsageError
-    from colorkit.export import export_model
+    from colorkit.kernel.errors import UsageError
+    from colorkit.engine.export import export_model
 
     if size is not None and size < 1:
         raise UsageError(f"--working-size must be at least 1, got {size}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from colorkit.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError
 
 CHECKPOINT_FORMAT = "colorkit-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
-from colorkit.errors import ColorkitError
+from colorkit.kernel.errors import ColorkitError
 
 app = typer.Typer(
     name="colorkit",
@@ -46,7 +46,7 @@ def handle_errors(fn: F) -> F:
 
 def get_registry(ctx: typer.Context | None = None) -> Any:
     """A fresh registry; tests pass extra plugin objects as ``obj={"plugins": [...]}``."""
-    from colorkit.registry import build_registry
+    from colorkit.kernel.registry import build_registry
 
     extra = []
     if ctx is not None:
@@ -65,7 +65,7 @@ def list_command(
     options: Annotated[bool, typer.Option("--options", help="Also list each component's options.")] = False,
 ) -> None:
     """List registered components (kind, name, package, description), presets and failed plugins."""
-    from colorkit.listing import list_components
+    from colorkit.front.listing import list_components
 
     list_components(get_registry(ctx), kind, as_json=as_json, show_options=options)
 
@@ -96,9 +96,9 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train an experiment assembled from component names and write a run directory."""
-    from colorkit import distributed
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.training import train
+    from colorkit.engine import distributed
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.engine.training import train
 
     launching = nproc > 1 and not distributed.env_info().enabled
     if launching:
@@ -136,7 +136,7 @@ def run_command(
     else:
         exp = experiment_from_sources(registry, preset=preset, config=config, cli=cli, sets=sets)
     result = train(registry, exp, out, progress=not quiet, resume=resume, fork=fork)
-    from colorkit.distributed import env_info
+    from colorkit.engine.distributed import env_info
 
     if env_info().is_main:
         best = f"; best {result.best['metric']} {result.best['value']:.4g}" if result.best and result.best["value"] is not None else ""
@@ -166,13 +166,13 @@ def _argv_without_nproc(argv: list[str]) -> list[str]:
 
 
 # --- commands defined in other modules are attached below (keep each on its own line) ---
-from colorkit.cli_eval import colorize_command, eval_command, export_command  # noqa: E402
+from colorkit.front.cli_eval import colorize_command, eval_command, export_command  # noqa: E402
 app.command("eval")(eval_command)
 app.command("colorize")(colorize_command)
 app.command("export")(export_command)
-from colorkit.cli_bench import bench_command  # noqa: E402
+from colorkit.front.cli_bench import bench_command  # noqa: E402
 app.command("bench")(bench_command)
-from colorkit.cli_turing import turing_command  # noqa: E402
+from colorkit.front.cli_turing import turing_command  # noqa: E402
 app.command("turing")(handle_errors(turing_command))
 
 

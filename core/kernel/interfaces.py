@@ -1,6 +1,6 @@
 """The five component interfaces every plugin implements.
 
-Conventions shared by all of them (see :mod:`colorkit.color`):
+Conventions shared by all of them (see :mod:`colorkit.kernel.color`):
 
 * images are batched ``B x C x H x W`` float tensors;
 * ``l`` is the normalised lightness, ``L* / 50 - 1``, in ``[-1, 1]``;
@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from colorkit.color import as_lab
+from colorkit.kernel.color import as_lab
 
 OutputSpace = Literal["ab", "lab"]
 
@@ -169,7 +169,7 @@ class Dataset(abc.ABC):
     def check_split(self, name: str) -> None:
         """Raise a clear error for an unknown split name."""
         if name not in self.splits:
-            from colorkit.errors import UsageError
+            from colorkit.kernel.errors import UsageError
 
             raise UsageError(
                 f"dataset {type(self).__name__} has no split '{name}'; its splits are "

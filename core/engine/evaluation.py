@@ -4,7 +4,7 @@
 What the metrics see, for every model and for the reference alike: the held-out images as
 8-bit RGB (the target); the model's prediction at the images' own size when the generator can
 take it (otherwise at the nearest allowed size, with a*b* upsampled back), joined to the
-image's own L*, converted to sRGB with out-of-gamut chroma reduced (as :mod:`colorkit.inference`
+image's own L*, converted to sRGB with out-of-gamut chroma reduced (as :mod:`colorkit.engine.inference`
 does for ``colorize``) and rounded to 8 bits: exactly the image ``colorize`` writes at the
 working size. For a generator that also predicts L* (``output_space = "lab"``, the paper's
 choice), :func:`evaluate` adds one extra row, named ``... (own L*)``, scored on the generator's
@@ -12,7 +12,7 @@ own L*.
 
 There is one scoring path, :func:`score`; everything else calls it:
 
-* the training loop's validation (:meth:`colorkit.training.Trainer.validate`, on each rank's
+* the training loop's validation (:meth:`colorkit.engine.training.Trainer.validate`, on each rank's
   shard of the ``val`` split, merged across ranks before any decision);
 * :func:`evaluate_generators` (several generators and the reference in one pass) and
   :func:`evaluate_generator`;
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from colorkit import color
-from colorkit.errors import ColorkitError, UsageError
-from colorkit.inference import LoadedModel, lab_to_rgb_fitted, load_model, predict_lab, to_uint8
-from colorkit.interfaces import Dataset, Generator, Metric
+from colorkit.kernel import color
+from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.engine.inference import LoadedModel, lab_to_rgb_fitted, load_model, predict_lab, to_uint8
+from colorkit.kernel.interfaces import Dataset, Generator, Metric
 
 NO_COLOUR = "no colour"
 
@@ -447,7 +447,7 @@ def build_eval_dataset(
 ) -> tuple[Dataset, dict[str, Any]]:
     """Build the dataset of ``spec`` (``{"name", "options"}``) with ``--data-root`` and
     ``dataset.KEY=VALUE`` overrides; returns it with the resolved spec."""
-    from colorkit.options import options_to_dict
+    from colorkit.kernel.options import options_to_dict
 
     name = spec["name"]
     comp = registry.get("dataset", name)
@@ -491,7 +491,7 @@ def parse_sets(sets: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, di
 
 def default_metrics(models: Sequence[LoadedModel]) -> list[str]:
     """The metrics the (first) checkpoint was trained to report, else the experiment defaults."""
-    from colorkit.experiment import DEFAULTS
+    from colorkit.kernel.experiment import DEFAULTS
 
     for m in models:
         names = m.experiment.get("metrics")
@@ -525,14 +525,14 @@ def evaluate(
     :param own_l_rows: add an ``(own L*)`` row for each generator that predicts L* too.
     :returns: the :class:`Evaluation`, the loaded models and the split evaluated (for grids).
     """
-    from colorkit.training import pick_device
+    from colorkit.engine.training import pick_device
 
     if not targets:
         raise UsageError("give at least one checkpoint or run directory")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if registry is None:
-        from colorkit.registry import build_registry
+        from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
     dev = pick_device(device)
@@ -596,15 +596,15 @@ def evaluate_images(
     reason)``. Metrics see one photo per batch, so per-image metrics average over photos and
     pooled ones over all their pixels.
     """
-    from colorkit.colorizer import find_inputs, read_image
-    from colorkit.inference import colorize_array
-    from colorkit.training import pick_device
+    from colorkit.engine.colorizer import find_inputs, read_image
+    from colorkit.engine.inference import colorize_array
+    from colorkit.engine.training import pick_device
 
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"--images {folder}: not a folder")
     if registry is None:
-        from colorkit.registry import build_registry
+        from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
     dataset_sets, metric_options = parse_sets(sets)
@@ -677,7 +677,7 @@ def comparison_grid(
     """The paper's Figure 5 layout as an ``H x W x 3`` uint8 array: one row per image of
     ``data`` (its first ``rows`` items): grayscale | original | each generator's prediction;
     a header names the columns when ``labels`` (one per generator) are given."""
-    from colorkit.images import make_grid
+    from colorkit.engine.images import make_grid
 
     device = torch.device(device)
     n = min(rows, len(data))
@@ -715,7 +715,7 @@ def _with_header(grid: np.ndarray, names: Sequence[str], ncols: int, pad: int = 
 
 def write_grid(models: Sequence[LoadedModel], data: Any, path: str | Path, rows: int = 8) -> Path:
     """Write the Figure 5 grid of ``models`` (several checkpoints side by side) as PNG."""
-    from colorkit.images import save_png
+    from colorkit.engine.images import save_png
 
     path = Path(path)
     if path.suffix.lower() != ".png":

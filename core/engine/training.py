@@ -29,15 +29,15 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
-from colorkit import color
-from colorkit import distributed as ckdist
-from colorkit.errors import ColorkitError, PluginError, UsageError
-from colorkit.experiment import Experiment, experiment_from_dict
-from colorkit.images import save_png
-from colorkit.inference import uses_channels_last
-from colorkit.interfaces import KEEP_INIT, Dataset, Discriminator, Generator, Loss, Prediction
-from colorkit.registry import Registry
-from colorkit.runio import (
+from colorkit.kernel import color
+from colorkit.engine import distributed as ckdist
+from colorkit.kernel.errors import ColorkitError, PluginError, UsageError
+from colorkit.kernel.experiment import Experiment, experiment_from_dict
+from colorkit.engine.images import save_png
+from colorkit.engine.inference import uses_channels_last
+from colorkit.kernel.interfaces import KEEP_INIT, Dataset, Discriminator, Generator, Loss, Prediction
+from colorkit.kernel.registry import Registry
+from colorkit.engine.runio import (
     append_jsonl,
     atomic_write_bytes,
     environment_manifest,
@@ -127,7 +127,7 @@ def he_init(module: nn.Module) -> None:
     """He et al. (2015) initialisation of every conv and linear layer; batch norm to (1, 0).
 
     What the plugin initialised itself is left as it is: a component whose class sets
-    ``initialises_itself``, and every module marked with :func:`colorkit.interfaces.keep_init`
+    ``initialises_itself``, and every module marked with :func:`colorkit.kernel.interfaces.keep_init`
     (with all it contains)."""
     if getattr(type(module), "initialises_itself", False):
         return
@@ -279,7 +279,7 @@ class Trainer:
         self.workers = self._workers()
         self.per_epoch = self.batches_per_epoch()  # the epochs' share of the budget (budget_progress)
         self.metric_names = list(exp.metrics)
-        from colorkit.evaluation import ColourL1, build_metrics
+        from colorkit.engine.evaluation import ColourL1, build_metrics
 
         #: Built once, reset at every validation; ``val_l1`` is the plateau signal.
         self.val_metrics = {**(build_metrics(registry, self.metric_names) if self.metric_names else {}),
@@ -469,12 +469,12 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Metrics of the chosen names and ``val_l1`` (the plateau signal) on the ``val`` split.
 
-        Scored by :func:`colorkit.evaluation.score`, the path ``colorkit eval`` takes, in fp32
+        Scored by :func:`colorkit.engine.evaluation.score`, the path ``colorkit eval`` takes, in fp32
         whatever ``train.precision`` is: the values equal ``colorkit eval --split val`` on the
         checkpoint saved next. Under DDP each rank scores every ``world_size``-th image of the
         first ``val_limit`` and the metric states are merged, in rank order, on every rank, so
         every rank takes the same decisions (best checkpoint, plateau) from the same numbers."""
-        from colorkit.evaluation import ColourL1, score
+        from colorkit.engine.evaluation import ColourL1, score
 
         metrics = self.val_metrics
         for m in metrics.values():
@@ -518,8 +518,8 @@ class Trainer:
 
     def write_grid(self, path: Path | None = None) -> Path:
         """``samples.png``: grayscale | original | prediction of the first ``grid_rows`` val images,
-        drawn as :func:`colorkit.evaluation.comparison_grid` draws eval's Figure 5 grid."""
-        from colorkit.evaluation import comparison_grid
+        drawn as :func:`colorkit.engine.evaluation.comparison_grid` draws eval's Figure 5 grid."""
+        from colorkit.engine.evaluation import comparison_grid
 
         grid = comparison_grid([self.eval_gen], self.val_data, rows=self.t.grid_rows, device=self.device,
                                labels=[f"step {self.step}"])

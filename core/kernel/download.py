@@ -34,7 +34,7 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from colorkit.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError
 
 __all__ = ["DownloadError", "download", "file_digest", "verify", "safe_extract", "human_bytes"]
 

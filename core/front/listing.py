@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from colorkit.errors import UnknownNameError
-from colorkit.options import describe_options
-from colorkit.registry import KINDS, Registry
+from colorkit.kernel.errors import UnknownNameError
+from colorkit.kernel.options import describe_options
+from colorkit.kernel.registry import KINDS, Registry
 
 ALIASES = {"generators": "generator", "gen": "generator", "discriminators": "discriminator", "disc": "discriminator",
            "losses": "loss", "datasets": "dataset", "metrics": "metric", "presets": "preset", "models": "model"}

@@ -4,7 +4,7 @@
 
 :func:`colorize_files` takes files and folders (searched recursively for image files), reads
 grayscale, colour (used as its luminance), palette, 16-bit and RGBA images of any size, applies
-the EXIF orientation, colorizes each with :func:`colorkit.inference.colorize_array` and writes
+the EXIF orientation, colorizes each with :func:`colorkit.engine.inference.colorize_array` and writes
 PNG or JPEG under the output folder:
 
 * a file given directly is written as ``OUT/<name>``; the files found in a folder as
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from colorkit.errors import UsageError
-from colorkit.inference import LoadedModel, colorize_array, load_model
-from colorkit.runio import open_mode
+from colorkit.kernel.errors import UsageError
+from colorkit.engine.inference import LoadedModel, colorize_array, load_model
+from colorkit.engine.runio import open_mode
 
 #: File suffixes searched for in folders (a file named directly is always tried).
 IMAGE_SUFFIXES = frozenset(
@@ -189,7 +189,7 @@ def _one_line(exc: BaseException) -> str:
 def _model(model: str | Path | LoadedModel | None, device: Any, working_size: int | None, registry: Any = None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
-    from colorkit.training import pick_device
+    from colorkit.engine.training import pick_device
 
     return load_model(model, registry, device=pick_device(device or "auto"), working_size=working_size)
 
@@ -218,7 +218,7 @@ def colorize_files(
     :param on_problem: called with ``(path, one-line reason)`` for each file that fails or is
         skipped, as it happens.
     :param backend: ``torch``, or ``onnxruntime`` for an ONNX file from ``colorkit export``
-        (:mod:`colorkit.onnx_backend`: no PyTorch computation).
+        (:mod:`colorkit.engine.onnx_backend`: no PyTorch computation).
     """
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, got {quality}")
@@ -228,7 +228,7 @@ def colorize_files(
         if on_problem:
             on_problem(path, reason)
     if backend == "onnxruntime":
-        from colorkit import onnx_backend
+        from colorkit.engine import onnx_backend
 
         if model is None or not str(model).endswith(".onnx"):
             raise UsageError(f"--backend onnxruntime runs an exported .onnx file, not {model or 'the default model'}; "
@@ -241,7 +241,7 @@ def colorize_files(
         raise UsageError(f"--backend {backend!r}: use torch or onnxruntime")
     if not jobs:
         return report
-    from colorkit.evaluation import _progress
+    from colorkit.engine.evaluation import _progress
 
     with _progress(progress, console) as bar:
         task = bar.add_task("colorizing", total=len(jobs), parts="")
@@ -288,7 +288,7 @@ def colorize(
 
     :param model: a pretrained model name (``None``: the default model), a checkpoint file, a
         run directory (its best, else last checkpoint) or a model from
-        :func:`colorkit.inference.load_model`. A name or path is loaded once and cached (until
+        :func:`colorkit.engine.inference.load_model`. A name or path is loaded once and cached (until
         the file changes).
     :param image: a file path, a ``PIL.Image`` or an ``H x W [x 3|4]`` array (uint8, or float
         in ``[0, 1]``); colour is used as its luminance.
@@ -304,9 +304,9 @@ def colorize(
     if isinstance(model, LoadedModel):
         loaded = model
     else:
-        from colorkit.models import resolve_model
-        from colorkit.registry import build_registry
-        from colorkit.runio import resolve_checkpoint
+        from colorkit.kernel.models import resolve_model
+        from colorkit.kernel.registry import build_registry
+        from colorkit.engine.runio import resolve_checkpoint
 
         registry = build_registry()
         path = resolve_checkpoint(resolve_model(model, registry)[0]).resolve()

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from colorkit.errors import UnknownNameError, UsageError
+from colorkit.kernel.errors import UnknownNameError, UsageError
 
 #: Marks a checkpoint written by :func:`write_model_file`.
 MODEL_FILE_KIND = "model"
@@ -149,7 +149,7 @@ def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
     the training image size). Written atomically; returns ``out``."""
     import torch
 
-    from colorkit.runio import load_checkpoint, save_checkpoint
+    from colorkit.engine.runio import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(source)
     weights = state.get("gen_ema") or state.get("gen")

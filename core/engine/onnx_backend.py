@@ -1,7 +1,7 @@
 """Colorize with an exported ONNX model through ONNX Runtime: NumPy and PIL around the graph,
 no PyTorch computation in the loop.
 
-The steps are those of :func:`colorkit.inference.colorize_array`, written for NumPy: L* of the
+The steps are those of :func:`colorkit.engine.inference.colorize_array`, written for NumPy: L* of the
 photo at full size; L* resized (bilinear, antialiased: PIL's filter, which torch's antialiased
 bilinear follows) to the working shape the file's metadata gives; the graph's a*b* upsampled
 bilinearly and joined to the full-size L*; out-of-gamut chroma reduced by the same bisection
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from colorkit.errors import UsageError
+from colorkit.kernel.errors import UsageError
 
-# The colour constants of colorkit.color (sRGB primaries, D65 white), as NumPy arrays.
+# The colour constants of colorkit.kernel.color (sRGB primaries, D65 white), as NumPy arrays.
 _XYZ_FROM_RGB = np.array([(0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169),
                           (0.019334, 0.119193, 0.950227)])
 _RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
@@ -130,7 +130,7 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     """Colorize one ``H x W [x 3|4]`` image (uint8, or float in ``[0, 1]``); ``H x W x 3`` uint8.
 
     Full-resolution work goes in bands of rows, in float32, as the PyTorch backend does."""
-    from colorkit.inference import CHUNK_PIXELS, working_shape
+    from colorkit.engine.inference import CHUNK_PIXELS, working_shape
 
     arr = np.asarray(image)
     if arr.ndim == 2:

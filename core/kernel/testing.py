@@ -2,18 +2,18 @@
 
 Each ``check_*`` function takes your component (or, for metrics, a factory) and raises
 ``AssertionError`` with a precise message where it breaks the interface contract of
-:mod:`colorkit.interfaces`. colorkit runs the same checks over every registered component
+:mod:`colorkit.kernel.interfaces`. colorkit runs the same checks over every registered component
 (``tests/test_contracts.py``). The shortest test of a whole plugin module is::
 
     import my_colorkit_plugin
-    from colorkit.testing import check_plugin
+    from colorkit.kernel.testing import check_plugin
 
     def test_contracts(tmp_path):
         check_plugin(my_colorkit_plugin, tmp_path, options={"my_gen": {"width": 8}})
 
 and single components can be checked directly::
 
-    from colorkit.testing import check_generator
+    from colorkit.kernel.testing import check_generator
     def test_my_generator():
         check_generator(MyGenerator(MyOptions()), size=32)
 """
@@ -31,11 +31,11 @@ from typing import Any, Callable, Iterator
 import torch
 import yaml
 
-from colorkit import color
-from colorkit.errors import OptionError
-from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
-from colorkit.options import build_options, convert, describe_options, options_to_dict
-from colorkit.registry import PREFIX, Component
+from colorkit.kernel import color
+from colorkit.kernel.errors import OptionError
+from colorkit.kernel.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
+from colorkit.kernel.options import build_options, convert, describe_options, options_to_dict
+from colorkit.kernel.registry import PREFIX, Component
 
 __all__ = [
     "check_component",
@@ -375,7 +375,7 @@ def check_plugin(
     :raises AssertionError: the plugin failed to register (a misspelled hook, an error in a hook),
         registers nothing, or a component breaks its contract.
     """
-    from colorkit.registry import build_registry
+    from colorkit.kernel.registry import build_registry
 
     reg = build_registry(autoload=False, extra_plugins=[plugin])
     label = reg.pm.get_name(plugin)

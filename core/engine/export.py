@@ -1,11 +1,11 @@
 """``colorkit export``: a model as a file that runs without colorkit's Python code.
 
-The exported graph is the model step of :func:`colorkit.inference.predict_lab`, with the same
+The exported graph is the model step of :func:`colorkit.engine.inference.predict_lab`, with the same
 normalisation: it takes ``l_star`` (``N x 1 x H x W`` float32, CIE L* in ``[0, 100]``, ``H`` and
 ``W`` any multiples of the generator's ``size_multiple``) and returns ``ab`` (``N x 2 x H x W``,
 CIE a* and b*). What colorize does around it (L* of the photo, resizing to the working shape,
 joining the upsampled a*b* to the full-size L*, fitting the gamut) is done by the caller:
-``colorkit colorize --backend onnxruntime`` does it with NumPy (:mod:`colorkit.onnx_backend`).
+``colorkit colorize --backend onnxruntime`` does it with NumPy (:mod:`colorkit.engine.onnx_backend`).
 
 Formats:
 
@@ -16,7 +16,7 @@ Formats:
 * ``torchscript``: ``torch.jit.trace`` of the same module; loads with ``torch.jit.load`` and
   carries the same metadata as ``colorkit.json`` in its extra files.
 * ``model``: a colorkit model file (half-precision weights, experiment, working size), the
-  format ``register_models`` ships (:func:`colorkit.models.write_model_file`).
+  format ``register_models`` ships (:func:`colorkit.kernel.models.write_model_file`).
 
 Every file is written to a temporary name in the destination folder and renamed when complete,
 so a failed export leaves nothing behind.
@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from colorkit import color
-from colorkit.errors import UsageError
+from colorkit.kernel import color
+from colorkit.kernel.errors import UsageError
 
 FORMATS = ("onnx", "torchscript", "model")
 #: The format tag an exported ONNX or TorchScript file carries.
@@ -73,7 +73,7 @@ def _example(model: Any) -> torch.Tensor:
 
 def _write_through_temp(out: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` and rename the result over ``out``; remove it on any failure."""
-    from colorkit.runio import open_mode
+    from colorkit.engine.runio import open_mode
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def export_model(target: str | Path | None, fmt: str, out: str | Path, *, regist
     :param working_size: the working size recorded in the file (default: the model's own).
     :param half: for ``fmt="model"``, store the weights in half precision.
     """
-    from colorkit.inference import load_model
+    from colorkit.engine.inference import load_model
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -136,8 +136,8 @@ def export_model(target: str | Path | None, fmt: str, out: str | Path, *, regist
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give a file name")
     if fmt == "model":
-        from colorkit.models import resolve_model, write_model_file
-        from colorkit.registry import build_registry
+        from colorkit.kernel.models import resolve_model, write_model_file
+        from colorkit.kernel.registry import build_registry
 
         path, _ = resolve_model(target, registry or build_registry())
         _write_through_temp(out, lambda tmp: write_model_file(path, tmp, half=half, working_size=working_size))

@@ -31,7 +31,7 @@ def register_generators(register: Register) -> None:
     """Register generators: ``nn.Module`` s mapping normalised L to colour.
 
     :param register: call ``register(name, factory, options=..., description=...)`` for each;
-        the factory returns a :class:`colorkit.interfaces.Generator`.
+        the factory returns a :class:`colorkit.kernel.interfaces.Generator`.
     """
 
 
@@ -40,7 +40,7 @@ def register_discriminators(register: Register) -> None:
     """Register discriminators: ``nn.Module`` s scoring (L, L*a*b*) pairs with logits.
 
     :param register: as for :func:`register_generators`; the factory returns a
-        :class:`colorkit.interfaces.Discriminator`.
+        :class:`colorkit.kernel.interfaces.Discriminator`.
     """
 
 
@@ -49,7 +49,7 @@ def register_losses(register: Register) -> None:
     """Register training objectives.
 
     :param register: as for :func:`register_generators`; the factory returns a
-        :class:`colorkit.interfaces.Loss`.
+        :class:`colorkit.kernel.interfaces.Loss`.
     """
 
 
@@ -58,7 +58,7 @@ def register_datasets(register: Register) -> None:
     """Register datasets of colour images.
 
     :param register: as for :func:`register_generators`; the factory returns a
-        :class:`colorkit.interfaces.Dataset`. Options named ``root``, ``size`` and ``limit`` are
+        :class:`colorkit.kernel.interfaces.Dataset`. Options named ``root``, ``size`` and ``limit`` are
         filled from ``--data-root`` and the matching ``--set dataset.KEY=VALUE``.
     """
 
@@ -71,7 +71,7 @@ class ModelRegister(Protocol):
 
 @hookspec
 def register_models(register: ModelRegister) -> None:
-    """Register pretrained models (see :mod:`colorkit.models`).
+    """Register pretrained models (see :mod:`colorkit.kernel.models`).
 
     :param register: call ``register(name, weights, sha256=..., card=..., description=...)``
         for each: ``weights`` is the path of a colorkit model file (``colorkit export RUN
@@ -85,5 +85,5 @@ def register_metrics(register: Register) -> None:
     """Register evaluation metrics.
 
     :param register: as for :func:`register_generators`; the factory returns a fresh
-        :class:`colorkit.interfaces.Metric` each time it is called.
+        :class:`colorkit.kernel.interfaces.Metric` each time it is called.
     """

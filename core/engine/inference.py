@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from colorkit import color
-from colorkit.errors import ColorkitError, UnknownNameError, UsageError
-from colorkit.interfaces import Generator
+from colorkit.kernel import color
+from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
+from colorkit.kernel.interfaces import Generator
 
 #: The working size used when a checkpoint's dataset has no ``size`` option.
 FALLBACK_WORKING_SIZE = 256
@@ -101,17 +101,17 @@ def load_model(
     :param target: a registered model name (``colorkit list model``; ``None``: the default
         model), a checkpoint or model file, or a run directory (``checkpoints/best.pt``, else
         ``checkpoints/last.pt``).
-    :param registry: a :class:`colorkit.registry.Registry`; default: a fresh one.
+    :param registry: a :class:`colorkit.kernel.registry.Registry`; default: a fresh one.
     :param device: where the generator runs.
     :param working_size: override the working size (default: the model's own, else the
         training image size).
     :raises UsageError: one line naming the model and its package, or the file, or the plugin
         package and version to install.
     """
-    from colorkit.models import resolve_model
+    from colorkit.kernel.models import resolve_model
 
     if registry is None:
-        from colorkit.registry import build_registry
+        from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
     path, entry = resolve_model(target, registry)
@@ -126,7 +126,7 @@ def load_model(
 
 
 def _load_generator(target: Path, registry: Any, device: str | torch.device, working_size: int | None) -> LoadedModel:
-    from colorkit.runio import load_checkpoint
+    from colorkit.engine.runio import load_checkpoint
 
     state = load_checkpoint(target, map_location="cpu")
     path = Path(state["path"])
@@ -228,7 +228,7 @@ def working_shape(height: int, width: int, working_size: int, multiple: int = 1)
 
 def lightness(rgb: torch.Tensor) -> torch.Tensor:
     """L* (``... x 1 x H x W``) of sRGB in ``[0, 1]`` (``... x 3 x H x W``): the L of
-    :func:`colorkit.color.rgb_to_lab` (same formula), without computing a* and b*."""
+    :func:`colorkit.kernel.color.rgb_to_lab` (same formula), without computing a* and b*."""
     rgb = rgb.clamp(0.0, 1.0)
     linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
     weights = torch.tensor(color._XYZ_FROM_RGB[1], device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
@@ -313,7 +313,7 @@ def fit_gamut(lab: torch.Tensor, steps: int = 8, tol: float = 1e-4) -> torch.Ten
 
 def lab_to_rgb_fitted(lab: torch.Tensor, steps: int = 8, tol: float = 1e-4) -> torch.Tensor:
     """L*a*b* to sRGB in ``[0, 1]`` after :func:`fit_gamut` (so L* is kept); equal to
-    ``colorkit.color.lab_to_rgb(fit_gamut(lab))`` with one conversion fewer."""
+    ``colorkit.kernel.color.lab_to_rgb(fit_gamut(lab))`` with one conversion fewer."""
     linear = _fit(lab, steps, tol)[1].clamp(0.0, 1.0)
     return torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
 

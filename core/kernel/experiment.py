@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import yaml
 
-from colorkit.errors import UsageError
-from colorkit.options import build_options, opt, options_to_dict
-from colorkit.registry import Registry
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.options import build_options, opt, options_to_dict
+from colorkit.kernel.registry import Registry
 
 COMPONENT_KEYS = {"gen": "generator", "disc": "discriminator", "loss": "loss", "dataset": "dataset"}
 TOP_KEYS = set(COMPONENT_KEYS) | {"train", "metrics", "description"}

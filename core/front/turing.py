@@ -12,7 +12,7 @@ A study directory holds everything one study needs and produces::
 Each participant sees every photo once, in an order shuffled with the study's seed and the
 participant's number; which version of a photo (the original or one model's colorization) is
 rotated with the participant's number, so conditions are balanced within a session (their
-counts differ by at most one) and across sessions. :mod:`colorkit.turing_server` serves the page;
+counts differ by at most one) and across sessions. :mod:`colorkit.front.turing_server` serves the page;
 :func:`summarize` turns the answers into fooling rates with 95% Wilson intervals.
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from colorkit.errors import UsageError
+from colorkit.kernel.errors import UsageError
 
 ORIGINAL = "original"
 STUDY_FILE = "study.json"
@@ -120,7 +120,7 @@ def _resize(rgb: Any, size: int) -> Any:
 def _folder_images(folder: Path, limit: int, seed: int, log: Callable[[str], None]) -> list[tuple[str, Any]]:
     import numpy as np
 
-    from colorkit.colorizer import find_inputs, read_image
+    from colorkit.engine.colorizer import find_inputs, read_image
 
     found, _ = find_inputs([folder], folder / ".colorkit-no-output")
     images, left_out = [], Counter()
@@ -148,7 +148,7 @@ def _folder_images(folder: Path, limit: int, seed: int, log: Callable[[str], Non
 
 
 def _dataset_images(registry: Any, name: str, data_root: str | None, limit: int, seed: int) -> list[tuple[str, Any]]:
-    from colorkit.evaluation import build_eval_dataset
+    from colorkit.engine.evaluation import build_eval_dataset
 
     if name not in registry.names("dataset"):
         raise UsageError(f"--images {name}: neither a folder nor a dataset name (colorkit list dataset)")
@@ -180,8 +180,8 @@ def create_study(
     import numpy as np
     from PIL import Image
 
-    from colorkit.inference import colorize_array, load_model
-    from colorkit.runio import atomic_write_bytes, write_new_text
+    from colorkit.engine.inference import colorize_array, load_model
+    from colorkit.engine.runio import atomic_write_bytes, write_new_text
 
     if not targets:
         raise UsageError("give at least one model to test (a model name, run directory or checkpoint)")

@@ -27,10 +27,10 @@ from typing import Any
 import pluggy
 import yaml
 
-from colorkit import hookspecs
-from colorkit.errors import PluginError, UnknownNameError
-from colorkit.models import ModelEntry
-from colorkit.options import NoOptions, build_options
+from colorkit.kernel import hookspecs
+from colorkit.kernel.errors import PluginError, UnknownNameError
+from colorkit.kernel.models import ModelEntry
+from colorkit.kernel.options import NoOptions, build_options
 
 ENTRY_POINT_GROUP = "colorkit"
 DISABLE_ENV = "COLORKIT_DISABLE_PLUGIN_AUTOLOAD"

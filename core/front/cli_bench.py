@@ -1,4 +1,4 @@
-"""``colorkit bench SUITE.yaml [--out DIR]``: run a benchmark suite (see :mod:`colorkit.bench`)."""
+"""``colorkit bench SUITE.yaml [--out DIR]``: run a benchmark suite (see :mod:`colorkit.front.bench`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.cli import get_registry, handle_errors
+from colorkit.front.cli import get_registry, handle_errors
 
 
 @handle_errors
@@ -25,8 +25,8 @@ def bench_command(
 
     A rerun reuses finished runs and cached evaluations, and resumes interrupted runs.
     """
-    from colorkit.bench import run_suite
-    from colorkit.errors import UsageError
+    from colorkit.front.bench import run_suite
+    from colorkit.kernel.errors import UsageError
 
     seed_list = None
     if seeds is not None:

@@ -1,4 +1,4 @@
-"""``colorkit turing``: the visual Turing test as a local web page (see :mod:`colorkit.turing`)."""
+"""``colorkit turing``: the visual Turing test as a local web page (see :mod:`colorkit.front.turing`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.errors import UsageError
+from colorkit.kernel.errors import UsageError
 
 
 def turing_command(
@@ -34,8 +34,8 @@ def turing_command(
 
     `--results STUDY_DIR` prints each model's fooling rate (its colorizations judged real, 95% CI).
     """
-    from colorkit.cli import get_registry
-    from colorkit.turing import create_study, format_summary, summarize
+    from colorkit.front.cli import get_registry
+    from colorkit.front.turing import create_study, format_summary, summarize
 
     if results is not None:
         if models or images is not None:
@@ -46,7 +46,7 @@ def turing_command(
     if images is None or out is None:
         raise UsageError("a new study needs models, --images DIR_OR_DATASET and --out STUDY_DIR "
                          "(or --results STUDY_DIR to read one)")
-    from colorkit.turing_server import make_server
+    from colorkit.front.turing_server import make_server
 
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     server = make_server(None, host, port)  # a port in use fails before any work

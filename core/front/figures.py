@@ -81,7 +81,7 @@ def pick_indices(n_items: int, rows: int) -> list[int]:
 def figure5(gens: Sequence[Any], labels: Sequence[str], data: Any, path: str | Path, rows: int = 8,
             title: str = "Figure 5") -> Path:
     """Rows of grayscale | original | each generator's colorization, on the same images."""
-    from colorkit.evaluation import no_colour_rgb8, predict_rgb8
+    from colorkit.engine.evaluation import no_colour_rgb8, predict_rgb8
 
     idx = pick_indices(len(data), rows)
     items = [data[i] for i in idx]
@@ -184,7 +184,7 @@ def training_curves(runs: dict[str, list[Path]], path: str | Path, title: str = 
 
 def suite_figures(suite: Any, out: Path, registry: Any, log: Callable[[str], None] | None = None) -> list[str]:
     """Figure 1, Figure 5 (the runs of one seed) and the training curves of a suite's runs."""
-    from colorkit.bench import run_finished, run_name
+    from colorkit.front.bench import run_finished, run_name
 
     cfg = suite.figures or {}
     fig_dir = Path(out) / "figures"
@@ -224,8 +224,8 @@ def suite_figures(suite: Any, out: Path, registry: Any, log: Callable[[str], Non
 def figure5_from_checkpoints(suite: Any, registry: Any, ckpts: Sequence[tuple[str, Path]], path: Path,
                              rows: int = 8, seed: int = 0, title: str = "Figure 5",
                              checkpoint_name: str | None = None) -> Path:
-    from colorkit.evaluation import build_eval_dataset
-    from colorkit.inference import load_model
+    from colorkit.engine.evaluation import build_eval_dataset
+    from colorkit.engine.inference import load_model
 
     models = [load_model(c, registry, device="cpu") for _, c in ckpts]
     prot = suite.protocol_for(suite.experiment(ckpts[0][0]))

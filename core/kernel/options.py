@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from colorkit.errors import OptionError
+from colorkit.kernel.errors import OptionError
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}

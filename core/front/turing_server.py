@@ -22,8 +22,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from colorkit.errors import UsageError
-from colorkit.turing import Study, append_line
+from colorkit.kernel.errors import UsageError
+from colorkit.front.turing import Study, append_line
 
 MAX_BODY = 4096
 

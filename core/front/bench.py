@@ -69,7 +69,7 @@ from typing import Any, Callable
 
 import yaml
 
-from colorkit.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
               "figures", "turing"}
@@ -357,7 +357,7 @@ def turing_column(suite: Suite) -> tuple[str, dict[str, str]] | None:
     """The header and per-experiment cells of the fooling-rate column, from the suite's study."""
     if suite.turing is None:
         return None
-    from colorkit.turing import summarize
+    from colorkit.front.turing import summarize
 
     summary = summarize(suite.turing["study"])
     rates = {row["condition"]: row for row in summary["models"]}
@@ -378,7 +378,7 @@ def turing_column(suite: Suite) -> tuple[str, dict[str, str]] | None:
 
 def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int) -> Any:
     """The resolved experiment of one suite entry and seed (errors name the suite and entry)."""
-    from colorkit.experiment import DEFAULTS, merge_layers, resolve, apply_sets
+    from colorkit.kernel.experiment import DEFAULTS, merge_layers, resolve, apply_sets
 
     where = f"{suite.path}: experiment '{e.name}'"
     layers: list[tuple[str, dict[str, Any]]] = [("defaults", DEFAULTS)]
@@ -435,8 +435,8 @@ def _log(log: Callable[[str], None] | None, text: str) -> None:
 def _saved_config_diff(registry: Any, exp: Any, run_dir: Path) -> list[str]:
     """How the run's saved config differs from ``exp``, both resolved by the current code (so
     an option added to colorkit later, at its default, is no difference; as ``--resume`` does)."""
-    from colorkit.experiment import experiment_from_dict
-    from colorkit.training import _config_diff
+    from colorkit.kernel.experiment import experiment_from_dict
+    from colorkit.engine.training import _config_diff
 
     try:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -448,7 +448,7 @@ def _saved_config_diff(registry: Any, exp: Any, run_dir: Path) -> list[str]:
 
 def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], None] | None = None) -> str:
     """Train ``exp`` into ``run_dir`` unless done; returns ``reused``, ``resumed`` or ``trained``."""
-    from colorkit.training import train
+    from colorkit.engine.training import train
 
     if (run_dir / "config.yaml").is_file():
         diff = _saved_config_diff(registry, exp, run_dir)
@@ -482,7 +482,7 @@ def ensure_evaluated(registry: Any, suite: Suite, run_dir: Path, log: Callable[[
     """Evaluate the run's checkpoint on the protocol (default: the suite's), cached as
     ``eval-<checkpoint>.json``."""
     prot = protocol or suite.protocol
-    from colorkit.evaluation import evaluate
+    from colorkit.engine.evaluation import evaluate
 
     ckpt = run_dir / "checkpoints" / f"{suite.checkpoint}.pt"
     cache = run_dir / f"eval-{suite.checkpoint}.json"
@@ -503,7 +503,7 @@ def ensure_evaluated(registry: Any, suite: Suite, run_dir: Path, log: Callable[[
                             own_l_rows=False)
     data = result.to_dict()
     data["key"] = key
-    from colorkit.runio import atomic_write_bytes
+    from colorkit.engine.runio import atomic_write_bytes
 
     atomic_write_bytes(cache, json.dumps(data, indent=2, allow_nan=False).encode())
     return data
@@ -738,7 +738,7 @@ def write_markdown(suite: Suite, out: Path, rows: list[dict[str, Any]], sets: di
 
 def _write_text(path: Path, text: str) -> None:
     """Atomic: parallel workers of one suite rewrite the same tables as their runs finish."""
-    from colorkit.runio import atomic_write_bytes
+    from colorkit.engine.runio import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -834,7 +834,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     out_dir = Path(out) if out is not None else Path("bench") / suite.name
     out_dir.mkdir(parents=True, exist_ok=True)
     if registry is None:
-        from colorkit.registry import build_registry
+        from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
     if suite.threads:
@@ -888,7 +888,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     made: list[str] = []
     if figures:
         try:
-            from colorkit.figures import suite_figures
+            from colorkit.front.figures import suite_figures
 
             made = suite_figures(suite, out_dir, registry, log=log)
         except Exception as exc:  # noqa: BLE001 - the tables are written already
