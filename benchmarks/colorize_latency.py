@@ -84,10 +84,10 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
     run = colorize_array
     if backend == "onnxruntime":
         from colorkit.engine import onnx_backend
-        from colorkit.engine.export import ExportedColorizer, _example, _export_onnx, metadata
+        from colorkit.engine.export import ExportedColorizer, example_input, export_onnx, metadata
 
         target = folder / "model.onnx"
-        _export_onnx(ExportedColorizer(gen).eval(), _example(model), metadata(model), target)
+        export_onnx(ExportedColorizer(gen).eval(), example_input(model), metadata(model), target)
         model = onnx_backend.load_onnx(target, working_size, threads=threads)
         run = onnx_backend.colorize_array
 
@@ -107,11 +107,12 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
         file_times.append(time.perf_counter() - t0)
         assert len(report.written) == 1, report.failed
     after = _rss_mib()
-    from colorkit.engine.inference import _linear_rgb, lightness, predict_lab, working_shape
+    from colorkit.engine.inference import predict_lab, working_shape
+    from colorkit.kernel.color import lab_to_linear_rgb, lightness
 
     rgb = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0
     lab = predict_lab(gen, lightness(rgb), working_shape(height, width, working_size, gen.size_multiple))
-    lin = _linear_rgb(lab)
+    lin = lab_to_linear_rgb(lab)
     out_of_gamut = float((((lin < -1e-4) | (lin > 1 + 1e-4)).any(dim=1)).float().mean())
 
     return {

@@ -12,7 +12,7 @@
    model's working size. All sizes go into the card. The set has 8 photos and no held-out part,
    so the chosen size's row is picked on the photos it is reported on; the card says so.
 3. The model file (generator weights in half precision, experiment, plugin versions, working
-   size) is written to ``plugins/weights/NAME.pt`` with ``colorkit.kernel.models.write_model_file``,
+   size) is written to ``plugins/weights/NAME.pt`` with ``colorkit.engine.checkpoints.write_model_file``,
    the card to ``plugins/weights/NAME.md``, and ``plugins/weights/models.yaml`` gets the file's
    SHA-256, so the checksum always describes what ships. ``--out-dir`` writes elsewhere.
 
@@ -187,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--description", default=None, help="one line for colorkit list (default: from the run)")
     args = ap.parse_args(argv)
 
-    from colorkit.kernel.models import sha256_file, write_model_file
+    from colorkit.kernel.models import sha256_file
+    from colorkit.engine.checkpoints import write_model_file
     from colorkit.kernel.registry import build_registry
-    from colorkit.engine.runio import load_checkpoint
+    from colorkit.engine.checkpoints import load_checkpoint
 
     ckpt = args.run / "checkpoints" / args.checkpoint if args.run.is_dir() else args.run
     state = load_checkpoint(ckpt)

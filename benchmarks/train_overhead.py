@@ -39,7 +39,8 @@ from colorkit.kernel import color
 from colorkit.kernel.experiment import experiment_from_sources
 from colorkit.kernel.interfaces import Dataset
 from colorkit.kernel.registry import build_registry
-from colorkit.engine.training import Trainer, he_init, resolve_precision
+from colorkit.engine.devices import resolve_precision
+from colorkit.engine.training import Trainer, he_init
 
 import colorkit
 

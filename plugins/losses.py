@@ -65,7 +65,7 @@ class _AdversarialL1(Loss):
         self.options = options
 
     def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define gan_term")
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
         l1 = F.l1_loss(batch.pred, batch.target)
@@ -90,12 +90,16 @@ class _AdversarialL1(Loss):
 class NonSaturatingL1(_AdversarialL1):
     """Non-saturating GAN loss -log D(G(x)) + lambda * L1 (eq. 7), D loss of eq. 8."""
 
+    gan_label = r"$-\log D(G(z))$ (non-saturating, eq. 7)"
+
     def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()
 
 
 class MinimaxL1(_AdversarialL1):
     """Saturating (minimax) GAN loss log(1 - D(G(x))) + lambda * L1 (eq. 1), for Figure 1."""
+
+    gan_label = r"$\log(1 - D(G(z)))$ (saturating, eq. 1)"
 
     def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return -F.softplus(fake_logits).mean()

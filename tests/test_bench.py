@@ -14,7 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from colorkit.front.bench import load_suite, run_suite
+from colorkit.front.bench import run_suite
+from colorkit.front.bench_suite import load_suite
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.registry import build_registry
 
@@ -174,7 +175,7 @@ def test_interrupted_run_continues(done, tmp_path, registry, monkeypatch):
 
 def test_partial_results_show_missing_seeds(tmp_path, registry):
     """Results written with runs missing say how many seeds each row has."""
-    from colorkit.front.bench import write_results
+    from colorkit.front.bench_results import write_results
 
     suite_path = write_suite(tmp_path)
     suite = load_suite(suite_path)
@@ -237,7 +238,7 @@ def test_cli_bench_errors_in_one_line(tmp_path):
 
 
 def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
-    from colorkit.front.bench import resolve_path
+    from colorkit.front.bench_suite import resolve_path
 
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "bench").mkdir()
@@ -248,7 +249,7 @@ def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
 
 
 def test_committed_suites_load(example_registry):
-    from colorkit.front.bench import build_experiment
+    from colorkit.front.bench_suite import build_experiment
 
     registry = example_registry
 
@@ -271,7 +272,8 @@ def test_figure1_is_computed_from_the_losses(registry):
 
     from colorkit.front.figures import generator_costs
 
-    d, costs = generator_costs(registry, points=5)
+    d, costs, labels = generator_costs(registry, points=5)
+    assert set(costs) == {"minimax_l1", "ns_l1"} and "saturating" in labels["minimax_l1"]
     for x, sat, ns in zip(d, costs["minimax_l1"], costs["ns_l1"]):
         assert sat == pytest.approx(math.log(1 - x), rel=1e-6)
         assert ns == pytest.approx(-math.log(x), rel=1e-6)
@@ -422,7 +424,7 @@ def test_a_turing_study_becomes_a_column_of_the_results(done, registry, tmp_path
     from PIL import Image
     from skimage import data
 
-    from colorkit.front.bench import write_results
+    from colorkit.front.bench_results import write_results
     from colorkit.front.turing import create_study, summarize
     from colorkit.front.turing_server import StudyServer
 

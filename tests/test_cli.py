@@ -7,7 +7,7 @@ import json
 import torch
 import yaml
 
-from colorkit.engine.runio import read_jsonl
+from colorkit.kernel.files import read_jsonl
 from cli_helpers import invoke, one_line_error
 
 TINY = ["--set", "gen.base=8", "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=64",

@@ -109,7 +109,7 @@ def test_working_shape_keeps_aspect_and_multiples():
 
 def test_fit_gamut_keeps_lightness_and_leaves_in_gamut_colours_alone():
     from colorkit.kernel.color import lab_to_rgb, rgb_to_lab
-    from colorkit.engine.inference import fit_gamut
+    from colorkit.kernel.color import fit_gamut
 
     g = torch.Generator().manual_seed(0)
     lab = torch.cat([torch.rand(1, 1, 32, 32, generator=g) * 100, (torch.rand(1, 2, 32, 32, generator=g) * 2 - 1) * 127], 1).double()
@@ -122,7 +122,7 @@ def test_fit_gamut_keeps_lightness_and_leaves_in_gamut_colours_alone():
     photo_rgb = torch.from_numpy(skdata.coffee()[:64, :64]).permute(2, 0, 1)[None].double() / 255
     photo = rgb_to_lab(photo_rgb)
     assert torch.allclose(fit_gamut(photo), photo, atol=1e-9)
-    from colorkit.engine.inference import lab_to_rgb_fitted, lightness
+    from colorkit.kernel.color import lab_to_rgb_fitted, lightness
 
     assert torch.allclose(lab_to_rgb_fitted(lab), lab_to_rgb(fitted), atol=1e-9)
     assert torch.allclose(lab_to_rgb_fitted(photo), photo_rgb, atol=1e-9)

@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio
 
-from colorkit.engine.runio import read_jsonl
+from colorkit.kernel.files import read_jsonl
 from cli_helpers import invoke, one_line_error
 
 METRICS = "mae,accuracy,psnr,colorfulness_gap"

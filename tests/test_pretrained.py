@@ -17,7 +17,8 @@ from skimage import data as skdata
 import colorkit
 from cli_helpers import invoke, one_line_error
 from colorkit.kernel.color import AB_SCALE
-from colorkit.kernel.models import sha256_file, write_model_file
+from colorkit.kernel.models import sha256_file
+from colorkit.engine.checkpoints import write_model_file
 from colorkit.kernel.registry import build_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

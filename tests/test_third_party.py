@@ -38,7 +38,7 @@ import colorkit
 from colorkit.kernel.errors import PluginError, UnknownNameError
 from colorkit.kernel.interfaces import Generator
 from colorkit.kernel.registry import ALLOW_ENV, DISABLE_ENV, FailedPlugin, build_registry
-from colorkit.engine.runio import read_jsonl
+from colorkit.kernel.files import read_jsonl
 from colorkit.kernel.testing import check_component, check_plugin
 
 import cli_helpers

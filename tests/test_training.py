@@ -17,7 +17,8 @@ from torch import nn
 
 import colorkit
 from colorkit.kernel.interfaces import Generator, Loss, keep_init
-from colorkit.engine.runio import load_checkpoint, read_jsonl
+from colorkit.kernel.files import read_jsonl
+from colorkit.engine.checkpoints import load_checkpoint
 
 from cli_helpers import invoke
 
@@ -147,18 +148,18 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    from colorkit.engine import runio
+    from colorkit.engine import checkpoints
 
     path = tmp_path / "checkpoints" / "last.pt"
-    runio.save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
+    checkpoints.save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
 
     def disk_full(obj, fh):
         fh.write(b"partial bytes")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runio.torch, "save", disk_full)
+    monkeypatch.setattr(checkpoints.torch, "save", disk_full)
     with pytest.raises(OSError):
-        runio.save_checkpoint(path, {"step": 2, "w": torch.zeros(3)})
+        checkpoints.save_checkpoint(path, {"step": 2, "w": torch.zeros(3)})
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 

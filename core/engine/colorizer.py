@@ -22,7 +22,6 @@ PNG or JPEG under the output folder:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 
 from colorkit.kernel.errors import UsageError
 from colorkit.engine.inference import LoadedModel, colorize_array, load_model
-from colorkit.engine.runio import open_mode
+from colorkit.kernel.files import atomic_open
 
 #: File suffixes searched for in folders (a file named directly is always tried).
 IMAGE_SUFFIXES = frozenset(
@@ -162,20 +161,12 @@ def plan_jobs(
 
 
 def _write(image: Any, dest: Path, fmt: str, quality: int, icc: bytes | None) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    open_mode(fd)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            kwargs: dict[str, Any] = {"icc_profile": icc} if icc else {}
-            if fmt == "png":
-                image.save(fh, format="PNG", **kwargs)
-            else:
-                image.convert("RGB").save(fh, format="JPEG", quality=quality, **kwargs)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    kwargs: dict[str, Any] = {"icc_profile": icc} if icc else {}
+    with atomic_open(dest) as fh:
+        if fmt == "png":
+            image.save(fh, format="PNG", **kwargs)
+        else:
+            image.convert("RGB").save(fh, format="JPEG", quality=quality, **kwargs)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -189,7 +180,7 @@ def _one_line(exc: BaseException) -> str:
 def _model(model: str | Path | LoadedModel | None, device: Any, working_size: int | None, registry: Any = None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
-    from colorkit.engine.training import pick_device
+    from colorkit.engine.devices import pick_device
 
     return load_model(model, registry, device=pick_device(device or "auto"), working_size=working_size)
 
@@ -241,9 +232,9 @@ def colorize_files(
         raise UsageError(f"--backend {backend!r}: use torch or onnxruntime")
     if not jobs:
         return report
-    from colorkit.engine.evaluation import _progress
+    from colorkit.engine.progress import progress_bar
 
-    with _progress(progress, console) as bar:
+    with progress_bar(progress, console) as bar:
         task = bar.add_task("colorizing", total=len(jobs), parts="")
         for job in jobs:
             try:
@@ -306,7 +297,7 @@ def colorize(
     else:
         from colorkit.kernel.models import resolve_model
         from colorkit.kernel.registry import build_registry
-        from colorkit.engine.runio import resolve_checkpoint
+        from colorkit.engine.checkpoints import resolve_checkpoint
 
         registry = build_registry()
         path = resolve_checkpoint(resolve_model(model, registry)[0]).resolve()

@@ -38,8 +38,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from colorkit.kernel import color
+from colorkit.engine.progress import progress_bar
 from colorkit.kernel.errors import ColorkitError, UsageError
-from colorkit.engine.inference import LoadedModel, lab_to_rgb_fitted, load_model, predict_lab, to_uint8
+from colorkit.engine.inference import LoadedModel, load_model, predict_lab, to_uint8
 from colorkit.kernel.interfaces import Dataset, Generator, Metric
 
 NO_COLOUR = "no colour"
@@ -119,7 +120,7 @@ def predict_rgb8(gen: Any, rgb: torch.Tensor, own_l: bool = False) -> torch.Tens
     rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
     l_star = color.rgb_to_lab(rgb)[:, :1]
     lab = predict_lab(gen, l_star, _model_shape(gen, *rgb.shape[-2:]), keep_l=not own_l)
-    return to_uint8(lab_to_rgb_fitted(lab)).float() / 255.0
+    return to_uint8(color.lab_to_rgb_fitted(lab)).float() / 255.0
 
 
 def predicts_lightness(gen: Any) -> bool:
@@ -150,34 +151,6 @@ def _subset(data: Any, limit: int | None) -> Any:
         if limit < len(data):
             return Subset(data, range(limit))
     return data
-
-
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _progress(enabled: bool, console: Any = None) -> Any:
-    """A rich progress bar on stderr (or a stand-in that shows nothing)."""
-    if not enabled:
-        return _NoProgress()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[parts]}"),
-        console=console or Console(stderr=True), transient=False,
-    )
 
 
 class _eval_mode:
@@ -250,7 +223,7 @@ def score(
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
     images = 0
-    with _eval_mode(gens), _progress(progress, console) as bar:
+    with _eval_mode(gens), progress_bar(progress, console) as bar:
         task = bar.add_task(description, total=len(loader), parts="")
         for batch in loader:
             if not isinstance(batch, torch.Tensor):  # (image, label) datasets
@@ -489,15 +462,14 @@ def parse_sets(sets: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, di
     return dataset, metrics
 
 
-def default_metrics(models: Sequence[LoadedModel]) -> list[str]:
-    """The metrics the (first) checkpoint was trained to report, else the experiment defaults."""
-    from colorkit.kernel.experiment import DEFAULTS
-
+def default_metrics(models: Sequence[LoadedModel], registry: Any) -> list[str]:
+    """The metrics the (first) checkpoint was trained to report, else those ``registry.yaml``
+    names under ``defaults: metrics:``."""
     for m in models:
         names = m.experiment.get("metrics")
         if isinstance(names, list) and names:
             return [str(n) for n in names]
-    return list(DEFAULTS.get("metrics") or ["mae", "accuracy", "psnr"])
+    return [str(n) for n in registry.defaults.get("metrics") or []]
 
 
 def evaluate(
@@ -525,7 +497,7 @@ def evaluate(
     :param own_l_rows: add an ``(own L*)`` row for each generator that predicts L* too.
     :returns: the :class:`Evaluation`, the loaded models and the split evaluated (for grids).
     """
-    from colorkit.engine.training import pick_device
+    from colorkit.engine.devices import pick_device
 
     if not targets:
         raise UsageError("give at least one checkpoint or run directory")
@@ -543,7 +515,7 @@ def evaluate(
     split_name = split or ds.test_split
     ds.check_split(split_name)
     data = ds.split(split_name, train=False)
-    names = parse_metric_names(metrics) if metrics else default_metrics(models)
+    names = parse_metric_names(metrics) if metrics else default_metrics(models, registry)
     info = metric_info(registry, names)
     start = time.perf_counter()
     lab_models = [i for i, m in enumerate(models) if own_l_rows and predicts_lightness(m.gen)]
@@ -598,7 +570,7 @@ def evaluate_images(
     """
     from colorkit.engine.colorizer import find_inputs, read_image
     from colorkit.engine.inference import colorize_array
-    from colorkit.engine.training import pick_device
+    from colorkit.engine.devices import pick_device
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -612,14 +584,14 @@ def evaluate_images(
         raise UsageError("--images evaluates photos as they are: dataset.KEY=VALUE settings do not apply")
     dev = pick_device(device)
     model = load_model(target, registry, device=dev, working_size=working_size)
-    names = parse_metric_names(metrics) if metrics else default_metrics([model])
+    names = parse_metric_names(metrics) if metrics else default_metrics([model], registry)
     info = metric_info(registry, names)
     found, _ = find_inputs([folder], folder / ".colorkit-no-output")
     ours = build_metrics(registry, names, metric_options)
     reference = build_metrics(registry, names, metric_options)
     used: list[str] = []
     start = time.perf_counter()
-    with _progress(progress, console) as bar:
+    with progress_bar(progress, console) as bar:
         task = bar.add_task(f"images in {folder}", total=len(found), parts="")
         for path, rel in found:
             try:

@@ -16,7 +16,7 @@ Formats:
 * ``torchscript``: ``torch.jit.trace`` of the same module; loads with ``torch.jit.load`` and
   carries the same metadata as ``colorkit.json`` in its extra files.
 * ``model``: a colorkit model file (half-precision weights, experiment, working size), the
-  format ``register_models`` ships (:func:`colorkit.kernel.models.write_model_file`).
+  format ``register_models`` ships (:func:`colorkit.engine.checkpoints.write_model_file`).
 
 Every file is written to a temporary name in the destination folder and renamed when complete,
 so a failed export leaves nothing behind.
@@ -25,8 +25,6 @@ so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from torch import nn
 
 from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
+from colorkit.kernel.files import atomic_path
 
 FORMATS = ("onnx", "torchscript", "model")
 #: The format tag an exported ONNX or TorchScript file carries.
@@ -65,32 +64,15 @@ def metadata(model: Any) -> dict[str, str]:
     }
 
 
-def _example(model: Any) -> torch.Tensor:
+def example_input(model: Any) -> torch.Tensor:
+    """A random L* input of the model's working size (rounded up to its size multiple) to trace with."""
     m = int(model.gen.size_multiple)
     side = m * max(1, -(-model.working_size // m))
     return torch.rand(1, 1, side, side) * 100.0
 
 
-def _write_through_temp(out: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` and rename the result over ``out``; remove it on any failure."""
-    from colorkit.engine.runio import open_mode
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    open_mode(fd)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _export_onnx(module: nn.Module, example: torch.Tensor, meta: dict[str, str], path: Path) -> None:
+def export_onnx(module: nn.Module, example: torch.Tensor, meta: dict[str, str], path: Path) -> None:
+    """Write ``module`` traced on ``example`` as ONNX to ``path``, with ``meta`` as metadata."""
     try:
         import onnx
     except ImportError:
@@ -111,7 +93,8 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, meta: dict[str, str],
     onnx.save(proto, str(path))
 
 
-def _export_torchscript(module: nn.Module, example: torch.Tensor, meta: dict[str, str], path: Path) -> None:
+def export_torchscript(module: nn.Module, example: torch.Tensor, meta: dict[str, str], path: Path) -> None:
+    """Write ``module`` traced on ``example`` as TorchScript to ``path``, with ``meta`` as an extra file."""
     import warnings
 
     with warnings.catch_warnings():
@@ -136,17 +119,19 @@ def export_model(target: str | Path | None, fmt: str, out: str | Path, *, regist
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give a file name")
     if fmt == "model":
-        from colorkit.kernel.models import resolve_model, write_model_file
+        from colorkit.engine.checkpoints import write_model_file
+        from colorkit.kernel.models import resolve_model
         from colorkit.kernel.registry import build_registry
 
         path, _ = resolve_model(target, registry or build_registry())
-        _write_through_temp(out, lambda tmp: write_model_file(path, tmp, half=half, working_size=working_size))
+        with atomic_path(out) as tmp:
+            write_model_file(path, tmp, half=half, working_size=working_size)
         return out
     model = load_model(target, registry, device="cpu", working_size=working_size)
     module = ExportedColorizer(model.gen).eval()
-    example = _example(model)
+    example = example_input(model)
     meta = metadata(model)
-    writer = _export_onnx if fmt == "onnx" else _export_torchscript
-    with torch.no_grad():
-        _write_through_temp(out, lambda tmp: writer(module, example, meta, tmp))
+    writer = export_onnx if fmt == "onnx" else export_torchscript
+    with torch.no_grad(), atomic_path(out) as tmp:
+        writer(module, example, meta, tmp)
     return out

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from colorkit.kernel import color
 from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
 from colorkit.kernel.interfaces import Generator
+from colorkit.engine.devices import uses_channels_last
 
 #: The working size used when a checkpoint's dataset has no ``size`` option.
 FALLBACK_WORKING_SIZE = 256
@@ -126,7 +127,7 @@ def load_model(
 
 
 def _load_generator(target: Path, registry: Any, device: str | torch.device, working_size: int | None) -> LoadedModel:
-    from colorkit.engine.runio import load_checkpoint
+    from colorkit.engine.checkpoints import load_checkpoint
 
     state = load_checkpoint(target, map_location="cpu")
     path = Path(state["path"])
@@ -184,16 +185,6 @@ def _load_generator(target: Path, registry: Any, device: str | torch.device, wor
     )
 
 
-def uses_channels_last(setting: str, device: torch.device) -> bool:
-    """Whether ``train.channels_last`` (``auto``, ``true``, ``false``) puts the networks in the
-    channels-last memory format on ``device``. ``auto`` does on CUDA only: on the CPU, at one
-    thread on this project's 2-core Intel Xeon machine, channels-last made the paper's GAN step
-    (batch 32, 32 px) 30% slower (4.6 s against 3.5 s) and U-Net inference 65% slower (27 against
-    16 ms an image). Training and loading a checkpoint use this one rule, so validation and
-    ``colorkit eval`` run the same kernels."""
-    return setting == "true" or (setting == "auto" and device.type == "cuda")
-
-
 def _training_size(experiment: dict[str, Any]) -> int:
     raw = experiment.get("dataset")
     if isinstance(raw, dict):
@@ -221,101 +212,6 @@ def working_shape(height: int, width: int, working_size: int, multiple: int = 1)
         return max(m, m * round(n * scale / m))
 
     return side(height), side(width)
-
-
-# -- colour ------------------------------------------------------------------------------------
-
-
-def lightness(rgb: torch.Tensor) -> torch.Tensor:
-    """L* (``... x 1 x H x W``) of sRGB in ``[0, 1]`` (``... x 3 x H x W``): the L of
-    :func:`colorkit.kernel.color.rgb_to_lab` (same formula), without computing a* and b*."""
-    rgb = rgb.clamp(0.0, 1.0)
-    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    weights = torch.tensor(color._XYZ_FROM_RGB[1], device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
-    y = (linear * weights).sum(dim=-3, keepdim=True)  # the white's Y is 1
-    f = torch.where(y > color._EPS, y.clamp_min(color._EPS) ** (1.0 / 3.0), (color._KAPPA * y + 16.0) / 116.0)
-    return 116.0 * f - 16.0
-
-
-def _linear_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """L*a*b* to linear sRGB without any clipping (out-of-gamut values fall outside [0, 1])."""
-    lightness_, a, b = lab.unbind(-3)
-    fy = (lightness_ + 16.0) / 116.0
-    f = torch.stack((fy + a / 500.0, fy, fy - b / 200.0), dim=-3)
-    t = torch.where(f > 6.0 / 29.0, f**3, (f - 16.0 / 116.0) * 3.0 * (6.0 / 29.0) ** 2)
-    white = torch.tensor(color._WHITE_D65, device=lab.device, dtype=lab.dtype).view(3, 1, 1)
-    return color._apply(color._matrix(lab.device, lab.dtype, inverse=True), t * white)
-
-
-def _in_gamut(lab: torch.Tensor, tol: float) -> torch.Tensor:
-    lin = _linear_rgb(lab)
-    return ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=-3)
-
-
-def _finv(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > 6.0 / 29.0, t * t * t, (t - 16.0 / 116.0) * (3.0 * (6.0 / 29.0) ** 2))
-
-
-def _fit_pixels(px: torch.Tensor, steps: int, tol: float) -> torch.Tensor:
-    """Bisection on the chroma factor ``k`` in [0, 1] for ``N x 3`` out-of-gamut L*a*b* pixels:
-    the largest ``k`` (to ``2**-steps``) for which ``(L, k a, k b)`` is inside sRGB. Written out
-    per channel (Y and its share of each RGB channel do not change with ``k``)."""
-    m = color._matrix(px.device, torch.float64, inverse=True)
-    xn, _, zn = color._WHITE_D65
-    lightness_, a, b = px.unbind(1)
-    fy = (lightness_ + 16.0) / 116.0
-    y = _finv(fy)
-    ax, bz = a / 500.0, b / 200.0
-    rows = [(float(m[i, 0]) * xn, y * float(m[i, 1]), float(m[i, 2]) * zn) for i in range(3)]
-    lo = torch.zeros_like(fy)
-    hi = torch.ones_like(fy)
-    for _ in range(steps):
-        mid = (lo + hi) * 0.5
-        x = _finv(fy + mid * ax)
-        z = _finv(fy - mid * bz)
-        ok = torch.ones_like(fy, dtype=torch.bool)
-        for cx, cy, cz in rows:
-            v = cx * x + cy + cz * z
-            ok &= (v >= -tol) & (v <= 1.0 + tol)
-        lo = torch.where(ok, mid, lo)
-        hi = torch.where(ok, hi, mid)
-    return torch.stack((lightness_, a * lo, b * lo), dim=1)
-
-
-def _fit(lab: torch.Tensor, steps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fitted L*a*b*, its linear RGB), with one full-size conversion."""
-    lab = lab.clone()
-    lab[..., :1, :, :] = lab[..., :1, :, :].clamp(0.0, 100.0)
-    linear = _linear_rgb(lab)
-    inside = ((linear >= -tol) & (linear <= 1.0 + tol)).all(dim=-3)
-    if bool(inside.all()):
-        return lab, linear
-    # Only the out-of-gamut pixels are searched.
-    idx = (~inside).reshape(-1).nonzero().squeeze(1)
-    flat_lab = lab.movedim(-3, -1).reshape(-1, 3)
-    flat_lin = linear.movedim(-3, -1).reshape(-1, 3)
-    fitted = _fit_pixels(flat_lab[idx], steps, tol)
-    flat_lab[idx] = fitted
-    flat_lin[idx] = _linear_rgb(fitted.T[:, :, None])[:, :, 0].T
-
-    def back(flat: torch.Tensor) -> torch.Tensor:
-        return flat.reshape(*lab.shape[:-3], lab.shape[-2], lab.shape[-1], 3).movedim(-1, -3)
-
-    return back(flat_lab), back(flat_lin)
-
-
-def fit_gamut(lab: torch.Tensor, steps: int = 8, tol: float = 1e-4) -> torch.Tensor:
-    """Reduce the chroma of out-of-gamut pixels of L*a*b* (``... x 3 x H x W``), keeping L*
-    and hue, to (almost) the largest chroma that sRGB can show (a bisection, ``steps`` halvings).
-    In-gamut pixels are unchanged; L* is clamped to [0, 100]."""
-    return _fit(lab, steps, tol)[0]
-
-
-def lab_to_rgb_fitted(lab: torch.Tensor, steps: int = 8, tol: float = 1e-4) -> torch.Tensor:
-    """L*a*b* to sRGB in ``[0, 1]`` after :func:`fit_gamut` (so L* is kept); equal to
-    ``colorkit.kernel.color.lab_to_rgb(fit_gamut(lab))`` with one conversion fewer."""
-    linear = _fit(lab, steps, tol)[1].clamp(0.0, 1.0)
-    return torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
 
 
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
@@ -399,7 +295,7 @@ def colorize_array(
     l_star = torch.empty(1, 1, height, width, device=device)
     for top in range(0, height, rows):
         band = _float_rgb(arr[top : top + rows]).to(device)
-        l_star[..., top : top + rows, :] = lightness(band)
+        l_star[..., top : top + rows, :] = color.lightness(band)
     h, w = working_shape(height, width, size, gen.size_multiple)
     was_training = gen.training
     gen.eval()
@@ -409,7 +305,7 @@ def colorize_array(
         gen.train(was_training)
     out = np.empty((height, width, 3), dtype=np.uint8)
     for top in range(0, height, rows):
-        rgb = lab_to_rgb_fitted(lab[..., top : top + rows, :])
+        rgb = color.lab_to_rgb_fitted(lab[..., top : top + rows, :])
         out[top : top + rows] = to_uint8(rgb)[0].permute(1, 2, 0).cpu().numpy()
     return out
 

@@ -1,7 +1,8 @@
-"""Colorize with an exported ONNX model through ONNX Runtime: NumPy and PIL around the graph,
-no PyTorch computation in the loop.
+"""Colorize with an exported ONNX model through ONNX Runtime: the graph runs in ONNX Runtime,
+resizing in PIL, and the colour conversions are colorkit's own (:mod:`colorkit.kernel.color`,
+on CPU tensors).
 
-The steps are those of :func:`colorkit.engine.inference.colorize_array`, written for NumPy: L* of the
+The steps are those of :func:`colorkit.engine.inference.colorize_array`: L* of the
 photo at full size; L* resized (bilinear, antialiased: PIL's filter, which torch's antialiased
 bilinear follows) to the working shape the file's metadata gives; the graph's a*b* upsampled
 bilinearly and joined to the full-size L*; out-of-gamut chroma reduced by the same bisection
@@ -16,17 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
-
-# The colour constants of colorkit.kernel.color (sRGB primaries, D65 white), as NumPy arrays.
-_XYZ_FROM_RGB = np.array([(0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169),
-                          (0.019334, 0.119193, 0.950227)])
-_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
-_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
-_EPS = 216.0 / 24389.0
-_KAPPA = 24389.0 / 27.0
-
 
 @dataclass
 class OnnxModel:
@@ -70,13 +64,10 @@ def load_onnx(path: str | Path, working_size: int | None = None, threads: int | 
                      int(working_size or meta["colorkit.working_size"]), meta.get("colorkit.model", path.stem))
 
 
-def lightness(rgb: np.ndarray) -> np.ndarray:
-    """L* (``H x W``) of sRGB floats in ``[0, 1]`` (``H x W x 3``)."""
-    rgb = np.clip(rgb, 0.0, 1.0)
-    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    y = linear @ _XYZ_FROM_RGB[1].astype(rgb.dtype)
-    f = np.where(y > _EPS, np.cbrt(np.maximum(y, _EPS)), (_KAPPA * y + 16.0) / 116.0)
-    return 116.0 * f - 16.0
+def _lightness(rgb: np.ndarray) -> np.ndarray:
+    """L* (``H x W``) of sRGB floats in ``[0, 1]`` (``H x W x 3``), by :func:`colorkit.kernel.color.lightness`."""
+    planes = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    return color.lightness(planes)[0, 0].numpy()
 
 
 def _resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -87,43 +78,11 @@ def _resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
 
 
-def _finv(t: np.ndarray) -> np.ndarray:
-    return np.where(t > 6.0 / 29.0, t * t * t, (t - 16.0 / 116.0) * (3.0 * (6.0 / 29.0) ** 2))
-
-
-def _linear_rgb(lab: np.ndarray) -> np.ndarray:
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = np.stack((fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0), axis=-1)
-    return (_finv(f) * _WHITE_D65.astype(lab.dtype)) @ _RGB_FROM_XYZ.T.astype(lab.dtype)
-
-
-def _fit_pixels(px: np.ndarray, steps: int, tol: float) -> np.ndarray:
-    """The largest chroma factor in [0, 1] (bisection) that brings ``N x 3`` L*a*b* into sRGB."""
-    fy = (px[:, 0] + 16.0) / 116.0
-    y = _finv(fy)
-    ax, bz = px[:, 1] / 500.0, px[:, 2] / 200.0
-    lo, hi = np.zeros_like(fy), np.ones_like(fy)
-    xn, zn = px.dtype.type(_WHITE_D65[0]), px.dtype.type(_WHITE_D65[2])
-    for _ in range(steps):
-        mid = (lo + hi) * px.dtype.type(0.5)
-        xyz = np.stack((_finv(fy + mid * ax) * xn, y, _finv(fy - mid * bz) * zn), axis=-1)
-        v = xyz @ _RGB_FROM_XYZ.T.astype(px.dtype)
-        ok = ((v >= -tol) & (v <= 1.0 + tol)).all(axis=-1)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return np.stack((px[:, 0], px[:, 1] * lo, px[:, 2] * lo), axis=-1)
-
-
-def lab_to_rgb_fitted(lab: np.ndarray, steps: int = 8, tol: float = 1e-4) -> np.ndarray:
-    """``H x W x 3`` L*a*b* to sRGB in ``[0, 1]``, out-of-gamut chroma reduced first."""
-    lab = lab.astype(np.float32)
-    lab[..., 0] = np.clip(lab[..., 0], 0.0, 100.0)
-    linear = _linear_rgb(lab)
-    outside = ~((linear >= -tol) & (linear <= 1.0 + tol)).all(axis=-1)
-    if outside.any():
-        fitted = _fit_pixels(lab[outside], steps, tol)
-        linear[outside] = _linear_rgb(fitted)
-    linear = np.clip(linear, 0.0, 1.0)
-    return np.where(linear > 0.0031308, 1.055 * np.maximum(linear, 1e-12) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+def _lab_to_rgb_fitted(lab: np.ndarray) -> np.ndarray:
+    """``H x W x 3`` L*a*b* to sRGB in ``[0, 1]``, out-of-gamut chroma reduced first, by
+    :func:`colorkit.kernel.color.lab_to_rgb_fitted`."""
+    planes = torch.from_numpy(np.ascontiguousarray(lab, dtype=np.float32)).permute(2, 0, 1)[None]
+    return color.lab_to_rgb_fitted(planes)[0].permute(1, 2, 0).numpy()
 
 
 def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None = None) -> np.ndarray:
@@ -142,7 +101,7 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     l_star = np.empty((height, width), dtype=np.float32)
     for top in range(0, height, rows):
         band = arr[top : top + rows].astype(np.float32) * scale
-        l_star[top : top + rows] = lightness(np.broadcast_to(band, (*band.shape[:2], 3)))
+        l_star[top : top + rows] = _lightness(np.broadcast_to(band, (*band.shape[:2], 3)))
     h, w = working_shape(height, width, int(working_size or model.working_size), model.size_multiple)
     small = _resize(l_star, h, w)[None, None]
     ab = model.session.run(None, {"l_star": small})[0][0]
@@ -151,5 +110,5 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     for top in range(0, height, rows):
         band = slice(top, top + rows)
         lab = np.stack((l_star[band], a[band], b[band]), axis=-1)
-        out[band] = (np.clip(lab_to_rgb_fitted(lab), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        out[band] = (np.clip(_lab_to_rgb_fitted(lab), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return out

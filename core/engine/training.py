@@ -31,61 +31,21 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 
 from colorkit.kernel import color
 from colorkit.engine import distributed as ckdist
+from colorkit.engine.progress import progress_bar
 from colorkit.kernel.errors import ColorkitError, PluginError, UsageError
-from colorkit.kernel.experiment import Experiment, experiment_from_dict
+from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict
 from colorkit.engine.images import save_png
-from colorkit.engine.inference import uses_channels_last
+from colorkit.engine.devices import pick_device, resolve_precision, uses_channels_last
 from colorkit.kernel.interfaces import KEEP_INIT, Dataset, Discriminator, Generator, Loss, Prediction
 from colorkit.kernel.registry import Registry
-from colorkit.engine.runio import (
-    append_jsonl,
-    atomic_write_bytes,
-    environment_manifest,
-    load_checkpoint,
-    new_run_dir,
-    save_checkpoint,
-    write_new_text,
-)
+from colorkit.kernel.files import append_jsonl, atomic_write_bytes, write_new_text
+from colorkit.engine.checkpoints import environment_manifest, load_checkpoint, new_run_dir, save_checkpoint
 
 
 class TrainingInterrupted(ColorkitError):
     """Ctrl-C: the checkpoint was saved and the run can be resumed."""
 
     exit_code = 130
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r}: not a device name (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: MPS is not available on this machine; use --device cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (``None`` for fp32)."""
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    if name == "fp32":
-        return None
-    if name == "fp16" and device.type == "cpu":
-        raise UsageError("train.precision=fp16 needs a GPU; use bf16 or fp32 on the CPU")
-    return torch.bfloat16 if name == "bf16" else torch.float16
 
 
 def seed_everything(seed: int) -> None:
@@ -631,7 +591,7 @@ class Trainer:
         with contextlib.suppress(ValueError):  # not the main thread: no signal handling
             old_handler = signal.signal(signal.SIGINT, self._request_stop)
         try:
-            with _progress(self.progress, self.console) as bar:
+            with progress_bar(self.progress, self.console) as bar:
                 task = bar.add_task(self.exp.label, total=total, completed=min(self.step, total), parts="")
                 self._loop(bar, task, per_epoch)
         finally:
@@ -757,45 +717,8 @@ def mark_checkpoint_name(minutes: float) -> str:
 
 
 def _fmt_parts(logs: dict[str, float]) -> str:
-    keys = [k for k in ("g_total", "gan", "l1", "l2", "huber", "d_real", "d_fake") if k in logs]
-    return "  ".join(f"{k} {logs[k]:.4g}" for k in keys if math.isfinite(logs[k]))
-
-
-class _NullProgress:
-    def __enter__(self) -> _NullProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    def update(self, *a: Any, **k: Any) -> None:
-        return None
-
-
-def _progress(enabled: bool, console: Any = None) -> Any:
-    if not enabled:
-        return _NullProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[parts]}"),
-        console=console,
-    )
-
-
-def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _config_diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key} ({va!r} -> {vb!r})")
-    return out
+    """One step's loss parts for the progress display (``train_l1`` goes to the log only)."""
+    return "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "train_l1" and math.isfinite(v))
 
 
 def train(registry: Registry, exp: Experiment | None, out: str | Path | None = None, *, progress: bool = True,
@@ -818,7 +741,7 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
         saved_dict = yaml.safe_load((resume_dir / "config.yaml").read_text(encoding="utf-8"))
         saved = experiment_from_dict(registry, saved_dict, str(resume_dir / "config.yaml"))
         exp = exp or saved
-        diff = _config_diff(saved.to_dict(), exp.to_dict())
+        diff = config_diff(saved.to_dict(), exp.to_dict())
         if diff and not fork:
             raise UsageError(
                 f"--resume {resume_dir}: the experiment differs from its config.yaml in {', '.join(diff)}; "

@@ -6,14 +6,13 @@ while running); no traceback.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
 
-from colorkit.kernel.errors import ColorkitError
+from colorkit.front.cli_common import fail, get_registry, handle_errors
 
 app = typer.Typer(
     name="colorkit",
@@ -22,39 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def handle_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ColorkitError as exc:
-            fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def get_registry(ctx: typer.Context | None = None) -> Any:
-    """A fresh registry; tests pass extra plugin objects as ``obj={"plugins": [...]}``."""
-    from colorkit.kernel.registry import build_registry
-
-    extra = []
-    if ctx is not None:
-        root = ctx.find_root()
-        if isinstance(root.obj, dict):
-            extra = list(root.obj.get("plugins", []))
-    return build_registry(extra_plugins=extra)
-
 
 @app.command("list")
 @handle_errors

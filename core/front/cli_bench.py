@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.front.cli import get_registry, handle_errors
+from colorkit.front.cli_common import get_registry, handle_errors
 
 
 @handle_errors

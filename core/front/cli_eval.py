@@ -1,46 +1,25 @@
 """The ``colorkit eval`` and ``colorkit colorize`` commands: thin wrappers over
 :func:`colorkit.engine.evaluation.evaluate` and :func:`colorkit.engine.colorizer.colorize_files`.
 
-``colorkit.front.cli`` attaches them at its end; this module imports ``colorkit.front.cli`` only when a
-command runs, so either module may be imported first.
+``colorkit.front.cli`` attaches them to the app.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Optional
 
 import typer
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(fn: F) -> F:
-    """``colorkit.front.cli.handle_errors``, looked up when the command runs (no import cycle)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from colorkit.front.cli import handle_errors
-
-        return handle_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _registry(ctx: typer.Context) -> Any:
-    from colorkit.front.cli import get_registry
-
-    return get_registry(ctx)
-
+from colorkit.front.cli_common import get_registry, handle_errors
 
 class ImageFormat(str, enum.Enum):
     png = "png"
     jpeg = "jpeg"
 
 
-@_handle_errors
+@handle_errors
 def eval_command(
     ctx: typer.Context,
     checkpoints: Annotated[list[Path], typer.Argument(
@@ -66,7 +45,7 @@ def eval_command(
     from rich.console import Console
 
     from colorkit.engine.evaluation import evaluate, write_grid
-    from colorkit.engine.runio import atomic_write_bytes
+    from colorkit.kernel.files import atomic_write_bytes
 
     if grid is not None and grid.suffix.lower() != ".png":
         from colorkit.kernel.errors import UsageError
@@ -88,7 +67,7 @@ def eval_command(
         if size is not None and size < 1:
             raise UsageError(f"--size must be at least 1, got {size}")
         result = evaluate_images(
-            checkpoints[0], images, registry=_registry(ctx), metrics=metrics, working_size=size, device=device,
+            checkpoints[0], images, registry=get_registry(ctx), metrics=metrics, working_size=size, device=device,
             sets=list(set_ or []), progress=not quiet,
             on_problem=lambda path, reason: typer.echo(f"note: {path}: {reason}", err=True))
         models, data = [], None
@@ -98,7 +77,7 @@ def eval_command(
 
             raise UsageError("--size goes with --images (a dataset is evaluated at its own working size)")
         result, models, data = evaluate(
-            checkpoints, registry=_registry(ctx), dataset=dataset, data_root=data_root, split=split,
+            checkpoints, registry=get_registry(ctx), dataset=dataset, data_root=data_root, split=split,
             metrics=metrics, limit=limit, batch_size=batch_size, device=device, sets=list(set_ or []),
             workers=workers, progress=not quiet,
         )
@@ -121,7 +100,7 @@ def _is_run_or_checkpoint(path: Path) -> bool:
     return (path.is_dir() and (path / "config.yaml").is_file()) or (path.is_file() and path.suffix in (".pt", ".pth"))
 
 
-@_handle_errors
+@handle_errors
 def colorize_command(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).", show_default=False)],
@@ -154,7 +133,7 @@ def colorize_command(
 
     report = colorize_files(
         model, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
-        overwrite=overwrite, progress=not quiet, registry=_registry(ctx), on_problem=problem, backend=backend,
+        overwrite=overwrite, progress=not quiet, registry=get_registry(ctx), on_problem=problem, backend=backend,
     )
     if skipped_existing:
         typer.echo(f"note: {skipped_existing} output(s) exist already and were left alone; pass --overwrite to replace them", err=True)
@@ -168,7 +147,7 @@ def colorize_command(
         raise typer.Exit(1)
 
 
-@_handle_errors
+@handle_errors
 def export_command(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A pretrained model name (colorkit list model), a run directory or a checkpoint file.", show_default=False)],
@@ -182,5 +161,5 @@ def export_command(
 
     if size is not None and size < 1:
         raise UsageError(f"--working-size must be at least 1, got {size}")
-    path = export_model(model, fmt, out, registry=_registry(ctx), working_size=size)
+    path = export_model(model, fmt, out, registry=get_registry(ctx), working_size=size)
     typer.echo(f"exported {model} as {fmt} to {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from colorkit.front.cli_common import get_registry
 from colorkit.kernel.errors import UsageError
 
 
@@ -34,7 +35,6 @@ def turing_command(
 
     `--results STUDY_DIR` prints each model's fooling rate (its colorizations judged real, 95% CI).
     """
-    from colorkit.front.cli import get_registry
     from colorkit.front.turing import create_study, format_summary, summarize
 
     if results is not None:

@@ -26,7 +26,8 @@ import torch  # noqa: E402
 DPI = 100
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG, the same bytes for the same inputs, and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # no timestamps or software tags: the same inputs give the same bytes
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
@@ -37,28 +38,33 @@ def _save(fig: Any, path: Path) -> Path:
 # -- Figure 1 -----------------------------------------------------------------------------------
 
 
-def generator_costs(registry: Any, points: int = 199) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``D(G(z))`` in (0, 1) and each adversarial loss's generator term at it.
+def generator_costs(registry: Any, points: int = 199) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """``D(G(z))`` in (0, 1), each adversarial loss's generator term at it, and its legend.
 
-    The values come from the registered losses (``minimax_l1`` and ``ns_l1``): their
-    ``gan_term`` is called on the logit of each ``D`` value, one point at a time (``gan_term``
-    averages over its input).
+    Every registered loss whose :meth:`~colorkit.kernel.interfaces.Loss.gan_term` is not
+    ``None`` takes part, with its default options: the term is called on the logit of each ``D``
+    value, one point at a time (``gan_term`` averages over its input); the legend is the loss's
+    name and its :attr:`~colorkit.kernel.interfaces.Loss.gan_label`.
     """
     d = np.linspace(0.005, 0.995, points)
     logits = torch.logit(torch.tensor(d, dtype=torch.float64))
-    out: dict[str, np.ndarray] = {}
-    for name in ("minimax_l1", "ns_l1"):
+    costs: dict[str, np.ndarray] = {}
+    labels: dict[str, str] = {}
+    for name in registry.names("loss"):
         loss = registry.build("loss", name)
-        out[name] = np.array([float(loss.gan_term(x.reshape(1))) for x in logits])
-    return d, out
+        if loss.gan_term(logits[:1]) is None:
+            continue
+        costs[name] = np.array([float(loss.gan_term(x.reshape(1))) for x in logits])
+        labels[name] = f"{name}: {loss.gan_label}" if loss.gan_label else name
+    return d, costs, labels
 
 
 def figure1(registry: Any, path: str | Path) -> Path:
-    """Figure 1: the saturating and the non-saturating generator cost against ``D(G(z))``."""
-    d, costs = generator_costs(registry)
+    """Figure 1: the generator cost of every adversarial loss against ``D(G(z))``."""
+    d, costs, labels = generator_costs(registry)
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(d, costs["minimax_l1"], label=r"minimax_l1: $\log(1 - D(G(z)))$ (saturating, eq. 1)")
-    ax.plot(d, costs["ns_l1"], label=r"ns_l1: $-\log D(G(z))$ (non-saturating, eq. 7)")
+    for name, cost in costs.items():
+        ax.plot(d, cost, label=labels[name])
     ax.set_xlabel(r"$D(G(z))$")
     ax.set_ylabel("generator cost (GAN term)")
     ax.set_title("Figure 1: generator costs, computed by the loss plugins")
@@ -66,7 +72,7 @@ def figure1(registry: Any, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 # -- Figure 5 -----------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def figure5(gens: Sequence[Any], labels: Sequence[str], data: Any, path: str | P
                 ax.set_title(names[j], fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 # -- training curves ----------------------------------------------------------------------------
@@ -176,7 +182,7 @@ def training_curves(runs: dict[str, list[Path]], path: str | Path, title: str = 
     if handles:
         fig.legend(list(handles.values()), list(handles.keys()), loc="upper center", ncol=min(4, len(handles)),
                    fontsize=8, bbox_to_anchor=(0.5, 0.965), frameon=False)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 # -- a suite ------------------------------------------------------------------------------------
@@ -184,7 +190,7 @@ def training_curves(runs: dict[str, list[Path]], path: str | Path, title: str = 
 
 def suite_figures(suite: Any, out: Path, registry: Any, log: Callable[[str], None] | None = None) -> list[str]:
     """Figure 1, Figure 5 (the runs of one seed) and the training curves of a suite's runs."""
-    from colorkit.front.bench import run_finished, run_name
+    from colorkit.front.bench_suite import run_finished, run_name
 
     cfg = suite.figures or {}
     fig_dir = Path(out) / "figures"

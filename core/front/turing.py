@@ -181,7 +181,7 @@ def create_study(
     from PIL import Image
 
     from colorkit.engine.inference import colorize_array, load_model
-    from colorkit.engine.runio import atomic_write_bytes, write_new_text
+    from colorkit.kernel.files import atomic_write_bytes, write_new_text
 
     if not targets:
         raise UsageError("give at least one model to test (a model name, run directory or checkpoint)")

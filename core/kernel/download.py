@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.files import atomic_path
 
 __all__ = ["DownloadError", "download", "file_digest", "verify", "safe_extract", "human_bytes"]
 
@@ -118,41 +119,34 @@ def download(url: str, dest: str | Path, *, md5: str | None = None, sha256: str 
             print(f"{dest} does not match its published checksum; downloading it again", file=sys.stderr)
     if urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
         raise UsageError(f"cannot download {url!r}: only http, https and file addresses are supported")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     hashers = _hashers(md5, sha256)
     got = 0
     total: int | None = None
-    ok = False
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            request = urllib.request.Request(url, headers={"User-Agent": "colorkit"})
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as resp:
-                    length = resp.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                    if not quiet:
-                        size = f" ({human_bytes(total)})" if total else ""
-                        print(f"downloading {url}{size} to {dest}", file=sys.stderr, flush=True)
-                    got = _copy_stream(resp, fh, hashers, total, dest.name, quiet)
-            except http.client.IncompleteRead as exc:
-                got += len(exc.partial)
-                raise DownloadError(
-                    f"download of {url} stopped after {human_bytes(got)}"
-                    + (f" of {human_bytes(total)}" if total else "")
-                    + "; the partial file was deleted, run again to retry"
-                ) from None
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
-            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                raise DownloadError(
-                    f"download of {url} failed after {human_bytes(got)} ({reason}); the partial file "
-                    "was deleted, run again to retry"
-                ) from None
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(dest, suffix=".part") as tmp, open(tmp, "wb") as fh:
+        request = urllib.request.Request(url, headers={"User-Agent": "colorkit"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                if not quiet:
+                    size = f" ({human_bytes(total)})" if total else ""
+                    print(f"downloading {url}{size} to {dest}", file=sys.stderr, flush=True)
+                got = _copy_stream(resp, fh, hashers, total, dest.name, quiet)
+        except http.client.IncompleteRead as exc:
+            got += len(exc.partial)
+            raise DownloadError(
+                f"download of {url} stopped after {human_bytes(got)}"
+                + (f" of {human_bytes(total)}" if total else "")
+                + "; the partial file was deleted, run again to retry"
+            ) from None
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise DownloadError(
+                f"download of {url} failed after {human_bytes(got)} ({reason}); the partial file "
+                "was deleted, run again to retry"
+            ) from None
         if total is not None and got != total:
             raise DownloadError(
                 f"download of {url} stopped after {human_bytes(got)} of {human_bytes(total)}; the "
@@ -165,11 +159,6 @@ def download(url: str, dest: str | Path, *, md5: str | None = None, sha256: str 
                     f"checksum mismatch for {url}: {algo} is {h.hexdigest()}, expected {want.lower()}; "
                     f"the download ({human_bytes(got)}) was deleted and nothing was written to {dest}"
                 )
-        os.replace(tmp, dest)
-        ok = True
-    finally:
-        if not ok:
-            tmp.unlink(missing_ok=True)
     if not quiet:
         print(f"downloaded {dest.name} ({human_bytes(got)}), checksum verified" if hashers
               else f"downloaded {dest.name} ({human_bytes(got)})", file=sys.stderr, flush=True)

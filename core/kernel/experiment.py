@@ -239,21 +239,34 @@ def apply_sets(merged: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     return merged
 
 
-DEFAULTS: dict[str, Any] = {
-    "gen": {"name": "unet", "options": {}},
-    "disc": "auto",
-    "loss": {"name": "ns_l1", "options": {}},
-    "dataset": {"name": "samples", "options": {}},
-    "metrics": ["mae", "accuracy", "psnr"],
-}
+#: The keys of ``defaults:`` in ``registry.yaml`` that make the lowest experiment layer.
+DEFAULT_KEYS = ("gen", "disc", "loss", "dataset", "metrics")
+
+
+def experiment_defaults(registry: Registry) -> dict[str, Any]:
+    """The experiment every other layer is merged onto: ``gen``, ``disc``, ``loss``, ``dataset``
+    and ``metrics`` under ``defaults:`` in ``registry.yaml``."""
+    return {k: copy.deepcopy(registry.defaults[k]) for k in DEFAULT_KEYS if k in registry.defaults}
+
+
+def _auto_disc(registry: Registry, options: dict[str, Any]) -> dict[str, Any]:
+    """What ``disc: auto`` means for an adversarial loss: ``auto_disc`` of ``registry.yaml``."""
+    name = registry.defaults.get("auto_disc")
+    if not isinstance(name, str) or not name:
+        raise UsageError("disc: auto needs a discriminator named under defaults: auto_disc: in registry.yaml; "
+                         "pass --disc NAME")
+    return {"name": name, "options": options}
 
 
 def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
     """Validate a merged experiment dict against the registry and fill in every default."""
-    data = {**DEFAULTS, **{k: v for k, v in merged.items() if v is not None}}
+    data = {**experiment_defaults(registry), **{k: v for k, v in merged.items() if v is not None}}
 
     def component(key: str) -> ComponentSpec:
-        raw = data[key]
+        raw = data.get(key)
+        if raw is None:
+            raise UsageError(f"no {COMPONENT_KEYS[key]} given and registry.yaml names no default "
+                             f"(defaults: {key}:); pass one, e.g. --{key} NAME")
         if isinstance(raw, str):
             raw = {"name": raw, "options": {}}
         comp = registry.get(COMPONENT_KEYS[key], raw["name"])
@@ -262,11 +275,12 @@ def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
     gen = component("gen")
     loss = component("loss")
     needs_disc = registry.get("loss", loss.name).factory(loss.options).needs_discriminator
-    disc_raw = data["disc"]
+    disc_raw = data.get("disc", "none")
     if disc_raw == "auto" or (isinstance(disc_raw, dict) and disc_raw.get("name") == "auto"):
         auto_options = disc_raw.get("options", {}) if isinstance(disc_raw, dict) else {}
-        data["disc"] = {"name": "conv", "options": auto_options} if needs_disc else "none"
-    disc = None if data["disc"] == "none" else component("disc")
+        disc_raw = _auto_disc(registry, auto_options) if needs_disc else "none"
+    data["disc"] = disc_raw
+    disc = None if disc_raw == "none" else component("disc")
     if needs_disc and disc is None:
         raise UsageError(f"loss '{loss.name}' is adversarial and needs a discriminator: pass --disc NAME (e.g. --disc conv)")
     if disc is not None and not needs_disc:
@@ -295,7 +309,7 @@ def experiment_from_sources(
     sets: list[str] | None = None,
 ) -> Experiment:
     """Merge preset, config file, CLI values and ``--set`` overrides, then resolve."""
-    layers: list[tuple[str, dict[str, Any]]] = [("defaults", DEFAULTS)]
+    layers: list[tuple[str, dict[str, Any]]] = [("registry.yaml defaults", experiment_defaults(registry))]
     if preset:
         layers.append((f"preset '{preset}'", dict(registry.preset(preset))))
     if config:
@@ -307,4 +321,17 @@ def experiment_from_sources(
 
 def experiment_from_dict(registry: Registry, data: dict[str, Any], source: str) -> Experiment:
     """Rebuild a saved (resolved) experiment, e.g. from a checkpoint."""
-    return resolve(registry, merge_layers([("defaults", DEFAULTS), (source, data)]))
+    return resolve(registry, merge_layers([("registry.yaml defaults", experiment_defaults(registry)), (source, data)]))
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """What differs between two experiment dicts: ``train.lr (0.001 -> 0.002)`` per key, nested
+    keys dotted."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key} ({va!r} -> {vb!r})")
+    return out

@@ -111,10 +111,23 @@ class Loss(abc.ABC):
 
     Both methods return a dict of named scalar tensors; the key ``"total"`` is the one that is
     minimised, the other keys (``gan``, ``l1``, ``d_real``, ``d_fake`` ...) are logged.
+
+    What figures need from a loss is part of the interface too: an adversarial loss gives its
+    generator cost as :meth:`gan_term` and a legend as :attr:`gan_label`; Figure 1 plots every
+    registered loss whose ``gan_term`` is not ``None``, built-in or third-party alike.
     """
 
     #: Whether training needs a discriminator for this loss.
     needs_discriminator: ClassVar[bool] = False
+    #: How a figure names the adversarial term (Figure 1's legend, after the loss's registered
+    #: name), e.g. ``r"$-\log D(G(z))$ (non-saturating)"``; empty: the name alone.
+    gan_label: ClassVar[str] = ""
+
+    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor | None:
+        """The generator's adversarial cost at the discriminator's logits of generated images,
+        averaged over them: the ``gan`` part of :meth:`generator_loss`, and what Figure 1 plots
+        against ``D(G(z)) = sigmoid(logit)``. ``None`` (the default) for a loss without one."""
+        return None
 
     @abc.abstractmethod
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:

@@ -32,7 +32,7 @@ from typing import Any
 
 from colorkit.kernel.errors import UnknownNameError, UsageError
 
-#: Marks a checkpoint written by :func:`write_model_file`.
+#: Marks a model file (:func:`colorkit.engine.checkpoints.write_model_file`).
 MODEL_FILE_KIND = "model"
 
 
@@ -139,29 +139,3 @@ def resolve_model(target: str | Path | None, registry: Any) -> tuple[Path, Model
             "checkpoint file works too)"
         )
     return entry.verified_path(), entry
-
-
-def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
-                     working_size: int | None = None) -> Path:
-    """Write the model file of a checkpoint or run directory: its experiment, plugin versions,
-    counters and generator weights (the moving average where the run kept one), in half
-    precision unless ``half`` is false, and the ``working_size`` colorize should use (default:
-    the training image size). Written atomically; returns ``out``."""
-    import torch
-
-    from colorkit.engine.runio import load_checkpoint, save_checkpoint
-
-    state = load_checkpoint(source)
-    weights = state.get("gen_ema") or state.get("gen")
-    if not isinstance(state.get("experiment"), dict) or not isinstance(weights, dict):
-        raise UsageError(f"{state['path']}: the checkpoint lacks its experiment or generator weights")
-    if half:
-        weights = {k: v.half() if torch.is_floating_point(v) else v for k, v in weights.items()}
-    kept = {k: state[k] for k in ("experiment", "plugins", "epoch", "step", "images", "cpu_seconds") if k in state}
-    out = Path(out)
-    if working_size is not None:
-        if working_size < 1:
-            raise UsageError(f"--working-size must be at least 1, got {working_size}")
-        kept["working_size"] = int(working_size)
-    save_checkpoint(out, {**kept, "kind": MODEL_FILE_KIND, "gen": weights})
-    return out

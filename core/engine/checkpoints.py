@@ -1,4 +1,4 @@
-"""Run directories and checkpoints: atomic writes, self-describing, safe to load.
+"""Run directories, checkpoints and model files: self-describing, written atomically, safe to load.
 
 A run directory holds ``config.yaml`` (the resolved experiment, written once and never
 overwritten), ``environment.json``, ``metrics.jsonl``, ``checkpoints/last.pt`` and
@@ -9,80 +9,29 @@ a checkpoint can never run code.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.files import atomic_open
+from colorkit.kernel.models import MODEL_FILE_KIND
 
 CHECKPOINT_FORMAT = "colorkit-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def open_mode(fd: int) -> None:
-    """Give a ``mkstemp`` file (created 0600) the mode ``open()`` would: 0666 less the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    try:
-        os.fchmod(fd, 0o666 & ~mask)
-    except (AttributeError, OSError):  # no fchmod (Windows) or a file system without modes
-        pass
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    open_mode(fd)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save a checkpoint atomically: a crash or full disk mid-save keeps the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    open_mode(fd)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_open(path) as fh:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, fh)
 
 
 def resolve_checkpoint(target: str | Path) -> Path:
@@ -204,27 +153,23 @@ def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -
     return path
 
 
-def write_new_text(path: Path, text: str) -> None:
-    """Write a file that must not exist yet (the resolved config is never overwritten)."""
-    try:
-        with open(path, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except FileExistsError:
-        raise ColorkitError(f"{path}: exists already and is never overwritten") from None
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                rows.append(json.loads(line))
-    return rows
+def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
+                     working_size: int | None = None) -> Path:
+    """Write the model file of a checkpoint or run directory: its experiment, plugin versions,
+    counters and generator weights (the moving average where the run kept one), in half
+    precision unless ``half`` is false, and the ``working_size`` colorize should use (default:
+    the training image size). Written atomically; returns ``out``."""
+    state = load_checkpoint(source)
+    weights = state.get("gen_ema") or state.get("gen")
+    if not isinstance(state.get("experiment"), dict) or not isinstance(weights, dict):
+        raise UsageError(f"{state['path']}: the checkpoint lacks its experiment or generator weights")
+    if half:
+        weights = {k: v.half() if torch.is_floating_point(v) else v for k, v in weights.items()}
+    kept = {k: state[k] for k in ("experiment", "plugins", "epoch", "step", "images", "cpu_seconds") if k in state}
+    out = Path(out)
+    if working_size is not None:
+        if working_size < 1:
+            raise UsageError(f"--working-size must be at least 1, got {working_size}")
+        kept["working_size"] = int(working_size)
+    save_checkpoint(out, {**kept, "kind": MODEL_FILE_KIND, "gen": weights})
+    return out
