@@ -66,7 +66,7 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
     from colorkit.engine.colorizer import colorize_files
     from colorkit.engine.inference import LoadedModel, colorize_array
     from colorkit.plugins.unet import UNet, UNetOptions
-    from colorkit.engine.training import he_init
+    from colorkit.engine.components import he_init
 
     if threads:
         torch.set_num_threads(threads)

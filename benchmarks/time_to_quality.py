@@ -69,7 +69,7 @@ def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], p
     """Evaluate every mark checkpoint of one run (cached in ``run_dir/ttq-eval.json``)."""
     from colorkit.front.bench import set_value
     from colorkit.engine.evaluation import evaluate, evaluate_images
-    from colorkit.engine.training import mark_checkpoint_name
+    from colorkit.engine.trainer_state import mark_checkpoint_name
 
     cache_path = run_dir / CACHE
     cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
@@ -319,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from colorkit.front.bench_suite import load_suite, run_name
     from colorkit.kernel.errors import ColorkitError
-    from colorkit.engine.evaluation import metric_info
+    from colorkit.engine.scoring import metric_info
     from colorkit.front.figures import figure5_from_checkpoints
     from colorkit.kernel.registry import build_registry
-    from colorkit.engine.training import mark_checkpoint_name
+    from colorkit.engine.trainer_state import mark_checkpoint_name
 
     try:
         suite = load_suite(args.suite)

@@ -40,7 +40,8 @@ from colorkit.kernel.experiment import experiment_from_sources
 from colorkit.kernel.interfaces import Dataset
 from colorkit.kernel.registry import build_registry
 from colorkit.engine.devices import resolve_precision
-from colorkit.engine.training import Trainer, he_init
+from colorkit.engine.components import he_init
+from colorkit.engine.training import Trainer
 
 import colorkit
 
@@ -226,7 +227,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             (Path(tmp) / f"run{r}").mkdir()
-            trainer = Trainer(reg, exp, Path(tmp) / f"run{r}", progress=False)
+            trainer = Trainer.from_experiment(reg, exp, Path(tmp) / f"run{r}", progress=False)
             torch.manual_seed(r)
             gen = reg.build("generator", "unet", {"base": args.base}).to(device)
             disc = reg.build("discriminator", "conv", {"base": args.base}).to(device)

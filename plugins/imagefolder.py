@@ -50,13 +50,15 @@ from colorkit.kernel.download import safe_extract
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.interfaces import Dataset
 from colorkit.kernel.options import opt
-from colorkit.plugins._images import (
+from colorkit.plugins._decode import (
     EMPTY,
     IMAGE_SUFFIXES,
     MIN_SIDE,
+    LoadReport,
+)
+from colorkit.plugins._images import (
     ImageDataOptions,
     LazySplit,
-    LoadReport,
     PathTable,
     cache_root,
     file_signature,

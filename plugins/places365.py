@@ -52,10 +52,12 @@ from colorkit.kernel.download import download, safe_extract
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.interfaces import Dataset
 from colorkit.kernel.options import opt
+from colorkit.plugins._decode import (
+    LoadReport,
+)
 from colorkit.plugins._images import (
     ImageDataOptions,
     LazySplit,
-    LoadReport,
     PathTable,
     checked_table,
     require_root,

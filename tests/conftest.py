@@ -69,7 +69,7 @@ def run_dir(tmp_path_factory):
     """A run trained for two steps on 32 px crops with a tiny U-Net (shared: read it, never write it)."""
     from colorkit.kernel.experiment import experiment_from_sources
     from colorkit.kernel.registry import build_registry
-    from colorkit.engine.training import train
+    from colorkit.engine.runs import train
 
     registry = build_registry(autoload=False)
     exp = experiment_from_sources(

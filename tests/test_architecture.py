@@ -7,6 +7,7 @@
   and no ``_private`` module imported from outside its package;
 * the kernel and the engine name no built-in plugin: no string literal there is the name of a
   component or model a built-in plugin registers (defaults live in ``registry.yaml``);
+* no module over the size a reader takes in at once, no function over one screen of jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from colorkit.kernel.registry import build_registry, read_registry_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"kernel": 0, "engine": 1, "front": 2}
+MAX_MODULE_LINES = 420
+MAX_FUNCTION_LINES = 100
 
 
 def _modules() -> dict[str, Path]:
@@ -172,6 +175,21 @@ def test_kernel_and_engine_name_no_builtin_plugin():
                     and node.value in names):
                 bad.append(f"{MODULES[m].relative_to(ROOT)}:{node.lineno}: names the built-in plugin {node.value!r}")
     assert not bad, "the kernel and the engine must take these from registry.yaml or the caller:\n" + "\n".join(bad)
+
+
+def test_modules_and_functions_stay_readable():
+    bad = []
+    for m, path in MODULES.items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_MODULE_LINES:
+            bad.append(f"{path.relative_to(ROOT)}: {lines} lines (at most {MAX_MODULE_LINES}); split it by job")
+        for node in ast.walk(TREES[m]):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name} is {n} lines "
+                               f"(at most {MAX_FUNCTION_LINES})")
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("layer", sorted(LAYERS))

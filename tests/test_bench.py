@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import statistics
 import textwrap
 from pathlib import Path
@@ -277,6 +278,38 @@ def test_figure1_is_computed_from_the_losses(registry):
     for x, sat, ns in zip(d, costs["minimax_l1"], costs["ns_l1"]):
         assert sat == pytest.approx(math.log(1 - x), rel=1e-6)
         assert ns == pytest.approx(-math.log(x), rel=1e-6)
+
+
+def test_figure1_takes_a_third_party_loss_through_the_loss_interface(tmp_path):
+    import torch
+
+    import colorkit
+    from colorkit.front.figures import figure1, generator_costs
+    from colorkit.kernel.registry import build_registry
+
+    class Hinge(colorkit.Loss):
+        needs_discriminator = True
+        gan_label = "hinge: -D(G(z))"
+
+        def __init__(self, options):
+            pass
+
+        def generator_loss(self, batch, disc):
+            return {"total": torch.zeros(())}
+
+        def gan_term(self, fake_logits):
+            return (-fake_logits).mean()
+
+    class Plugin:
+        @colorkit.hookimpl
+        def register_losses(self, register):
+            register("hinge_gan", Hinge)
+
+    reg = build_registry(autoload=False, extra_plugins=[Plugin()])
+    d, costs, labels = generator_costs(reg, points=3)
+    assert set(costs) == {"minimax_l1", "ns_l1", "hinge_gan"} and labels["hinge_gan"] == "hinge_gan: hinge: -D(G(z))"
+    assert costs["hinge_gan"] == pytest.approx([-math.log(x / (1 - x)) for x in d], rel=1e-6)
+    assert figure1(reg, tmp_path / "f1.png").stat().st_size > 1000
 
 
 def test_results_md_is_generated_from_the_committed_outputs():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 
@@ -146,3 +147,20 @@ def test_set_overrides_config_and_flags_override_preset(tmp_path):
     cfg.write_text("gen: {name: unet, options: {base: 16}}\ntrain: {epochs: 3}\n")
     exp = experiment_from_sources(reg, config=cfg, cli={"train": {"epochs": 7}}, sets=["gen.depth=3", "train.seed=5"])
     assert (exp.gen.options.base, exp.gen.options.depth, exp.train.epochs, exp.train.seed) == (16, 3, 7, 5)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["eval", "--help"], ["bench", "--help"]])
+def test_help_answers_without_importing_torch(args):
+    """``colorkit --help`` (and a command's help) needs no torch: it starts in a fraction of a second."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr))\n"
+            "from colorkit.front.cli import main\n"
+            f"sys.argv = ['colorkit', *{args!r}]\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: colorkit" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "no torch"

@@ -23,8 +23,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from colorkit.kernel.errors import UsageError
-from colorkit.plugins import _images, cifar10, imagefolder, places365
-from colorkit.plugins._images import decode_image
+from colorkit.plugins import _cifar10_files, _decode, _images, cifar10, imagefolder, places365
+from colorkit.plugins._decode import decode_image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -473,7 +473,7 @@ def test_cifar_jpeg_archive_nested_and_cached(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(cifar10, "decode_image", boom)
+    monkeypatch.setattr(_cifar10_files, "decode_image", boom)
     again = _cifar(root=str(archive), cache=str(cache), val_size=2)
     assert torch.equal(again.split("train").images, a) and again.from_cache
     for split in ("val", "test"):
@@ -483,7 +483,7 @@ def test_cifar_jpeg_archive_nested_and_cached(tmp_path, monkeypatch):
     # the cache holds the source files, not the roles: another val_size needs no decoding either
     three = _cifar(root=str(archive), cache=str(cache), val_size=3)
     assert len(three.split("val")) + len(three.split("train")) == 9 and three.from_cache
-    monkeypatch.setattr(cifar10, "decode_image", decode_image)
+    monkeypatch.setattr(_cifar10_files, "decode_image", decode_image)
     os.utime(archive, ns=(1, 1))  # a changed archive is decoded afresh
     changed = _cifar(root=str(archive), cache=str(cache), val_size=2)
     assert len(changed.split("test")) == 4 and not changed.from_cache
@@ -534,7 +534,7 @@ def test_cifar_jpeg_archive_member_formats(tmp_path, fmt):
     with tarfile.open(archive, "w", format=fmt) as tf:
         tf.add(tree, arcname=deep)
     raw = archive.read_bytes()
-    fast = cifar10._fast_members(raw)
+    fast = _cifar10_files.fast_members(raw)
     ref = [(m.name, m.offset_data, m.size) for m in tarfile.open(archive).getmembers() if m.isfile()]
     assert fast is None or fast == ref
     if fmt == tarfile.USTAR_FORMAT:
@@ -556,46 +556,46 @@ def test_decode_image_handles_every_kind_of_file(tmp_path, monkeypatch):
     cmyk = Image.fromarray(rgb).convert("CMYK")
     pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     cases = {
-        "rgb.jpg": (_jpeg(rgb), _images.OK),
-        "empty.jpg": (b"", _images.EMPTY),
-        "text.jpg": (b"GIF89a but not really", _images.UNREADABLE),
-        "truncated.jpg": (_jpeg(_colour(64, 64, 4))[:400], _images.UNREADABLE),
-        "gray_l.png": (_png(Image.fromarray(rgb[:, :, 0])), _images.GRAY),
-        "gray_rgb.png": (_png(Image.fromarray(np.repeat(rgb[:, :, :1], 3, axis=2))), _images.GRAY),
-        "gray16.png": (_png16(gray16), _images.GRAY),
-        "rgb16.png": (_png16(rgb16), _images.SIXTEEN),
-        "cmyk.jpg": (_saved(cmyk, "JPEG"), _images.CMYK),
-        "rgba.png": (_png(Image.fromarray(rgb).convert("RGBA")), _images.ALPHA),
-        "palette.png": (_png(pal), _images.PALETTE),
-        "palette_t.png": (_png(pal, transparency=0), _images.ALPHA),
-        "tiny.png": (_png(Image.new("RGB", (1, 1), (255, 0, 0))), _images.TOO_SMALL),
+        "rgb.jpg": (_jpeg(rgb), _decode.OK),
+        "empty.jpg": (b"", _decode.EMPTY),
+        "text.jpg": (b"GIF89a but not really", _decode.UNREADABLE),
+        "truncated.jpg": (_jpeg(_colour(64, 64, 4))[:400], _decode.UNREADABLE),
+        "gray_l.png": (_png(Image.fromarray(rgb[:, :, 0])), _decode.GRAY),
+        "gray_rgb.png": (_png(Image.fromarray(np.repeat(rgb[:, :, :1], 3, axis=2))), _decode.GRAY),
+        "gray16.png": (_png16(gray16), _decode.GRAY),
+        "rgb16.png": (_png16(rgb16), _decode.SIXTEEN),
+        "cmyk.jpg": (_saved(cmyk, "JPEG"), _decode.CMYK),
+        "rgba.png": (_png(Image.fromarray(rgb).convert("RGBA")), _decode.ALPHA),
+        "palette.png": (_png(pal), _decode.PALETTE),
+        "palette_t.png": (_png(pal, transparency=0), _decode.ALPHA),
+        "tiny.png": (_png(Image.new("RGB", (1, 1), (255, 0, 0))), _decode.TOO_SMALL),
     }
     for name, (blob, code) in cases.items():
         path = _write(tmp_path / name, blob)
         for source in (str(path), blob):
             arr, got = decode_image(source, size=16)
             assert got == code, f"{name}: code {got}, expected {code}"
-            assert (arr is None) == (code >= _images.FIRST_SKIP), name
+            assert (arr is None) == (code >= _decode.FIRST_SKIP), name
             if arr is not None:
                 assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8
-    assert decode_image(str(tmp_path / "absent.jpg"))[1] == _images.MISSING
+    assert decode_image(str(tmp_path / "absent.jpg"))[1] == _decode.MISSING
     # a gray centre crop of a colour photo does not make the photo "grayscale"
     wall = _colour(20, 40, 6)
     wall[:, 6:34] = 128  # the centre 20 x 20 crop, with the resize filter's margin
     arr, code = decode_image(_png(Image.fromarray(wall)), size=16)
-    assert code == _images.OK and _images.is_gray(arr)
+    assert code == _decode.OK and _decode.is_gray(arr)
     # 16-bit RGB keeps its colours (reduced to 8 bits), 16-bit gray is scaled, never clipped to white
     arr, _ = decode_image(_png16(rgb16))
     assert np.abs(arr.astype(int) - rgb).max() <= 1
     arr, code = decode_image(_png16(gray16), keep_gray=True)
-    assert code == _images.SIXTEEN and arr[0, 0, 0] == 0 and arr[-1, -1, 0] == 255 and 100 < arr[12, 10, 0] < 155
+    assert code == _decode.SIXTEEN and arr[0, 0, 0] == 0 and arr[-1, -1, 0] == 255 and 100 < arr[12, 10, 0] < 155
     arr, code = decode_image(_png(Image.fromarray(rgb[:, :, 0])), keep_gray=True)
-    assert code == _images.GRAY_KEPT and np.array_equal(arr[..., 0], rgb[:, :, 0])
+    assert code == _decode.GRAY_KEPT and np.array_equal(arr[..., 0], rgb[:, :, 0])
     # decompression bombs are refused before decoding, both above the warning and the error limit
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
-    assert decode_image(_jpeg(_colour(20, 20, 5)))[1] == _images.TOO_LARGE
-    assert decode_image(_jpeg(_colour(30, 30, 5)))[1] == _images.TOO_LARGE
-    assert _images.check_header(str(tmp_path / "rgb.jpg")) == _images.TOO_LARGE
+    assert decode_image(_jpeg(_colour(20, 20, 5)))[1] == _decode.TOO_LARGE
+    assert decode_image(_jpeg(_colour(30, 30, 5)))[1] == _decode.TOO_LARGE
+    assert _decode.check_header(str(tmp_path / "rgb.jpg")) == _decode.TOO_LARGE
 
 
 # =================================================================================================

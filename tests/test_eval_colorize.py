@@ -212,7 +212,7 @@ def test_eval_several_checkpoints_side_by_side(run_dir, tmp_path):
 
 
 def test_evaluate_generator_for_validation_restores_the_mode(model, run_dir):
-    from colorkit.engine.evaluation import evaluate_generator
+    from colorkit.engine.scoring import evaluate_generator
     from colorkit.plugins.samples import Samples, SamplesOptions
 
     data = Samples(SamplesOptions(size=32, eval_crops=8)).split("test")

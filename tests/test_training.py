@@ -289,7 +289,7 @@ def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
         exp = experiment_from_sources(reg, cli={"gen": name, "disc": "none", "loss": "l2", "dataset": "samples"},
                                       sets=["dataset.size=32", f"train.init={init}", "train.device=cpu"])
         torch.manual_seed(0)
-        built[name] = Trainer(reg, exp, tmp_path / f"{name}-{init}", progress=False).c.gen
+        built[name] = Trainer.from_experiment(reg, exp, tmp_path / f"{name}-{init}", progress=False).c.gen
     floor, own = built["floor_start"], built["self_init"]
     # the marked output layer is still zero: the first prediction is the "no colour" floor
     assert not floor.out.weight.any() and not floor.out.bias.any()
@@ -315,14 +315,14 @@ def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_pa
     exp = experiment_from_sources(reg, cli={"gen": "unet", "disc": "none", "loss": "l1", "dataset": "samples"},
                                   sets=["gen.base=8", "gen.depth=3", "gen.zero_out=true", "dataset.size=32",
                                         "train.device=cpu"])
-    gen = Trainer(reg, exp, tmp_path / "run", progress=False).c.gen
+    gen = Trainer.from_experiment(reg, exp, tmp_path / "run", progress=False).c.gen
     assert torch.equal(gen.eval()(torch.randn(3, 1, 32, 32)), torch.zeros(3, 2, 32, 32))
     assert gen.encoders[0][0].weight.abs().sum() > 0  # the other layers were initialised as usual
 
 
 def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
     from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
-    from colorkit.engine.training import he_init
+    from colorkit.engine.components import he_init
 
     torch.manual_seed(0)
     disc = ConvDiscriminator(ConvDiscOptions(base=8, depth=2, spectral_norm=True))

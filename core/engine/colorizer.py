@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from colorkit.kernel.errors import UsageError
+from colorkit.kernel.interfaces import Generator
 from colorkit.engine.inference import LoadedModel, colorize_array, load_model
 from colorkit.kernel.files import atomic_open
 
@@ -269,7 +270,7 @@ _CACHE: dict[tuple[str, str, float, str, int | None], LoadedModel] = {}
 
 
 def colorize(
-    model: str | Path | LoadedModel | None,
+    model: str | Path | LoadedModel | Generator | None,
     image: str | Path | np.ndarray | Any,
     *,
     working_size: int | None = None,
@@ -279,8 +280,9 @@ def colorize(
 
     :param model: a pretrained model name (``None``: the default model), a checkpoint file, a
         run directory (its best, else last checkpoint) or a model from
-        :func:`colorkit.engine.inference.load_model`. A name or path is loaded once and cached (until
-        the file changes).
+        :func:`colorkit.engine.inference.load_model`, or a generator you built and trained (it runs
+        at ``working_size``, default 256). A name or path is loaded once and cached (until the file
+        changes).
     :param image: a file path, a ``PIL.Image`` or an ``H x W [x 3|4]`` array (uint8, or float
         in ``[0, 1]``); colour is used as its luminance.
     :param working_size: override the size the model runs at (default: its training size).
@@ -292,7 +294,7 @@ def colorize(
         colorize(None, "grandma.jpg").save("grandma-colour.png")          # the default model
         colorize("runs/my-run", "grandma.jpg").save("grandma-colour.png")  # a model you trained
     """
-    if isinstance(model, LoadedModel):
+    if isinstance(model, (LoadedModel, Generator)):
         loaded = model
     else:
         from colorkit.kernel.models import resolve_model

@@ -66,7 +66,7 @@ def load_onnx(path: str | Path, working_size: int | None = None, threads: int | 
 
 def _lightness(rgb: np.ndarray) -> np.ndarray:
     """L* (``H x W``) of sRGB floats in ``[0, 1]`` (``H x W x 3``), by :func:`colorkit.kernel.color.lightness`."""
-    planes = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    planes = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
     return color.lightness(planes)[0, 0].numpy()
 
 
@@ -81,7 +81,7 @@ def _resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
 def _lab_to_rgb_fitted(lab: np.ndarray) -> np.ndarray:
     """``H x W x 3`` L*a*b* to sRGB in ``[0, 1]``, out-of-gamut chroma reduced first, by
     :func:`colorkit.kernel.color.lab_to_rgb_fitted`."""
-    planes = torch.from_numpy(np.ascontiguousarray(lab, dtype=np.float32)).permute(2, 0, 1)[None]
+    planes = torch.from_numpy(np.array(lab, dtype=np.float32)).permute(2, 0, 1)[None]
     return color.lab_to_rgb_fitted(planes)[0].permute(1, 2, 0).numpy()
 
 

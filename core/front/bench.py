@@ -51,7 +51,7 @@ def _saved_config_diff(registry: Any, exp: Any, run_dir: Path) -> list[str]:
 
 def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], None] | None = None) -> str:
     """Train ``exp`` into ``run_dir`` unless done; returns ``reused``, ``resumed`` or ``trained``."""
-    from colorkit.engine.training import train
+    from colorkit.engine.runs import train
 
     if (run_dir / "config.yaml").is_file():
         diff = _saved_config_diff(registry, exp, run_dir)
@@ -187,7 +187,32 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
         registry = build_registry()
     if suite.threads:
         torch.set_num_threads(suite.threads)
-    # validate every experiment before the first run starts
+    planned = _plan(registry, suite, seeds, only)
+    todo = [(e, seed, exp) for e, seed, exp in planned
+            if (not seeds or seed in seeds) and (not only or e.name in only)]
+    jobs = suite.jobs if jobs is None else jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be at least 1")
+    failed: list[str] = []
+    if jobs > 1 and not only_results:
+        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log)
+    elif not only_results:
+        for e, seed, exp in todo:
+            failure = _train_and_evaluate(registry, suite, out_dir, e, seed, exp, log)
+            if failure is None:
+                write_results(suite, out_dir)
+            else:
+                failed.append(failure)
+    rows = _write_outputs(registry, suite, out_dir, figures, only_results, log)
+    _log(log, f"{len(rows)} of {len(planned)} runs in {out_dir / 'results.md'}")
+    if failed:
+        raise ColorkitError(f"{len(failed)} run(s) failed (rerun to retry): " + "; ".join(failed))
+    return rows
+
+
+def _plan(registry: Any, suite: Suite, seeds: list[int] | None, only: list[str] | None) -> list[tuple[Any, int, Any]]:
+    """Every (entry, seed, resolved experiment) of the suite, all validated before the first
+    run starts, with ``--seeds`` and ``--only`` checked against the suite."""
     for seed in seeds or []:
         if seed not in suite.seeds:
             raise UsageError(f"--seeds {seed}: not a seed of {suite.path} ({', '.join(map(str, suite.seeds))})")
@@ -196,55 +221,49 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
             raise UsageError(f"--only {name}: not an experiment of {suite.path} "
                              f"({', '.join(e.name for e in suite.experiments)})")
     planned = [(e, seed, build_experiment(registry, suite, e, seed)) for seed in suite.seeds for e in suite.experiments]
-    todo = [(e, seed, exp) for e, seed, exp in planned
-            if (not seeds or seed in seeds) and (not only or e.name in only)]
     for m in suite.metrics:
         registry.get("metric", m)
-    failed: list[str] = []
-    jobs = suite.jobs if jobs is None else jobs
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: must be at least 1")
-    if jobs > 1 and not only_results:
-        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log)
-    elif not only_results:
-        for e, seed, exp in todo:
-            run_dir = out_dir / "runs" / run_name(e.name, seed)
-            t0 = time.perf_counter()
-            try:
-                how = ensure_trained(registry, exp, run_dir, log)
-                if how != "reused":
-                    _log(log, f"{how} {run_dir.name} in {time.perf_counter() - t0:.0f} s")
-                ensure_evaluated(registry, suite, run_dir, log, suite.protocol_for(e))
-            except KeyboardInterrupt:
-                raise
-            except ColorkitError as exc:
-                if type(exc).__name__ == "TrainingInterrupted":  # Ctrl-C: saved; a rerun resumes it
-                    raise
-                if isinstance(exc, UsageError) and "different configuration" in str(exc):
-                    raise
-                first = (str(exc).strip().splitlines() or [""])[0][:300]
-                _log(log, f"FAILED {run_dir.name}: {type(exc).__name__}: {first}")
-                failed.append(f"{run_dir.name}: {type(exc).__name__}: {first}")
-                continue
-            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
-                first = (str(exc).strip().splitlines() or [""])[0][:300]
-                _log(log, f"FAILED {run_dir.name}: {type(exc).__name__}: {first}")
-                failed.append(f"{run_dir.name}: {type(exc).__name__}: {first}")
-                continue
-            write_results(suite, out_dir)
-    rows = write_results(suite, out_dir)
-    made: list[str] = []
-    if figures:
-        try:
-            from colorkit.front.figures import suite_figures
+    return planned
 
-            made = suite_figures(suite, out_dir, registry, log=log)
-        except Exception as exc:  # noqa: BLE001 - the tables are written already
-            if only_results:
-                raise
-            _log(log, f"FAILED figures: {type(exc).__name__}: {exc}")
-        rows = write_results(suite, out_dir, made)
-    _log(log, f"{len(rows)} of {len(planned)} runs in {out_dir / 'results.md'}")
-    if failed:
-        raise ColorkitError(f"{len(failed)} run(s) failed (rerun to retry): " + "; ".join(failed))
-    return rows
+
+def _train_and_evaluate(registry: Any, suite: Suite, out_dir: Path, e: Any, seed: int, exp: Any,
+                        log: Callable[[str], None] | None) -> str | None:
+    """Train and evaluate one run in this process; a failure is returned as one line (one
+    failed run must not stop the others), except Ctrl-C and a run directory of another config."""
+    from colorkit.engine.training import TrainingInterrupted
+
+    run_dir = out_dir / "runs" / run_name(e.name, seed)
+    t0 = time.perf_counter()
+    try:
+        how = ensure_trained(registry, exp, run_dir, log)
+        if how != "reused":
+            _log(log, f"{how} {run_dir.name} in {time.perf_counter() - t0:.0f} s")
+        ensure_evaluated(registry, suite, run_dir, log, suite.protocol_for(e))
+        return None
+    except (KeyboardInterrupt, TrainingInterrupted):  # Ctrl-C: saved; a rerun resumes it
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
+        if isinstance(exc, UsageError) and "different configuration" in str(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _log(log, f"FAILED {run_dir.name}: {type(exc).__name__}: {first}")
+        return f"{run_dir.name}: {type(exc).__name__}: {first}"
+
+
+def _write_outputs(registry: Any, suite: Suite, out_dir: Path, figures: bool, only_results: bool,
+                   log: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """The tables, then the figures (a figure that fails is one line unless only the results
+    are being rewritten), then the tables again with the figures linked."""
+    rows = write_results(suite, out_dir)
+    if not figures:
+        return rows
+    made: list[str] = []
+    try:
+        from colorkit.front.figures import suite_figures
+
+        made = suite_figures(suite, out_dir, registry, log=log)
+    except Exception as exc:  # noqa: BLE001 - the tables are written already
+        if only_results:
+            raise
+        _log(log, f"FAILED figures: {type(exc).__name__}: {exc}")
+    return write_results(suite, out_dir, made)

@@ -13,6 +13,20 @@ from typing import Annotated, Any, Optional
 import typer
 
 from colorkit.front.cli_common import fail, get_registry, handle_errors
+from colorkit.kernel.errors import ColorkitError
+from colorkit.kernel.registry import read_registry_file
+
+
+def _registry_defaults() -> dict[str, Any]:
+    """``defaults:`` of registry.yaml, for the help texts (a YAML read: no plugin, no torch); a
+    broken file is reported by the command that needs it, not by ``--help``."""
+    try:
+        return dict(read_registry_file().get("defaults") or {})
+    except ColorkitError:
+        return {}
+
+
+_DEFAULTS = _registry_defaults()
 
 app = typer.Typer(
     name="colorkit",
@@ -40,10 +54,10 @@ def list_command(
 @handle_errors
 def run_command(
     ctx: typer.Context,
-    gen: Annotated[Optional[str], typer.Option("--gen", help="Generator name (default: unet).")] = None,
-    disc: Annotated[Optional[str], typer.Option("--disc", help="Discriminator name, or none (default: conv if the loss needs one).")] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="Loss name (default: ns_l1).")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (default: samples, needs no download).")] = None,
+    gen: Annotated[Optional[str], typer.Option("--gen", help=f"Generator name (default: {_DEFAULTS.get('gen')}).")] = None,
+    disc: Annotated[Optional[str], typer.Option("--disc", help=f"Discriminator name, or none (default: {_DEFAULTS.get('auto_disc')} if the loss needs one).")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss name (default: {_DEFAULTS.get('loss')}).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help=f"Dataset name (default: {_DEFAULTS.get('dataset')}).")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Where the dataset's files are (sets dataset.root).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch.")] = None,
@@ -64,7 +78,7 @@ def run_command(
     """Train an experiment assembled from component names and write a run directory."""
     from colorkit.engine import distributed
     from colorkit.kernel.experiment import experiment_from_sources
-    from colorkit.engine.training import train
+    from colorkit.engine.runs import train
 
     launching = nproc > 1 and not distributed.env_info().enabled
     if launching:

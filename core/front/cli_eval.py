@@ -44,7 +44,8 @@ def eval_command(
     """Evaluate checkpoints on a dataset split: a table of metrics beside the "no colour" reference."""
     from rich.console import Console
 
-    from colorkit.engine.evaluation import evaluate, write_grid
+    from colorkit.engine.evaluation import evaluate
+    from colorkit.engine.images import write_grid
     from colorkit.kernel.files import atomic_write_bytes
 
     if grid is not None and grid.suffix.lower() != ".png":

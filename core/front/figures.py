@@ -87,7 +87,7 @@ def pick_indices(n_items: int, rows: int) -> list[int]:
 def figure5(gens: Sequence[Any], labels: Sequence[str], data: Any, path: str | Path, rows: int = 8,
             title: str = "Figure 5") -> Path:
     """Rows of grayscale | original | each generator's colorization, on the same images."""
-    from colorkit.engine.evaluation import no_colour_rgb8, predict_rgb8
+    from colorkit.engine.scoring import no_colour_rgb8, predict_rgb8
 
     idx = pick_indices(len(data), rows)
     items = [data[i] for i in idx]

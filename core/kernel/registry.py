@@ -20,6 +20,7 @@ import importlib
 import importlib.metadata as md
 import importlib.resources
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,10 @@ class Component:
     def build(self, values: dict[str, Any] | Any | None = None) -> Any:
         """Build the component from raw option values (or an options instance)."""
         opts = values if isinstance(values, self.options) else self.make_options(values)
-        return self.factory(opts)
+        built = self.factory(opts)
+        if not isinstance(self.factory, type):
+            check_interface(self.kind, self.name, type(built), self.plugin)
+        return built
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,50 +196,77 @@ class Registry:
 
     def _collect(self, builtin: set[str]) -> None:
         for kind, hook_name in KINDS.items():
-            caller = getattr(self.pm.hook, hook_name)
-            # Registration order: built-ins first, then entry points, then directly added plugins.
-            for impl in caller.get_hookimpls():
-                plugin_name = impl.plugin_name
-                package, version = self._info.get(plugin_name, ("?", ""))
-                added: list[Component] = []
+            for comp in self._call_hook(hook_name, self._component_register(kind), builtin):
+                self._add_unique(self.components[kind], kind, comp)
+        for entry in self._call_hook("register_models", self._model_register(), builtin):
+            self._add_unique(self.models, "model", entry)
 
-                def register(
-                    name: str,
-                    factory: Callable[[Any], Any],
-                    *,
-                    options: type | None = None,
-                    description: str = "",
-                    _kind: str = kind,
-                    _plugin: str = plugin_name,
-                    _package: str = package,
-                    _version: str = version,
-                    _added: list[Component] = added,
-                ) -> None:
-                    if not isinstance(name, str) or not name:
-                        raise ValueError(f"a {_kind} name must be a non-empty string, got {name!r}")
-                    opts = options or NoOptions
-                    if not dataclasses.is_dataclass(opts):
-                        raise TypeError(f"{_kind} '{name}': options must be a dataclass, got {opts!r}")
-                    doc = description or (getattr(factory, "__doc__", "") or "").strip().split("\n")[0]
-                    _added.append(Component(_kind, name, factory, opts, doc, _plugin, _package, _version))
+    def _call_hook(self, hook_name: str, make: Callable[..., Callable[..., None]], builtin: set[str]) -> list[Any]:
+        """Call a hook through pluggy's hook caller (so ``tryfirst``, ``trylast`` and wrappers
+        apply) with a ``register`` that knows which plugin calls it; returns what was
+        registered. A third-party plugin that raises is recorded in ``failed`` and the hook is
+        called again without it (registering has no side effects); a built-in one raises."""
+        excluded: list[object] = []
+        while True:
+            caller = self.pm.subset_hook_caller(hook_name, excluded) if excluded else getattr(self.pm.hook, hook_name)
+            impls = _by_code(caller.get_hookimpls())
+            added: list[Any] = []
+            try:
+                caller(register=make(added, lambda: self._calling_impl(impls)))
+                return added
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break colorkit
+                impl = _raising_impl(exc, impls)
+                if impl is None or impl.plugin_name in builtin:
+                    raise
+                package, _ = self._info.get(impl.plugin_name, ("?", ""))
+                self.failed.append(FailedPlugin(impl.plugin_name, package, _one_line(exc)))
+                excluded.append(impl.plugin)
 
-                if self._call(impl, register, builtin):
-                    for comp in added:
-                        self._add_unique(self.components[kind], kind, comp)
-        self._collect_models(builtin)
+    def _calling_impl(self, impls: dict[int, list[Any]]) -> Any:
+        """The hook implementation that called ``register`` (the nearest one up the stack)."""
+        frame = sys._getframe(2)
+        while frame is not None and id(frame.f_code) not in impls:
+            frame = frame.f_back
+        if frame is None:
+            raise PluginError("register() must be called from inside a colorkit hook implementation")
+        return _impl_of(frame, impls)
 
-    def _call(self, impl: Any, register: Callable[..., None], builtin: set[str]) -> bool:
-        """Call one hook implementation with ``register``; a third-party plugin that raises is
-        recorded in ``failed`` (a built-in one raises)."""
-        try:
-            impl.function(**{arg: register for arg in impl.argnames})
-        except Exception as exc:  # noqa: BLE001
-            if impl.plugin_name in builtin:
-                raise
-            package, _ = self._info.get(impl.plugin_name, ("?", ""))
-            self.failed.append(FailedPlugin(impl.plugin_name, package, _one_line(exc)))
-            return False
-        return True
+    def _component_register(self, kind: str) -> Callable[..., Callable[..., None]]:
+        def make(added: list[Component], calling: Callable[[], Any]) -> Callable[..., None]:
+            def register(name: str, factory: Callable[[Any], Any], *, options: type | None = None,
+                         description: str = "") -> None:
+                impl = calling()
+                package, version = self._info.get(impl.plugin_name, ("?", ""))
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a {kind} name must be a non-empty string, got {name!r}")
+                opts = options or NoOptions
+                if not dataclasses.is_dataclass(opts):
+                    raise TypeError(f"{kind} '{name}': options must be a dataclass, got {opts!r}")
+                check_interface(kind, name, factory, impl.plugin_name)
+                doc = description or (getattr(factory, "__doc__", "") or "").strip().split("\n")[0]
+                added.append(Component(kind, name, factory, opts, doc, impl.plugin_name, package, version))
+
+            return register
+
+        return make
+
+    def _model_register(self) -> Callable[..., Callable[..., None]]:
+        def make(added: list[ModelEntry], calling: Callable[[], Any]) -> Callable[..., None]:
+            def register(name: str, weights: str | Path | Callable[[], str | Path], *, sha256: str,
+                         card: str | Path = "", description: str = "") -> None:
+                impl = calling()
+                package, version = self._info.get(impl.plugin_name, ("?", ""))
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+                if not isinstance(sha256, str) or len(sha256) != 64:
+                    raise ValueError(f"model '{name}': sha256 must be the 64-character hex digest of its weights file")
+                source = weights if callable(weights) else Path(weights)
+                added.append(ModelEntry(name, source, sha256.lower(), card, description, impl.plugin_name,
+                                        package, version))
+
+            return register
+
+        return make
 
     @staticmethod
     def _add_unique(table: dict[str, Any], what: str, item: Any) -> None:
@@ -248,34 +279,51 @@ class Registry:
             )
         table[item.name] = item
 
-    def _collect_models(self, builtin: set[str]) -> None:
-        for impl in self.pm.hook.register_models.get_hookimpls():
-            plugin_name = impl.plugin_name
-            package, version = self._info.get(plugin_name, ("?", ""))
-            added: list[ModelEntry] = []
+def _raising_impl(exc: BaseException, impls: dict[int, list[Any]]) -> Any:
+    """The hook implementation deepest in ``exc``'s traceback (the one that raised)."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if id(tb.tb_frame.f_code) in impls:
+            found = _impl_of(tb.tb_frame, impls)
+        tb = tb.tb_next
+    return found
 
-            def register(
-                name: str,
-                weights: str | Path | Callable[[], str | Path],
-                *,
-                sha256: str,
-                card: str | Path = "",
-                description: str = "",
-                _plugin: str = plugin_name,
-                _package: str = package,
-                _version: str = version,
-                _added: list[ModelEntry] = added,
-            ) -> None:
-                if not isinstance(name, str) or not name:
-                    raise ValueError(f"a model name must be a non-empty string, got {name!r}")
-                if not isinstance(sha256, str) or len(sha256) != 64:
-                    raise ValueError(f"model '{name}': sha256 must be the 64-character hex digest of its weights file")
-                source = weights if callable(weights) else Path(weights)
-                _added.append(ModelEntry(name, source, sha256.lower(), card, description, _plugin, _package, _version))
 
-            if self._call(impl, register, builtin):
-                for entry in added:
-                    self._add_unique(self.models, "model", entry)
+def _by_code(hookimpls: list[Any]) -> dict[int, list[Any]]:
+    """Hook implementations by the identity of their code object (two plugins' functions of the
+    same source have equal code objects; two instances of one plugin class share one)."""
+    out: dict[int, list[Any]] = {}
+    for impl in hookimpls:
+        out.setdefault(id(impl.function.__code__), []).append(impl)
+    return out
+
+
+def _impl_of(frame: Any, impls: dict[int, list[Any]]) -> Any:
+    """The implementation running in ``frame``: for a method shared by several plugin
+    instances, the one whose instance is the frame's ``self``."""
+    candidates = impls[id(frame.f_code)]
+    owner = frame.f_locals.get("self")
+    return next((impl for impl in candidates if impl.plugin is owner), candidates[0])
+
+
+def check_interface(kind: str, name: str, factory: Any, plugin: str) -> None:
+    """Refuse a component class that leaves a method of its interface unimplemented, naming the
+    plugin and the method (``abc`` does not enforce this on ``nn.Module`` interfaces). A factory
+    that is a function is checked when it builds (:meth:`Component.build`)."""
+    if not isinstance(factory, type):
+        return
+    from colorkit.kernel import interfaces
+
+    base = {"generator": interfaces.Generator, "discriminator": interfaces.Discriminator,
+            "loss": interfaces.Loss, "dataset": interfaces.Dataset, "metric": interfaces.Metric}[kind]
+    if not issubclass(factory, base):
+        return
+    missing = [attr for attr in dir(base) if getattr(getattr(base, attr, None), "__isabstractmethod__", False)
+               and getattr(getattr(factory, attr, None), "__isabstractmethod__", False)]
+    if missing:
+        raise PluginError(f"plugin {plugin}: {kind} '{name}' ({factory.__name__}) does not implement "
+                          f"{', '.join(m + '()' for m in missing)} of colorkit's {base.__name__}; define it")
 
 
 def _env_flag(name: str) -> bool:
