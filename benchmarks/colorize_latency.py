@@ -65,7 +65,8 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
 
     from colorkit.engine.colorizer import colorize_files
     from colorkit.engine.inference import LoadedModel, colorize_array
-    from colorkit.plugins.unet import UNet, UNetOptions
+    from colorkit.plugins.unet import UNetOptions
+    from colorkit.plugins.unet_model import UNet
     from colorkit.engine.components import he_init
 
     if threads:

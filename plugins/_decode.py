@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from colorkit.plugins._image_options import MIN_SIDE
+
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
 )
-#: Images whose shorter side is below this many pixels are skipped ("too small").
-MIN_SIDE = 8
 #: A lazily read split gives up after this many unusable images in a row.
 MAX_TRIES = 64
 

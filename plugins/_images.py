@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from colorkit.kernel.errors import ColorkitError, UsageError
-from colorkit.kernel.options import opt
+from colorkit.plugins._image_options import MIN_SIDE
 from colorkit.plugins._decode import (
     OK,
     LoadReport,
@@ -44,7 +43,6 @@ from colorkit.plugins._decode import (
     FIRST_SKIP,
     IMAGE_SUFFIXES,
     MAX_TRIES,
-    MIN_SIDE,
     UNSEEN,
     decode_image,
     to_chw,
@@ -86,25 +84,6 @@ def checked_table(where: str, paths: PathTable, codes: np.ndarray, *, limit: int
 
 
 # -- options --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageDataOptions:
-    """Options every file-based dataset takes, in the same way."""
-
-    root: str | None = opt(None, "where the data is (--data-root PATH)")
-    size: int = opt(64, "working size in pixels: shorter side resized to it, then a square crop")
-    limit: int | None = opt(None, "at most this many images per split (a seeded random subset)")
-    seed: int = opt(0, "seed of the subset chosen by limit (and of any train/val split)")
-    flip: bool = opt(True, "random horizontal flips for training (the authors' code); evaluation data is never augmented")
-    keep_gray: bool = opt(False, "keep images that are already grayscale (the authors' code skips them)")
-    cache: str = opt("auto", "folder for decoded arrays and extracted archives; auto: $COLORKIT_CACHE or ~/.cache/colorkit; off: none")
-
-    def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError("dataset.size must be at least 1")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError("dataset.limit must be at least 1 (or none)")
 
 
 def require_root(name: str, root: str | None, layout: str) -> Path:

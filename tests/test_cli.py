@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from colorkit.kernel.files import read_jsonl
+from colorkit.kernel.registry import DISABLE_ENV
 from cli_helpers import invoke, one_line_error
 
 TINY = ["--set", "gen.base=8", "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=64",
@@ -149,12 +150,18 @@ def test_set_overrides_config_and_flags_override_preset(tmp_path):
     assert (exp.gen.options.base, exp.gen.options.depth, exp.train.epochs, exp.train.seed) == (16, 3, 7, 5)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["eval", "--help"], ["bench", "--help"]])
-def test_help_answers_without_importing_torch(args):
-    """``colorkit --help`` (and a command's help) needs no torch: it starts in a fraction of a second."""
+@pytest.mark.parametrize("args, shows", [(["--help"], "Usage: colorkit"), (["run", "--help"], "Usage: colorkit run"),
+                                         (["eval", "--help"], "Usage: colorkit eval"),
+                                         (["bench", "--help"], "Usage: colorkit bench"),
+                                         (["list"], "unet"), (["list", "dataset"], "cifar10")])
+def test_help_and_list_answer_without_importing_torch(args, shows, monkeypatch):
+    """``colorkit --help``, a command's help and ``colorkit list`` need no torch: the built-in
+    plugins register their components by reference (installed third-party plugins are off here:
+    theirs may import it)."""
     import subprocess
     import sys
 
+    monkeypatch.setenv(DISABLE_ENV, "1")
     code = ("import atexit, sys\n"
             "atexit.register(lambda: print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr))\n"
             "from colorkit.front.cli import main\n"
@@ -162,5 +169,12 @@ def test_help_answers_without_importing_torch(args):
             "main()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "Usage: colorkit" in done.stdout
+    assert shows in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "no torch"
+
+
+def test_list_with_options_loads_what_it_shows():
+    """``--options`` shows each dataset's splits, read from its class: that imports the plugin's code."""
+    result = invoke(["list", "dataset", "--options"])
+    assert result.exit_code == 0, result.output
+    assert "(splits)" in result.output and "validates and picks best.pt on val" in result.output

@@ -23,7 +23,17 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from colorkit.kernel.errors import UsageError
-from colorkit.plugins import _cifar10_files, _decode, _images, cifar10, imagefolder, places365
+from colorkit.plugins import (
+    _cifar10_files,
+    _decode,
+    _images,
+    cifar10,
+    cifar10_data,
+    imagefolder,
+    imagefolder_data,
+    places365,
+    places365_data,
+)
 from colorkit.plugins._decode import decode_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,8 +194,8 @@ def _build(options_cls, dataset_cls, **values):
     return dataset_cls(build_options(options_cls, values, "dataset"))
 
 
-def _cifar(**values) -> cifar10.Cifar10:
-    return _build(cifar10.Cifar10Options, cifar10.Cifar10, **values)
+def _cifar(**values) -> cifar10_data.Cifar10:
+    return _build(cifar10.Cifar10Options, cifar10_data.Cifar10, **values)
 
 
 def _chw(image: np.ndarray) -> torch.Tensor:
@@ -390,13 +400,13 @@ def test_cifar_download_verifies_md5(tmp_path, cifar_arrays, monkeypatch):
     train, test = cifar_arrays
     blob = _cifar_archive(tmp_path / "served.tar.gz", train, test).read_bytes()
     with _Server({"/cifar-10-python.tar.gz": blob}) as srv:
-        monkeypatch.setattr(cifar10, "URL", f"{srv.url}/cifar-10-python.tar.gz")
-        monkeypatch.setattr(cifar10, "MD5", "f" * 32)
+        monkeypatch.setattr(cifar10_data, "URL", f"{srv.url}/cifar-10-python.tar.gz")
+        monkeypatch.setattr(cifar10_data, "MD5", "f" * 32)
         root = tmp_path / "root"
         with pytest.raises(Exception, match="checksum mismatch.*deleted"):
             _cifar(root=str(root), download=True, val_size=2)
         assert not root.exists() or list(root.iterdir()) == []
-        monkeypatch.setattr(cifar10, "MD5", hashlib.md5(blob).hexdigest())
+        monkeypatch.setattr(cifar10_data, "MD5", hashlib.md5(blob).hexdigest())
         ds = _cifar(root=str(root), download=True, val_size=2)
         assert (root / "cifar-10-python.tar.gz").read_bytes() == blob
         assert len(ds.split("train")) == 9 and len(ds.split("val")) == 2
@@ -407,14 +417,14 @@ def test_cifar_download_verifies_md5(tmp_path, cifar_arrays, monkeypatch):
 
 def test_official_constants_match_torchvision():
     tv = pytest.importorskip("torchvision.datasets")
-    assert (cifar10.URL, cifar10.MD5) == (tv.CIFAR10.url, tv.CIFAR10.tgz_md5)
+    assert (cifar10_data.URL, cifar10_data.MD5) == (tv.CIFAR10.url, tv.CIFAR10.tgz_md5)
     meta = getattr(tv.Places365, "_IMAGES_META", None)
     if meta is None:
         pytest.skip("this torchvision keeps no Places365 archive table")
-    assert places365.ARCHIVES["train"] == meta[("train-standard", True)]
-    assert places365.ARCHIVES["val"] == meta[("val", True)]
-    assert places365.ARCHIVES["index"] == tv.Places365._DEVKIT_META["standard"]
-    assert places365.BASE_URL == tv.Places365._BASE_URL
+    assert places365_data.ARCHIVES["train"] == meta[("train-standard", True)]
+    assert places365_data.ARCHIVES["val"] == meta[("val", True)]
+    assert places365_data.ARCHIVES["index"] == tv.Places365._DEVKIT_META["standard"]
+    assert places365_data.BASE_URL == tv.Places365._BASE_URL
 
 
 # =================================================================================================
@@ -635,7 +645,7 @@ def _odd_folder(root: Path) -> None:
 def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     _odd_folder(tmp_path / "photos")
-    ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tmp_path / "photos"), size=16)
+    ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"), size=16)
     tr = ds.split("train", train=True)
     load = ds.reports["train"]
     assert load.total == 18
@@ -660,7 +670,7 @@ def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monk
 def test_imagefolder_keep_gray_and_lazy_only(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     _odd_folder(tmp_path / "photos")
-    ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tmp_path / "photos"),
+    ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"),
                 size=8, keep_gray=True, precheck=0)
     assert ds.reports == {}
     tr = ds.split("train")
@@ -678,7 +688,7 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
         _write(root / f"d{i % 3}" / f"p{i:02d}.jpg", _jpeg(_colour(20, 40, i)))
 
     def make(**kw):
-        return _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(root), size=16, **kw)
+        return _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(root), size=16, **kw)
 
     a, b = make(val_fraction=0.25), make(val_fraction=0.25)
     train, val, test = (set(a._files[s]) for s in ("train", "val", "test"))
@@ -701,9 +711,9 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
     _write(tiny / "a.jpg", _jpeg(_colour(16, 16, 1)))
     _write(tiny / "b.jpg", _jpeg(_colour(16, 16, 2)))
     with pytest.raises(UsageError, match=r"the (val|test) split under .* has no images"):
-        _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
+        _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tiny), size=8)
     _write(tiny / "c.jpg", _jpeg(_colour(16, 16, 3)))
-    three = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
+    three = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tiny), size=8)
     assert [len(three.split(s)) for s in three.splits] == [1, 1, 1]  # every split gets one
 
 
@@ -712,10 +722,10 @@ def test_imagefolder_archive_and_errors(tmp_path):
     for i in range(5):
         _write(root / "inner" / f"p{i}.png", _png(Image.fromarray(_colour(20, 20, i))))
     archive = _tar_folder(root, tmp_path / "photos.tar.gz", arcname="photos")
-    ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(archive), size=16,
+    ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(archive), size=16,
                 cache=str(tmp_path / "cache"))
     assert ds.folder.name == "inner" and sum(len(ds.split(s)) for s in ds.splits) == 5
-    again = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(archive), size=16,
+    again = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(archive), size=16,
                    cache=str(tmp_path / "cache"))
     assert again.folder == ds.folder
     (tmp_path / "empty").mkdir()
@@ -723,7 +733,7 @@ def test_imagefolder_archive_and_errors(tmp_path):
     for bad, what in ((tmp_path / "empty", "no images under"), (tmp_path / "absent", "does not exist"),
                       (tmp_path / "empty" / "notes.txt", "not a tar archive")):
         with pytest.raises(UsageError) as info:
-            _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(bad))
+            _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(bad))
         assert what in str(info.value) and str(bad) in str(info.value) and "\n" not in str(info.value)
         assert "expected image files" in str(info.value)
 
@@ -758,9 +768,9 @@ def _places_tree(root: Path, per_cat: int = 3, n_val: int = 6, bad: bool = False
     return root
 
 
-def _places(**values) -> places365.Places365:
+def _places(**values) -> places365_data.Places365:
     values.setdefault("val_size", 1)
-    return _build(places365.Places365Options, places365.Places365, **values)
+    return _build(places365.Places365Options, places365_data.Places365, **values)
 
 
 def test_places_official_layout_categories_and_limit(tmp_path):
@@ -836,22 +846,22 @@ def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
     root = tmp_path / "root"
     root.mkdir()
     for part, blob in blobs.items():
-        (root / places365.ARCHIVES[part][0]).write_bytes(blob)
+        (root / places365_data.ARCHIVES[part][0]).write_bytes(blob)
     ds = _places(root=str(root), size=16)
     assert len(ds.split("test")) == 6 and (root / "val_256").is_dir() and not (root / "data_256").exists()
     assert len(ds.split("train")) == 11 and (root / "data_256").is_dir()
     # download: only what the split needs, each archive MD5-checked
-    table = {part: (places365.ARCHIVES[part][0], hashlib.md5(blob).hexdigest()) for part, blob in blobs.items()}
+    table = {part: (places365_data.ARCHIVES[part][0], hashlib.md5(blob).hexdigest()) for part, blob in blobs.items()}
     files = {"/" + name: blobs[part] for part, (name, _) in table.items()}
     with _Server(files) as srv:
-        monkeypatch.setattr(places365, "BASE_URL", srv.url + "/")
-        monkeypatch.setattr(places365, "ARCHIVES", table)
+        monkeypatch.setattr(places365_data, "BASE_URL", srv.url + "/")
+        monkeypatch.setattr(places365_data, "ARCHIVES", table)
         fresh = tmp_path / "fresh"
         ds = _places(root=str(fresh), size=16, download=True)
         assert len(ds.split("test")) == 6
         assert sorted(srv.requests) == sorted(["/" + table["index"][0], "/" + table["val"][0]])
         bad = dict(table, train=(table["train"][0], "0" * 32))
-        monkeypatch.setattr(places365, "ARCHIVES", bad)
+        monkeypatch.setattr(places365_data, "ARCHIVES", bad)
         with pytest.raises(Exception, match="checksum mismatch"):
             ds.split("train")
         assert not (fresh / table["train"][0]).exists() and not (fresh / "data_256").exists()
@@ -865,19 +875,19 @@ def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
 def test_places_index_parsing(tmp_path):
     text = b"/a/airfield/00000001.jpg 0\r\n\r\n/b/beach/00000002.jpg   12\n  \nPlaces365_test_00000001.jpg\nlast.jpg 364"
     path = _write(tmp_path / "index.txt", text)
-    raw, starts, ends, labels = places365.read_index(path)
+    raw, starts, ends, labels = places365_data.read_index(path)
     names = [raw[s:e].tobytes().decode() for s, e in zip(starts, ends)]
     assert names == ["/a/airfield/00000001.jpg", "/b/beach/00000002.jpg", "Places365_test_00000001.jpg", "last.jpg"]
     assert labels.tolist() == [0, 12, -1, 364] and labels.dtype == np.int16
     _write(tmp_path / "bad.txt", b"/a/x.jpg 1\n/a/y.jpg 1x\n")
     with pytest.raises(UsageError, match="1x"):
-        places365.read_index(tmp_path / "bad.txt")
-    assert places365.read_index(_write(tmp_path / "empty.txt", b""))[1].size == 0
+        places365_data.read_index(tmp_path / "bad.txt")
+    assert places365_data.read_index(_write(tmp_path / "empty.txt", b""))[1].size == 0
     # a larger synthetic train index, in the official line format
     n = 100_000
     lines = "".join(f"/{c[0]}/{c}/{i:08d}.jpg {i % 365}\n" for i, c in ((i, f"cat{i % 365:03d}") for i in range(n)))
     big = _write(tmp_path / "train.txt", lines.encode())
-    raw, starts, ends, labels = places365.read_index(big)
+    raw, starts, ends, labels = places365_data.read_index(big)
     assert starts.size == n and labels[n - 1] == (n - 1) % 365
     table = _images.PathTable(tmp_path, raw, starts, ends)
     assert table.name(12345) == f"c/cat{12345 % 365:03d}/{12345:08d}.jpg"

@@ -131,7 +131,8 @@ def test_fit_gamut_keeps_lightness_and_leaves_in_gamut_colours_alone():
 
 def test_colorize_array_any_size_keeps_l_for_ab_and_lab_generators(model):
     from colorkit.engine.inference import colorize_array
-    from colorkit.plugins.unet import UNet, UNetOptions
+    from colorkit.plugins.unet import UNetOptions
+    from colorkit.plugins.unet_model import UNet
 
     lab_gen = UNet(UNetOptions(base=4, depth=3, output="lab")).eval()  # its own L* is discarded
     photo = skdata.astronaut()[:150, :437]
@@ -182,7 +183,8 @@ def test_eval_prints_a_table_with_the_no_colour_row_and_writes_json_and_grid(run
 
 
 def test_eval_no_colour_row_matches_an_independent_computation(run_dir, tmp_path):
-    from colorkit.plugins.samples import Samples, SamplesOptions
+    from colorkit.plugins.samples import SamplesOptions
+    from colorkit.plugins.samples_data import Samples
 
     out_json = tmp_path / "r.json"
     result = invoke(["eval", run_dir, "--metrics", "mae,psnr", "--limit", "5", "--json", out_json, "-q"])
@@ -213,7 +215,8 @@ def test_eval_several_checkpoints_side_by_side(run_dir, tmp_path):
 
 def test_evaluate_generator_for_validation_restores_the_mode(model, run_dir):
     from colorkit.engine.scoring import evaluate_generator
-    from colorkit.plugins.samples import Samples, SamplesOptions
+    from colorkit.plugins.samples import SamplesOptions
+    from colorkit.plugins.samples_data import Samples
 
     data = Samples(SamplesOptions(size=32, eval_crops=8)).split("test")
     gen = model.gen

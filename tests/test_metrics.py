@@ -262,5 +262,5 @@ def test_bad_shapes_and_options_are_rejected(registry):
 def test_mae_says_what_it_measures_not_that_it_is_the_papers(registry):
     """The paper does not define its MAE's scale: colorkit's must not claim to be it."""
     entry = registry.get("metric", "mae")
-    described = f"{entry.description} {entry.factory.__doc__}"
+    described = f"{entry.description} {entry.load().__doc__}"
     assert "RGB 0..255" in entry.description and "paper's MAE" not in described

@@ -146,7 +146,7 @@ def test_bad_split_and_image_inputs_are_one_line_errors(lab_run, tmp_path):
 
 
 def test_a_val_size_larger_than_the_training_split_is_one_line(tmp_path):
-    from colorkit.plugins.cifar10 import write_python_archive
+    from colorkit.plugins.cifar10_data import write_python_archive
 
     rng = np.random.default_rng(0)
     archive = write_python_archive(tmp_path / "cifar-10-python.tar.gz", rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),

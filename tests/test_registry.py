@@ -105,7 +105,7 @@ def test_disable_autoload_env_skips_entry_points(monkeypatch, tmp_path):
         "import colorkit\n"
         "@colorkit.hookimpl\n"
         "def register_losses(register):\n"
-        "    from colorkit.plugins.losses import L2\n"
+        "    from colorkit.plugins.loss_functions import L2\n"
         "    register('fake_l2', L2, description='from an entry point')\n"
     )
     dist = tmp_path / "fake_ck_plugin-1.0.dist-info"

@@ -321,7 +321,8 @@ def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_pa
 
 
 def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
-    from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
+    from colorkit.plugins.conv_disc import ConvDiscOptions
+    from colorkit.plugins.conv_disc_model import ConvDiscriminator
     from colorkit.engine.components import he_init
 
     torch.manual_seed(0)

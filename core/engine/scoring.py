@@ -72,7 +72,8 @@ def metric_info(registry: Any, names: Sequence[str]) -> dict[str, dict[str, Any]
     info = {}
     for name in names:
         comp = registry.get("metric", name)
-        cls = comp.factory if isinstance(comp.factory, type) else type(comp.build({}))
+        factory = comp.load()
+        cls = factory if isinstance(factory, type) else type(comp.build({}))
         doc = (cls.__doc__ or comp.description or "").strip()
         info[name] = {
             "unit": getattr(cls, "unit", ""),

@@ -13,7 +13,9 @@ ALIASES = {"generators": "generator", "gen": "generator", "discriminators": "dis
            "losses": "loss", "datasets": "dataset", "metrics": "metric", "presets": "preset", "models": "model"}
 
 
-def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
+def collect(registry: Registry, kind: str | None = None, roles: bool = True) -> dict[str, Any]:
+    """What ``colorkit list`` shows; ``roles``: also each dataset's splits, which imports the
+    dataset's code (a plugin registered by reference is otherwise not imported)."""
     kind = ALIASES.get(kind, kind) if kind else None
     if kind is not None and kind not in KINDS and kind not in ("preset", "model"):
         raise UnknownNameError(f"unknown kind '{kind}'; use one of {', '.join([*KINDS, 'preset', 'model'])}")
@@ -22,9 +24,9 @@ def collect(registry: Registry, kind: str | None = None) -> dict[str, Any]:
         if kind in (None, comp.kind):
             row = {"kind": comp.kind, "name": comp.name, "package": comp.package, "version": comp.version,
                    "description": comp.description, "options": describe_options(comp.options)}
-            roles = _split_roles(comp.factory) if comp.kind == "dataset" else None
-            if roles is not None:
-                row["splits"] = roles
+            split_roles = _split_roles(comp.load()) if roles and comp.kind == "dataset" else None
+            if split_roles is not None:
+                row["splits"] = split_roles
             rows.append(row)
     presets = []
     if kind in (None, "preset"):
@@ -55,7 +57,7 @@ def _split_roles(factory: Any) -> dict[str, Any] | None:
 
 
 def list_components(registry: Registry, kind: str | None, as_json: bool = False, show_options: bool = False) -> None:
-    data = collect(registry, kind)
+    data = collect(registry, kind, roles=as_json or show_options)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return

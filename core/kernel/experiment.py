@@ -274,7 +274,7 @@ def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
 
     gen = component("gen")
     loss = component("loss")
-    needs_disc = registry.get("loss", loss.name).factory(loss.options).needs_discriminator
+    needs_disc = registry.get("loss", loss.name).build(loss.options).needs_discriminator
     disc_raw = data.get("disc", "none")
     if disc_raw == "auto" or (isinstance(disc_raw, dict) and disc_raw.get("name") == "auto"):
         auto_options = disc_raw.get("options", {}) if isinstance(disc_raw, dict) else {}

@@ -7,7 +7,10 @@ Each hook receives a ``register`` callable; a plugin calls it once per component
         register("unet", UNet, options=UNetOptions, description="the paper's U-Net")
 
 ``register(name, factory, options=NoOptions, description="")``: ``factory`` is called with one
-argument, an instance of the ``options`` dataclass, and returns the component. Built-in plugins
+argument, an instance of the ``options`` dataclass, and returns the component. It may be given
+as a ``"module:attr"`` string (with a description): the module is then imported only when the
+component is built, so a plugin module that holds only options and registrations keeps
+``colorkit list`` from importing torch (the built-in plugins do this). Built-in plugins
 use exactly these hooks. Pretrained models have a hook of their own, :func:`register_models`.
 """
 

@@ -20,6 +20,7 @@ import importlib
 import importlib.metadata as md
 import importlib.resources
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,7 +56,9 @@ class Component:
 
     kind: str
     name: str
-    factory: Callable[[Any], Any]
+    #: The factory, or a ``"module:attr"`` reference to it, imported on first use (so that
+    #: ``colorkit list`` imports no network code).
+    factory: Callable[[Any], Any] | str
     options: type
     description: str
     plugin: str
@@ -66,11 +69,26 @@ class Component:
         """Validated options for this component (unknown or ill-typed keys are rejected)."""
         return build_options(self.options, values, PREFIX[self.kind])
 
+    def load(self) -> Callable[[Any], Any]:
+        """The factory, imported first when it was registered as a ``"module:attr"`` reference
+        (a class is then checked against its interface, as at registration)."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, attr = self.factory.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"{self.kind} '{self.name}' from package {self.package} {self.version}: cannot import "
+                              f"{self.factory} ({_one_line(exc)})") from None
+        check_interface(self.kind, self.name, factory, self.plugin)
+        return factory
+
     def build(self, values: dict[str, Any] | Any | None = None) -> Any:
         """Build the component from raw option values (or an options instance)."""
         opts = values if isinstance(values, self.options) else self.make_options(values)
-        built = self.factory(opts)
-        if not isinstance(self.factory, type):
+        factory = self.load()
+        built = factory(opts)
+        if not isinstance(factory, type):
             check_interface(self.kind, self.name, type(built), self.plugin)
         return built
 
@@ -242,7 +260,12 @@ class Registry:
                 opts = options or NoOptions
                 if not dataclasses.is_dataclass(opts):
                     raise TypeError(f"{kind} '{name}': options must be a dataclass, got {opts!r}")
-                check_interface(kind, name, factory, impl.plugin_name)
+                if isinstance(factory, str):
+                    if not re.fullmatch(r"[\w.]+:\w+", factory) or not description:
+                        raise ValueError(f"{kind} '{name}': a factory given by reference must be 'module:attr' "
+                                         f"and come with a description, got {factory!r}")
+                else:
+                    check_interface(kind, name, factory, impl.plugin_name)
                 doc = description or (getattr(factory, "__doc__", "") or "").strip().split("\n")[0]
                 added.append(Component(kind, name, factory, opts, doc, impl.plugin_name, package, version))
 

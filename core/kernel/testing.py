@@ -316,7 +316,7 @@ def check_component(
     if kind == "dataset":
         describe_options(component.options)
         with _folder(folder) as where:
-            factory = component.factory
+            factory = component.load()
             if hasattr(factory, "example_options"):
                 values = {**factory.example_options(where), **values}
             opts = component.make_options(values)
