@@ -280,6 +280,14 @@ class LazySplit(TorchDataset):
     :meth:`report` gives the counts so far.
     """
 
+    @classmethod
+    def of(cls, where: str, paths: PathTable, status: torch.Tensor, options: Any, train: bool) -> LazySplit:
+        """The split as a dataset's shared options ask (``size``, ``flip``, ``random_crop``,
+        ``keep_gray``, and ``min_side`` where the dataset has it)."""
+        return cls(where, paths, status, size=options.size, train=train, flip=options.flip,
+                   random_crop=options.random_crop, keep_gray=options.keep_gray,
+                   min_side=getattr(options, "min_side", MIN_SIDE))
+
     def __init__(self, where: str, paths: PathTable, status: torch.Tensor, *, size: int, train: bool,
                  flip: bool, random_crop: bool, keep_gray: bool, min_side: int = MIN_SIDE) -> None:
         if status.shape[0] != len(paths):

@@ -164,10 +164,7 @@ class ImageFolder(Dataset):
 
     def split(self, name: str, train: bool = False) -> LazySplit:
         self.check_split(name)
-        table, status = self._table(name)
-        o = self.options
-        return LazySplit(f"imagefolder {name}", table, status, size=o.size, train=train, flip=o.flip,
-                         random_crop=o.random_crop, keep_gray=o.keep_gray, min_side=o.min_side)
+        return LazySplit.of(f"imagefolder {name}", *self._table(name), self.options, train)
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:

@@ -264,10 +264,7 @@ class Places365(Dataset):
 
     def split(self, name: str, train: bool = False) -> LazySplit:
         self.check_split(name)
-        table, status = self._table(name)
-        o = self.options
-        return LazySplit(f"places365 {name}", table, status, size=o.size, train=train, flip=o.flip,
-                         random_crop=o.random_crop, keep_gray=o.keep_gray)
+        return LazySplit.of(f"places365 {name}", *self._table(name), self.options, train)
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:
