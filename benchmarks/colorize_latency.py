@@ -9,9 +9,9 @@ colours are often out of gamut, the worst case for the gamut fitting) at its def
 size (the image size of the default experiment's dataset) and, for comparison, at 256 px (a
 Places365-trained model's):
 
-* ``array``: ``colorkit.inference.colorize_array`` from a uint8 array to a uint8 array, the
+* ``array``: ``colorkit.engine.inference.colorize_array`` from a uint8 array to a uint8 array, the
   median of ``--runs`` runs after one warm-up run;
-* ``file``: the same through ``colorkit.colorizer.colorize_files`` from a JPEG file to a PNG
+* ``file``: the same through ``colorkit.engine.colorizer.colorize_files`` from a JPEG file to a PNG
   file (decoding, EXIF, encoding and the atomic write included), median of the runs;
 * ``peak RSS``: the process's peak resident memory (``ru_maxrss``) at the end (importing torch
   alone takes about 580 MiB here), and ``RSS growth``: how far colorizing raised that peak over
@@ -21,8 +21,8 @@ Each case runs in a fresh subprocess so that one case's peak memory does not hid
 The target is under 0.3 s for 512x512 at the default working size.
 
 ``--backends torch,onnxruntime`` measures each case with both backends of ``colorkit colorize``:
-the model exported to ONNX (``colorkit.export``) and run by ONNX Runtime with NumPy around it
-(``colorkit.onnx_backend``; ``--threads`` sets its intra-op threads too), side by side in one
+the model exported to ONNX (``colorkit.engine.export``) and run by ONNX Runtime with NumPy around it
+(``colorkit.engine.onnx_backend``; ``--threads`` sets its intra-op threads too), side by side in one
 run. The ONNX rows' peak RSS still includes torch, which the benchmark imports to build the model.
 """
 
@@ -44,8 +44,8 @@ PHOTOS = {"512x512": (512, 512), "2048x1536": (2048, 1536)}  # name: (width, hei
 
 
 def default_working_size() -> int:
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
 
     exp = experiment_from_sources(build_registry(autoload=False))
     return int(exp.dataset.options.size)
@@ -63,10 +63,11 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
     from PIL import Image
     from skimage import data
 
-    from colorkit.colorizer import colorize_files
-    from colorkit.inference import LoadedModel, colorize_array
-    from colorkit.plugins.unet import UNet, UNetOptions
-    from colorkit.training import he_init
+    from colorkit.engine.colorizer import colorize_files
+    from colorkit.engine.inference import LoadedModel, colorize_array
+    from colorkit.plugins.unet import UNetOptions
+    from colorkit.plugins.unet_model import UNet
+    from colorkit.engine.components import he_init
 
     if threads:
         torch.set_num_threads(threads)
@@ -83,11 +84,11 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
     target: object = model
     run = colorize_array
     if backend == "onnxruntime":
-        from colorkit import onnx_backend
-        from colorkit.export import ExportedColorizer, _example, _export_onnx, metadata
+        from colorkit.engine import onnx_backend
+        from colorkit.engine.export import ExportedColorizer, example_input, export_onnx, metadata
 
         target = folder / "model.onnx"
-        _export_onnx(ExportedColorizer(gen).eval(), _example(model), metadata(model), target)
+        export_onnx(ExportedColorizer(gen).eval(), example_input(model), metadata(model), target)
         model = onnx_backend.load_onnx(target, working_size, threads=threads)
         run = onnx_backend.colorize_array
 
@@ -107,11 +108,12 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
         file_times.append(time.perf_counter() - t0)
         assert len(report.written) == 1, report.failed
     after = _rss_mib()
-    from colorkit.inference import _linear_rgb, lightness, predict_lab, working_shape
+    from colorkit.engine.inference import predict_lab, working_shape
+    from colorkit.kernel.color import lab_to_linear_rgb, lightness
 
     rgb = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0
     lab = predict_lab(gen, lightness(rgb), working_shape(height, width, working_size, gen.size_multiple))
-    lin = _linear_rgb(lab)
+    lin = lab_to_linear_rgb(lab)
     out_of_gamut = float((((lin < -1e-4) | (lin > 1 + 1e-4)).any(dim=1)).float().mean())
 
     return {

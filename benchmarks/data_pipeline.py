@@ -38,9 +38,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from colorkit.experiment import experiment_from_sources
-from colorkit.registry import build_registry
-from colorkit.training import Trainer
+from colorkit.kernel.experiment import experiment_from_sources
+from colorkit.kernel.registry import build_registry
+from colorkit.engine.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -124,7 +124,7 @@ def run_case(label: str, preset: str, sets: list[str], cli: dict, args: argparse
     exp = experiment_from_sources(reg, preset=preset, cli=cli, sets=sets)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        trainer = Trainer(reg, exp, Path(tmp) / "run", progress=False)  # builds the dataset, loads it
+        trainer = Trainer.from_experiment(reg, exp, Path(tmp) / "run", progress=False)  # builds the dataset, loads it
         load_s = time.perf_counter() - start
         ds = trainer.c.dataset
         data = trainer.train_data

@@ -12,7 +12,7 @@
    model's working size. All sizes go into the card. The set has 8 photos and no held-out part,
    so the chosen size's row is picked on the photos it is reported on; the card says so.
 3. The model file (generator weights in half precision, experiment, plugin versions, working
-   size) is written to ``plugins/weights/NAME.pt`` with ``colorkit.models.write_model_file``,
+   size) is written to ``plugins/weights/NAME.pt`` with ``colorkit.engine.checkpoints.write_model_file``,
    the card to ``plugins/weights/NAME.md``, and ``plugins/weights/models.yaml`` gets the file's
    SHA-256, so the checksum always describes what ships. ``--out-dir`` writes elsewhere.
 
@@ -51,7 +51,7 @@ def _fmt(v: float, metric: str) -> str:
 
 def measure(checkpoint: Path, data_root: str, sizes: list[int], registry: Any, log: Any = print) -> dict[str, Any]:
     """CIFAR-10 test figures and the photo set at each working size, each beside its floor."""
-    from colorkit.evaluation import evaluate, evaluate_images
+    from colorkit.engine.evaluation import evaluate, evaluate_images
 
     out: dict[str, Any] = {}
     if data_root:
@@ -187,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--description", default=None, help="one line for colorkit list (default: from the run)")
     args = ap.parse_args(argv)
 
-    from colorkit.models import sha256_file, write_model_file
-    from colorkit.registry import build_registry
-    from colorkit.runio import load_checkpoint
+    from colorkit.kernel.models import sha256_file
+    from colorkit.engine.checkpoints import write_model_file
+    from colorkit.kernel.registry import build_registry
+    from colorkit.engine.checkpoints import load_checkpoint
 
     ckpt = args.run / "checkpoints" / args.checkpoint if args.run.is_dir() else args.run
     state = load_checkpoint(ckpt)

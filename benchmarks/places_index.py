@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from colorkit.plugins._images import PathTable
-from colorkit.plugins.places365 import read_index
+from colorkit.plugins.places365_data import read_index
 
 OFFICIAL_LINES = 1_803_460
 

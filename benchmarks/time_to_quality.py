@@ -47,7 +47,7 @@ PHOTOS = "photos"
 
 
 def marks_of(suite: Any) -> list[float]:
-    from colorkit.errors import UsageError
+    from colorkit.kernel.errors import UsageError
 
     marks = (suite.defaults.get("train") or {}).get("keep_cpu_minutes")
     if not marks:
@@ -67,9 +67,9 @@ def _ckpt_key(path: Path) -> list[int]:
 def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], photo_dir: Path,
                  log: Any = print) -> dict[str, Any]:
     """Evaluate every mark checkpoint of one run (cached in ``run_dir/ttq-eval.json``)."""
-    from colorkit.bench import _set_value
-    from colorkit.evaluation import evaluate, evaluate_images
-    from colorkit.training import mark_checkpoint_name
+    from colorkit.front.bench import set_value
+    from colorkit.engine.evaluation import evaluate, evaluate_images
+    from colorkit.engine.trainer_state import mark_checkpoint_name
 
     cache_path = run_dir / CACHE
     cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
@@ -87,7 +87,7 @@ def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], p
             todo.append((m, ckpt))
     if todo:
         log(f"evaluate {run_dir.name} at {', '.join(mark_label(m) for m, _ in todo)} CPU-minutes")
-        sets = [f"dataset.{k}={_set_value(v)}" for k, v in prot.options.items()]
+        sets = [f"dataset.{k}={set_value(v)}" for k, v in prot.options.items()]
         result, models, _ = evaluate([c for _, c in todo], registry=registry, dataset=prot.dataset, split=prot.split,
                                      metrics=prot.metrics, limit=prot.images, batch_size=prot.batch_size,
                                      device=prot.device, sets=sets, own_l_rows=False)
@@ -103,14 +103,14 @@ def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], p
                 "checkpoint_key": _ckpt_key(ckpt), **state_counts,
                 "cifar": row.values, PHOTOS: photos.rows[1].values,
             }
-        from colorkit.runio import atomic_write_bytes
+        from colorkit.kernel.files import atomic_write_bytes
 
         atomic_write_bytes(cache_path, json.dumps(cache, indent=2, allow_nan=False).encode())
     return cache
 
 
 def _counts(ckpt: Path) -> dict[str, Any]:
-    from colorkit.runio import load_checkpoint
+    from colorkit.engine.checkpoints import load_checkpoint
 
     state = load_checkpoint(ckpt)
     return {"step": int(state.get("step", 0)), "images": int(state.get("images", 0)),
@@ -251,7 +251,7 @@ def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str
 
 
 def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Path) -> Path:
-    from colorkit.figures import _save, plt
+    from colorkit.front.figures import save_figure, plt
 
     panels = [("cifar", "psnr"), ("cifar", "colorfulness_gap"), (PHOTOS, "psnr"), (PHOTOS, "colorfulness_gap")]
     panels = [p for p in panels if p[1] in suite.metrics]
@@ -277,7 +277,7 @@ def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Pa
         ax.set_title(f"{'CIFAR-10 test sample' if which == 'cifar' else 'wheel photos'}: {metric}", fontsize=9)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def photo_grid(registry: Any, ckpts: list[tuple[str, Path]], photo_dir: Path, path: Path) -> Path:
@@ -285,8 +285,8 @@ def photo_grid(registry: Any, ckpts: list[tuple[str, Path]], photo_dir: Path, pa
     import numpy as np
     from PIL import Image
 
-    from colorkit.figures import _save, plt
-    from colorkit.inference import colorize_array, load_model
+    from colorkit.front.figures import save_figure, plt
+    from colorkit.engine.inference import colorize_array, load_model
 
     models = [(name, load_model(c, registry, device="cpu")) for name, c in ckpts]
     files = sorted(photo_dir.glob("*.png"))
@@ -304,7 +304,7 @@ def photo_grid(registry: Any, ckpts: list[tuple[str, Path]], photo_dir: Path, pa
             if i == 0:
                 ax.set_title(["grayscale", "original", *[n for n, _ in models]][j], fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,12 +317,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from colorkit.bench import load_suite, run_name
-    from colorkit.errors import ColorkitError
-    from colorkit.evaluation import metric_info
-    from colorkit.figures import figure5_from_checkpoints
-    from colorkit.registry import build_registry
-    from colorkit.training import mark_checkpoint_name
+    from colorkit.front.bench_suite import load_suite, run_name
+    from colorkit.kernel.errors import ColorkitError
+    from colorkit.engine.scoring import metric_info
+    from colorkit.front.figures import figure5_from_checkpoints
+    from colorkit.kernel.registry import build_registry
+    from colorkit.engine.trainer_state import mark_checkpoint_name
 
     try:
         suite = load_suite(args.suite)

@@ -35,11 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from colorkit import color
-from colorkit.experiment import experiment_from_sources
-from colorkit.interfaces import Dataset
-from colorkit.registry import build_registry
-from colorkit.training import Trainer, he_init, resolve_precision
+from colorkit.kernel import color
+from colorkit.kernel.experiment import experiment_from_sources
+from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.registry import build_registry
+from colorkit.engine.devices import resolve_precision
+from colorkit.engine.components import he_init
+from colorkit.engine.training import Trainer
 
 import colorkit
 
@@ -225,7 +227,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             (Path(tmp) / f"run{r}").mkdir()
-            trainer = Trainer(reg, exp, Path(tmp) / f"run{r}", progress=False)
+            trainer = Trainer.from_experiment(reg, exp, Path(tmp) / f"run{r}", progress=False)
             torch.manual_seed(r)
             gen = reg.build("generator", "unet", {"base": args.base}).to(device)
             disc = reg.build("discriminator", "conv", {"base": args.base}).to(device)

@@ -1,11 +1,16 @@
 """colorkit: automatic image colorization with conditional GANs, assembled from plugins.
 
-The public API a plugin author needs lives here and in :mod:`colorkit.interfaces`,
-:mod:`colorkit.color` and :mod:`colorkit.testing`.
+The package is three layers, each importing only from the layers below it:
+:mod:`colorkit.kernel` (interfaces, hooks, registry, options, colour, files: what a plugin
+imports), :mod:`colorkit.engine` (training, evaluation, inference, export: everything that runs
+a network) and :mod:`colorkit.front` (the command line, benchmark suites, figures, the Turing
+test). Importing this package is cheap: it imports no torch; the names below are loaded on first
+use.
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
@@ -18,27 +23,25 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout that 
 #: Decorator for plugin hook implementations: ``@colorkit.hookimpl``.
 hookimpl = pluggy.HookimplMarker("colorkit")
 
-from colorkit.errors import ColorkitError  # noqa: E402
-from colorkit.interfaces import Dataset, Discriminator, Generator, Loss, Metric  # noqa: E402
+#: Public name -> the module that defines it (imported on first use: no torch at start-up).
+_LAZY = {
+    "ColorkitError": "colorkit.kernel.errors",
+    "Dataset": "colorkit.kernel.interfaces",
+    "Discriminator": "colorkit.kernel.interfaces",
+    "Generator": "colorkit.kernel.interfaces",
+    "Loss": "colorkit.kernel.interfaces",
+    "Metric": "colorkit.kernel.interfaces",
+    "colorize": "colorkit.engine.colorizer",
+}
 
 
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'colorkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-def __getattr__(name: str):  # lazy: ``from colorkit import colorize`` without importing it at start-up
-    if name == "colorize":
-        from colorkit.colorizer import colorize
 
-        return colorize
-    raise AttributeError(f"module 'colorkit' has no attribute {name!r}")
-
-
-__all__ = [
-    "ColorkitError",
-    "Dataset",
-    "Discriminator",
-    "Generator",
-    "Loss",
-    "Metric",
-    "__version__",
-    "colorize",
-    "hookimpl",
-]
+__all__ = ["__version__", "hookimpl", *_LAZY]

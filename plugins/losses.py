@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 import colorkit
-from colorkit.interfaces import Discriminator, Loss, LossParts, Prediction
-from colorkit.options import opt
+from colorkit.kernel.options import opt
 
 
 @dataclass(frozen=True)
@@ -27,16 +23,6 @@ class RegressionOptions:
     def __post_init__(self) -> None:
         if self.chroma < 0:
             raise ValueError("loss.chroma must be >= 0")
-
-
-def _chroma(lab: torch.Tensor) -> torch.Tensor:
-    """Per-pixel chroma of normalised L*a*b*; the epsilon keeps the gradient finite at grey."""
-    return (lab[:, 1:3].square().sum(dim=1) + 1e-6).sqrt()
-
-
-def chroma_error(batch: Prediction) -> torch.Tensor:
-    """Mean |C(prediction) - C(truth)| over pixels, C the chroma of normalised a*b*."""
-    return F.l1_loss(_chroma(batch.fake_lab), _chroma(batch.real_lab))
 
 
 @dataclass(frozen=True)
@@ -54,95 +40,6 @@ class AdversarialL1Options(RegressionOptions):
                 raise ValueError(f"loss.{key} must be in [0, 1]")
 
 
-def _logits(disc: Discriminator, l: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:  # noqa: E741
-    return disc(l, lab)
-
-
-class _AdversarialL1(Loss):
-    needs_discriminator = True
-
-    def __init__(self, options: AdversarialL1Options) -> None:
-        self.options = options
-
-    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        l1 = F.l1_loss(batch.pred, batch.target)
-        parts = {"l1": l1}
-        reconstruction = l1
-        if self.options.chroma > 0:
-            parts["chroma"] = chroma_error(batch)
-            reconstruction = l1 + self.options.chroma * parts["chroma"]
-        if disc is None:  # the reconstruction-only phase before train.gan_start
-            return {"total": self.options.lam * reconstruction, **parts}
-        gan = self.gan_term(_logits(disc, batch.l, batch.fake_lab))
-        return {"total": gan + self.options.lam * reconstruction, "gan": gan, **parts}
-
-    def discriminator_loss(self, batch: Prediction, disc: Discriminator) -> LossParts:
-        real = _logits(disc, batch.l, batch.real_lab)
-        fake = _logits(disc, batch.l, batch.fake_lab)
-        d_real = F.binary_cross_entropy_with_logits(real, torch.full_like(real, self.options.real_label))
-        d_fake = F.binary_cross_entropy_with_logits(fake, torch.full_like(fake, self.options.fake_label))
-        return {"total": d_real + d_fake, "d_real": d_real, "d_fake": d_fake}
-
-
-class NonSaturatingL1(_AdversarialL1):
-    """Non-saturating GAN loss -log D(G(x)) + lambda * L1 (eq. 7), D loss of eq. 8."""
-
-    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return F.softplus(-fake_logits).mean()
-
-
-class MinimaxL1(_AdversarialL1):
-    """Saturating (minimax) GAN loss log(1 - D(G(x))) + lambda * L1 (eq. 1), for Figure 1."""
-
-    def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return -F.softplus(fake_logits).mean()
-
-
-class _Regression(Loss):
-    """A loss with no discriminator: ``fn(pred, target)``, logged under ``key``, plus the
-    optional chroma term of :class:`RegressionOptions`, logged as ``chroma``."""
-
-    needs_discriminator = False
-    key = ""
-
-    def __init__(self, options: RegressionOptions) -> None:
-        self.options = options
-
-    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        value = self.fn(batch.pred, batch.target)
-        parts = {"total": value, self.key: value}
-        if self.options.chroma > 0:
-            chroma = chroma_error(batch)
-            parts["chroma"] = chroma
-            parts["total"] = value + self.options.chroma * chroma
-        return parts
-
-
-class L2(_Regression):
-    """Mean squared error between prediction and ground truth over all pixels (eq. 9)."""
-
-    key = "l2"
-
-    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(pred, target)
-
-
-class L1(_Regression):
-    """Mean absolute error between prediction and ground truth over all pixels: the median
-    colour where the mean of L2 would average distinct colours into grey-brown."""
-
-    key = "l1"
-
-    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(pred, target)
-
-
 @dataclass(frozen=True)
 class HuberOptions(RegressionOptions):
     delta: float = opt(0.1, "where the loss turns from quadratic to linear, in normalised units (1 = 110 a*b*)")
@@ -153,22 +50,13 @@ class HuberOptions(RegressionOptions):
             raise ValueError("loss.delta must be positive")
 
 
-class Huber(_Regression):
-    """Huber (smooth L1) loss: quadratic for errors under ``delta``, linear above."""
-
-    key = "huber"
-
-    def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.huber_loss(pred, target, delta=self.options.delta)
-
-
 @colorkit.hookimpl
 def register_losses(register):
-    register("ns_l1", NonSaturatingL1, options=AdversarialL1Options,
+    register("ns_l1", "colorkit.plugins.loss_functions:NonSaturatingL1", options=AdversarialL1Options,
              description="non-saturating GAN + lambda*L1, one-sided label smoothing (eq. 7-8)")
-    register("minimax_l1", MinimaxL1, options=AdversarialL1Options,
+    register("minimax_l1", "colorkit.plugins.loss_functions:MinimaxL1", options=AdversarialL1Options,
              description="saturating minimax GAN + lambda*L1 (eq. 1), the Figure 1 comparison")
-    register("l2", L2, options=RegressionOptions,
+    register("l2", "colorkit.plugins.loss_functions:L2", options=RegressionOptions,
              description="mean squared error, no discriminator: the U-Net baseline (eq. 9)")
-    register("l1", L1, options=RegressionOptions, description="mean absolute error, no discriminator")
-    register("huber", Huber, options=HuberOptions, description="Huber (smooth L1) loss, no discriminator")
+    register("l1", "colorkit.plugins.loss_functions:L1", options=RegressionOptions, description="mean absolute error, no discriminator")
+    register("huber", "colorkit.plugins.loss_functions:Huber", options=HuberOptions, description="Huber (smooth L1) loss, no discriminator")

@@ -12,13 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 import colorkit
-from colorkit.interfaces import Generator, keep_init
-from colorkit.options import opt
+from colorkit.kernel.options import opt
 
 
 @dataclass(frozen=True)
@@ -43,82 +38,11 @@ class UNetOptions:
             raise ValueError("gen.depth must be between 1 and 8")
 
 
-def _act(kind: str) -> nn.Module:
-    return nn.LeakyReLU(0.2, inplace=True) if kind == "leaky_relu" else nn.ReLU(inplace=True)
-
-
-def _double_conv(cin: int, cout: int, act: str) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        _act(act),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        _act(act),
-    )
-
-
-class _Up(nn.Module):
-    """Upsample x2, then a 2x2 conv (asymmetric 'same' padding) that halves the channels."""
-
-    def __init__(self, cin: int, mode: str) -> None:
-        super().__init__()
-        self.mode = mode
-        self.conv = nn.Conv2d(cin, cin // 2, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode=self.mode)
-        return self.conv(F.pad(x, (0, 1, 0, 1), mode="replicate"))
-
-
-class UNet(Generator):
-    """The paper's U-Net (5 encoding / 5 decoding units, 2x2 max pool, skip concatenation)."""
-
-    def __init__(self, options: UNetOptions) -> None:
-        super().__init__()
-        self.options = options
-        self.output_space = options.output
-        self.size_multiple = 2**options.depth
-        widths = [options.base * 2**i for i in range(options.depth)]
-        self.encoders = nn.ModuleList()
-        cin = 1
-        for w in widths:
-            self.encoders.append(_double_conv(cin, w, options.encoder_act))
-            cin = w
-        self.pool = nn.MaxPool2d(2, 2)
-        self.ups = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        # Decoding unit i (deepest first) takes `cin` channels, halves them, concatenates the
-        # mirrored encoder activation (widths[i]) and returns half of what it took.
-        for w in reversed(widths):
-            self.ups.append(_Up(cin, options.upsample))
-            self.decoders.append(_double_conv(cin // 2 + w, cin // 2, "relu"))
-            cin = cin // 2
-        self.head = nn.Conv2d(cin, 3 if options.output == "lab" else 2, 1)
-        if options.zero_out:
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
-            keep_init(self.head)
-        self.out_act = nn.Tanh() if options.out_act == "tanh" else nn.Identity()
-
-    def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
-        self.check_input_size(l.shape[-2], l.shape[-1])
-        skips = []
-        x = l
-        for enc in self.encoders:
-            x = enc(x)
-            skips.append(x)
-            x = self.pool(x)
-        for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = dec(torch.cat((up(x), skip), dim=1))
-        return self.out_act(self.head(x))
-
-
 @colorkit.hookimpl
 def register_generators(register):
     register(
         "unet",
-        UNet,
+        "colorkit.plugins.unet_model:UNet",
         options=UNetOptions,
         description="U-Net of Nazeri & Ng 2018 (sec. 3.1): 2x2 max pool, upsample + 2x2 conv, skips",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from colorkit.cli import app
+from colorkit.front.cli import app
 
 runner = CliRunner()
 

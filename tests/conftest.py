@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import colorkit
-from colorkit.interfaces import Generator
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Generator
+from colorkit.kernel.options import opt
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +67,9 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     """A run trained for two steps on 32 px crops with a tiny U-Net (shared: read it, never write it)."""
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
-    from colorkit.training import train
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
+    from colorkit.engine.runs import train
 
     registry = build_registry(autoload=False)
     exp = experiment_from_sources(

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from colorkit.training import Trainer
+from colorkit.engine.training import Trainer
 
 _signal = getattr(signal, sys.argv[1])
 _step = int(sys.argv[2])
@@ -24,7 +24,7 @@ def _train_batch(self, rgb):
 Trainer.train_batch = _train_batch
 
 if __name__ == "__main__":
-    from colorkit.cli import main
+    from colorkit.front.cli import main
 
     sys.argv = ["colorkit", *sys.argv[3:]]
     main()

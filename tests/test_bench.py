@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import statistics
 import textwrap
 from pathlib import Path
@@ -14,9 +15,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from colorkit.bench import load_suite, run_suite
-from colorkit.errors import UsageError
-from colorkit.registry import build_registry
+from colorkit.front.bench import run_suite
+from colorkit.front.bench_suite import load_suite
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.registry import build_registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +141,7 @@ def test_rerun_reuses_runs_and_evaluations(done, registry):
 def test_interrupted_run_continues(done, tmp_path, registry, monkeypatch):
     """A run stopped after two steps (as Ctrl-C does: checkpoint saved) resumes on the rerun
     and ends with the same weights as the uninterrupted run of the same config."""
-    from colorkit.training import Trainer, TrainingInterrupted
+    from colorkit.engine.training import Trainer, TrainingInterrupted
 
     _, ref_out, _ = done
     suite = write_suite(tmp_path)
@@ -174,7 +176,7 @@ def test_interrupted_run_continues(done, tmp_path, registry, monkeypatch):
 
 def test_partial_results_show_missing_seeds(tmp_path, registry):
     """Results written with runs missing say how many seeds each row has."""
-    from colorkit.bench import write_results
+    from colorkit.front.bench_results import write_results
 
     suite_path = write_suite(tmp_path)
     suite = load_suite(suite_path)
@@ -225,7 +227,7 @@ def test_bad_experiment_names_the_suite_and_experiment(tmp_path, registry):
 
 
 def test_cli_bench_errors_in_one_line(tmp_path):
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     path = tmp_path / "bad.yaml"
     path.write_text("experiments: [{name: a}]\nevaluation: {metrics: [mae]}\ncheckpoint: first\n")
@@ -237,7 +239,7 @@ def test_cli_bench_errors_in_one_line(tmp_path):
 
 
 def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
-    from colorkit.bench import resolve_path
+    from colorkit.front.bench_suite import resolve_path
 
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "bench").mkdir()
@@ -248,7 +250,7 @@ def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
 
 
 def test_committed_suites_load(example_registry):
-    from colorkit.bench import build_experiment
+    from colorkit.front.bench_suite import build_experiment
 
     registry = example_registry
 
@@ -269,12 +271,45 @@ def test_committed_suites_load(example_registry):
 def test_figure1_is_computed_from_the_losses(registry):
     import math
 
-    from colorkit.figures import generator_costs
+    from colorkit.front.figures import generator_costs
 
-    d, costs = generator_costs(registry, points=5)
+    d, costs, labels = generator_costs(registry, points=5)
+    assert set(costs) == {"minimax_l1", "ns_l1"} and "saturating" in labels["minimax_l1"]
     for x, sat, ns in zip(d, costs["minimax_l1"], costs["ns_l1"]):
         assert sat == pytest.approx(math.log(1 - x), rel=1e-6)
         assert ns == pytest.approx(-math.log(x), rel=1e-6)
+
+
+def test_figure1_takes_a_third_party_loss_through_the_loss_interface(tmp_path):
+    import torch
+
+    import colorkit
+    from colorkit.front.figures import figure1, generator_costs
+    from colorkit.kernel.registry import build_registry
+
+    class Hinge(colorkit.Loss):
+        needs_discriminator = True
+        gan_label = "hinge: -D(G(z))"
+
+        def __init__(self, options):
+            pass
+
+        def generator_loss(self, batch, disc):
+            return {"total": torch.zeros(())}
+
+        def gan_term(self, fake_logits):
+            return (-fake_logits).mean()
+
+    class Plugin:
+        @colorkit.hookimpl
+        def register_losses(self, register):
+            register("hinge_gan", Hinge)
+
+    reg = build_registry(autoload=False, extra_plugins=[Plugin()])
+    d, costs, labels = generator_costs(reg, points=3)
+    assert set(costs) == {"minimax_l1", "ns_l1", "hinge_gan"} and labels["hinge_gan"] == "hinge_gan: hinge: -D(G(z))"
+    assert costs["hinge_gan"] == pytest.approx([-math.log(x / (1 - x)) for x in d], rel=1e-6)
+    assert figure1(reg, tmp_path / "f1.png").stat().st_size > 1000
 
 
 def test_results_md_is_generated_from_the_committed_outputs():
@@ -422,9 +457,9 @@ def test_a_turing_study_becomes_a_column_of_the_results(done, registry, tmp_path
     from PIL import Image
     from skimage import data
 
-    from colorkit.bench import write_results
-    from colorkit.turing import create_study, summarize
-    from colorkit.turing_server import StudyServer
+    from colorkit.front.bench_results import write_results
+    from colorkit.front.turing import create_study, summarize
+    from colorkit.front.turing_server import StudyServer
 
     suite_path, out, _ = done
     photos = tmp_path / "photos"

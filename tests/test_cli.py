@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 
-from colorkit.runio import read_jsonl
+from colorkit.kernel.files import read_jsonl
+from colorkit.kernel.registry import DISABLE_ENV
 from cli_helpers import invoke, one_line_error
 
 TINY = ["--set", "gen.base=8", "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=64",
@@ -129,8 +131,8 @@ def test_throwaway_plugin_appears_in_list_and_trains(throwaway_plugin, tmp_path)
 
 
 def test_presets_resolve_to_the_papers_settings():
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
 
     exp = experiment_from_sources(build_registry(), preset="table1-cifar10-gan")
     assert exp.train.batch_size == 128 and exp.train.epochs == 500 and exp.loss.name == "ns_l1"
@@ -138,11 +140,41 @@ def test_presets_resolve_to_the_papers_settings():
 
 
 def test_set_overrides_config_and_flags_override_preset(tmp_path):
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
 
     reg = build_registry()
     cfg = tmp_path / "c.yaml"
     cfg.write_text("gen: {name: unet, options: {base: 16}}\ntrain: {epochs: 3}\n")
     exp = experiment_from_sources(reg, config=cfg, cli={"train": {"epochs": 7}}, sets=["gen.depth=3", "train.seed=5"])
     assert (exp.gen.options.base, exp.gen.options.depth, exp.train.epochs, exp.train.seed) == (16, 3, 7, 5)
+
+
+@pytest.mark.parametrize("args, shows", [(["--help"], "Usage: colorkit"), (["run", "--help"], "Usage: colorkit run"),
+                                         (["eval", "--help"], "Usage: colorkit eval"),
+                                         (["bench", "--help"], "Usage: colorkit bench"),
+                                         (["list"], "unet"), (["list", "dataset"], "cifar10")])
+def test_help_and_list_answer_without_importing_torch(args, shows, monkeypatch):
+    """``colorkit --help``, a command's help and ``colorkit list`` need no torch: the built-in
+    plugins register their components by reference (installed third-party plugins are off here:
+    theirs may import it)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr))\n"
+            "from colorkit.front.cli import main\n"
+            f"sys.argv = ['colorkit', *{args!r}]\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert shows in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "no torch"
+
+
+def test_list_with_options_loads_what_it_shows():
+    """``--options`` shows each dataset's splits, read from its class: that imports the plugin's code."""
+    result = invoke(["list", "dataset", "--options"])
+    assert result.exit_code == 0, result.output
+    assert "(splits)" in result.output and "validates and picks best.pt on val" in result.output

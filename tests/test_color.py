@@ -8,7 +8,7 @@ import torch
 from skimage import color as skcolor
 from skimage import data
 
-from colorkit import color
+from colorkit.kernel import color
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
 

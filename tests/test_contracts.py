@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from colorkit.registry import build_registry
-from colorkit.testing import check_component
+from colorkit.kernel.registry import build_registry
+from colorkit.kernel.testing import check_component
 
 
 def _components():

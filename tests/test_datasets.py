@@ -22,9 +22,19 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from colorkit.errors import UsageError
-from colorkit.plugins import _images, cifar10, imagefolder, places365
-from colorkit.plugins._images import decode_image
+from colorkit.kernel.errors import UsageError
+from colorkit.plugins import (
+    _cifar10_files,
+    _decode,
+    _images,
+    cifar10,
+    cifar10_data,
+    imagefolder,
+    imagefolder_data,
+    places365,
+    places365_data,
+)
+from colorkit.plugins._decode import decode_image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -179,13 +189,13 @@ def cifar_arrays():
 
 
 def _build(options_cls, dataset_cls, **values):
-    from colorkit.options import build_options
+    from colorkit.kernel.options import build_options
 
     return dataset_cls(build_options(options_cls, values, "dataset"))
 
 
-def _cifar(**values) -> cifar10.Cifar10:
-    return _build(cifar10.Cifar10Options, cifar10.Cifar10, **values)
+def _cifar(**values) -> cifar10_data.Cifar10:
+    return _build(cifar10.Cifar10Options, cifar10_data.Cifar10, **values)
 
 
 def _chw(image: np.ndarray) -> torch.Tensor:
@@ -284,7 +294,7 @@ def test_cifar_val_size_leaving_nothing_to_train_on_is_one_line(tmp_path, val_si
 
 
 def test_cifar_val_size_below_one_is_refused():
-    from colorkit.errors import OptionError
+    from colorkit.kernel.errors import OptionError
 
     with pytest.raises(OptionError, match="dataset.val_size must be at least 1"):
         _cifar(root="/nowhere", val_size=0)
@@ -368,7 +378,7 @@ def test_cifar_bad_root_is_one_line_naming_the_path(tmp_path, case):
 def test_cifar_cli_error_is_one_line(tmp_path):
     from typer.testing import CliRunner
 
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     result = CliRunner().invoke(app, ["run", "--dataset", "cifar10", "--data-root", str(tmp_path / "nope"), "--quiet"])
     assert result.exit_code == 2
@@ -378,7 +388,7 @@ def test_cifar_cli_error_is_one_line(tmp_path):
 def test_datasets_are_listed():
     from typer.testing import CliRunner
 
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     result = CliRunner().invoke(app, ["list", "dataset", "--json"])
     assert result.exit_code == 0, result.output
@@ -390,13 +400,13 @@ def test_cifar_download_verifies_md5(tmp_path, cifar_arrays, monkeypatch):
     train, test = cifar_arrays
     blob = _cifar_archive(tmp_path / "served.tar.gz", train, test).read_bytes()
     with _Server({"/cifar-10-python.tar.gz": blob}) as srv:
-        monkeypatch.setattr(cifar10, "URL", f"{srv.url}/cifar-10-python.tar.gz")
-        monkeypatch.setattr(cifar10, "MD5", "f" * 32)
+        monkeypatch.setattr(cifar10_data, "URL", f"{srv.url}/cifar-10-python.tar.gz")
+        monkeypatch.setattr(cifar10_data, "MD5", "f" * 32)
         root = tmp_path / "root"
         with pytest.raises(Exception, match="checksum mismatch.*deleted"):
             _cifar(root=str(root), download=True, val_size=2)
         assert not root.exists() or list(root.iterdir()) == []
-        monkeypatch.setattr(cifar10, "MD5", hashlib.md5(blob).hexdigest())
+        monkeypatch.setattr(cifar10_data, "MD5", hashlib.md5(blob).hexdigest())
         ds = _cifar(root=str(root), download=True, val_size=2)
         assert (root / "cifar-10-python.tar.gz").read_bytes() == blob
         assert len(ds.split("train")) == 9 and len(ds.split("val")) == 2
@@ -407,14 +417,14 @@ def test_cifar_download_verifies_md5(tmp_path, cifar_arrays, monkeypatch):
 
 def test_official_constants_match_torchvision():
     tv = pytest.importorskip("torchvision.datasets")
-    assert (cifar10.URL, cifar10.MD5) == (tv.CIFAR10.url, tv.CIFAR10.tgz_md5)
+    assert (cifar10_data.URL, cifar10_data.MD5) == (tv.CIFAR10.url, tv.CIFAR10.tgz_md5)
     meta = getattr(tv.Places365, "_IMAGES_META", None)
     if meta is None:
         pytest.skip("this torchvision keeps no Places365 archive table")
-    assert places365.ARCHIVES["train"] == meta[("train-standard", True)]
-    assert places365.ARCHIVES["val"] == meta[("val", True)]
-    assert places365.ARCHIVES["index"] == tv.Places365._DEVKIT_META["standard"]
-    assert places365.BASE_URL == tv.Places365._BASE_URL
+    assert places365_data.ARCHIVES["train"] == meta[("train-standard", True)]
+    assert places365_data.ARCHIVES["val"] == meta[("val", True)]
+    assert places365_data.ARCHIVES["index"] == tv.Places365._DEVKIT_META["standard"]
+    assert places365_data.BASE_URL == tv.Places365._BASE_URL
 
 
 # =================================================================================================
@@ -473,7 +483,7 @@ def test_cifar_jpeg_archive_nested_and_cached(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(cifar10, "decode_image", boom)
+    monkeypatch.setattr(_cifar10_files, "decode_image", boom)
     again = _cifar(root=str(archive), cache=str(cache), val_size=2)
     assert torch.equal(again.split("train").images, a) and again.from_cache
     for split in ("val", "test"):
@@ -483,7 +493,7 @@ def test_cifar_jpeg_archive_nested_and_cached(tmp_path, monkeypatch):
     # the cache holds the source files, not the roles: another val_size needs no decoding either
     three = _cifar(root=str(archive), cache=str(cache), val_size=3)
     assert len(three.split("val")) + len(three.split("train")) == 9 and three.from_cache
-    monkeypatch.setattr(cifar10, "decode_image", decode_image)
+    monkeypatch.setattr(_cifar10_files, "decode_image", decode_image)
     os.utime(archive, ns=(1, 1))  # a changed archive is decoded afresh
     changed = _cifar(root=str(archive), cache=str(cache), val_size=2)
     assert len(changed.split("test")) == 4 and not changed.from_cache
@@ -534,7 +544,7 @@ def test_cifar_jpeg_archive_member_formats(tmp_path, fmt):
     with tarfile.open(archive, "w", format=fmt) as tf:
         tf.add(tree, arcname=deep)
     raw = archive.read_bytes()
-    fast = cifar10._fast_members(raw)
+    fast = _cifar10_files.fast_members(raw)
     ref = [(m.name, m.offset_data, m.size) for m in tarfile.open(archive).getmembers() if m.isfile()]
     assert fast is None or fast == ref
     if fmt == tarfile.USTAR_FORMAT:
@@ -556,46 +566,46 @@ def test_decode_image_handles_every_kind_of_file(tmp_path, monkeypatch):
     cmyk = Image.fromarray(rgb).convert("CMYK")
     pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     cases = {
-        "rgb.jpg": (_jpeg(rgb), _images.OK),
-        "empty.jpg": (b"", _images.EMPTY),
-        "text.jpg": (b"GIF89a but not really", _images.UNREADABLE),
-        "truncated.jpg": (_jpeg(_colour(64, 64, 4))[:400], _images.UNREADABLE),
-        "gray_l.png": (_png(Image.fromarray(rgb[:, :, 0])), _images.GRAY),
-        "gray_rgb.png": (_png(Image.fromarray(np.repeat(rgb[:, :, :1], 3, axis=2))), _images.GRAY),
-        "gray16.png": (_png16(gray16), _images.GRAY),
-        "rgb16.png": (_png16(rgb16), _images.SIXTEEN),
-        "cmyk.jpg": (_saved(cmyk, "JPEG"), _images.CMYK),
-        "rgba.png": (_png(Image.fromarray(rgb).convert("RGBA")), _images.ALPHA),
-        "palette.png": (_png(pal), _images.PALETTE),
-        "palette_t.png": (_png(pal, transparency=0), _images.ALPHA),
-        "tiny.png": (_png(Image.new("RGB", (1, 1), (255, 0, 0))), _images.TOO_SMALL),
+        "rgb.jpg": (_jpeg(rgb), _decode.OK),
+        "empty.jpg": (b"", _decode.EMPTY),
+        "text.jpg": (b"GIF89a but not really", _decode.UNREADABLE),
+        "truncated.jpg": (_jpeg(_colour(64, 64, 4))[:400], _decode.UNREADABLE),
+        "gray_l.png": (_png(Image.fromarray(rgb[:, :, 0])), _decode.GRAY),
+        "gray_rgb.png": (_png(Image.fromarray(np.repeat(rgb[:, :, :1], 3, axis=2))), _decode.GRAY),
+        "gray16.png": (_png16(gray16), _decode.GRAY),
+        "rgb16.png": (_png16(rgb16), _decode.SIXTEEN),
+        "cmyk.jpg": (_saved(cmyk, "JPEG"), _decode.CMYK),
+        "rgba.png": (_png(Image.fromarray(rgb).convert("RGBA")), _decode.ALPHA),
+        "palette.png": (_png(pal), _decode.PALETTE),
+        "palette_t.png": (_png(pal, transparency=0), _decode.ALPHA),
+        "tiny.png": (_png(Image.new("RGB", (1, 1), (255, 0, 0))), _decode.TOO_SMALL),
     }
     for name, (blob, code) in cases.items():
         path = _write(tmp_path / name, blob)
         for source in (str(path), blob):
             arr, got = decode_image(source, size=16)
             assert got == code, f"{name}: code {got}, expected {code}"
-            assert (arr is None) == (code >= _images.FIRST_SKIP), name
+            assert (arr is None) == (code >= _decode.FIRST_SKIP), name
             if arr is not None:
                 assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8
-    assert decode_image(str(tmp_path / "absent.jpg"))[1] == _images.MISSING
+    assert decode_image(str(tmp_path / "absent.jpg"))[1] == _decode.MISSING
     # a gray centre crop of a colour photo does not make the photo "grayscale"
     wall = _colour(20, 40, 6)
     wall[:, 6:34] = 128  # the centre 20 x 20 crop, with the resize filter's margin
     arr, code = decode_image(_png(Image.fromarray(wall)), size=16)
-    assert code == _images.OK and _images.is_gray(arr)
+    assert code == _decode.OK and _decode.is_gray(arr)
     # 16-bit RGB keeps its colours (reduced to 8 bits), 16-bit gray is scaled, never clipped to white
     arr, _ = decode_image(_png16(rgb16))
     assert np.abs(arr.astype(int) - rgb).max() <= 1
     arr, code = decode_image(_png16(gray16), keep_gray=True)
-    assert code == _images.SIXTEEN and arr[0, 0, 0] == 0 and arr[-1, -1, 0] == 255 and 100 < arr[12, 10, 0] < 155
+    assert code == _decode.SIXTEEN and arr[0, 0, 0] == 0 and arr[-1, -1, 0] == 255 and 100 < arr[12, 10, 0] < 155
     arr, code = decode_image(_png(Image.fromarray(rgb[:, :, 0])), keep_gray=True)
-    assert code == _images.GRAY_KEPT and np.array_equal(arr[..., 0], rgb[:, :, 0])
+    assert code == _decode.GRAY_KEPT and np.array_equal(arr[..., 0], rgb[:, :, 0])
     # decompression bombs are refused before decoding, both above the warning and the error limit
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
-    assert decode_image(_jpeg(_colour(20, 20, 5)))[1] == _images.TOO_LARGE
-    assert decode_image(_jpeg(_colour(30, 30, 5)))[1] == _images.TOO_LARGE
-    assert _images.check_header(str(tmp_path / "rgb.jpg")) == _images.TOO_LARGE
+    assert decode_image(_jpeg(_colour(20, 20, 5)))[1] == _decode.TOO_LARGE
+    assert decode_image(_jpeg(_colour(30, 30, 5)))[1] == _decode.TOO_LARGE
+    assert _decode.check_header(str(tmp_path / "rgb.jpg")) == _decode.TOO_LARGE
 
 
 # =================================================================================================
@@ -635,7 +645,7 @@ def _odd_folder(root: Path) -> None:
 def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     _odd_folder(tmp_path / "photos")
-    ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tmp_path / "photos"), size=16)
+    ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"), size=16)
     tr = ds.split("train", train=True)
     load = ds.reports["train"]
     assert load.total == 18
@@ -660,7 +670,7 @@ def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monk
 def test_imagefolder_keep_gray_and_lazy_only(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     _odd_folder(tmp_path / "photos")
-    ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tmp_path / "photos"),
+    ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"),
                 size=8, keep_gray=True, precheck=0)
     assert ds.reports == {}
     tr = ds.split("train")
@@ -678,7 +688,7 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
         _write(root / f"d{i % 3}" / f"p{i:02d}.jpg", _jpeg(_colour(20, 40, i)))
 
     def make(**kw):
-        return _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(root), size=16, **kw)
+        return _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(root), size=16, **kw)
 
     a, b = make(val_fraction=0.25), make(val_fraction=0.25)
     train, val, test = (set(a._files[s]) for s in ("train", "val", "test"))
@@ -701,9 +711,9 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
     _write(tiny / "a.jpg", _jpeg(_colour(16, 16, 1)))
     _write(tiny / "b.jpg", _jpeg(_colour(16, 16, 2)))
     with pytest.raises(UsageError, match=r"the (val|test) split under .* has no images"):
-        _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
+        _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tiny), size=8)
     _write(tiny / "c.jpg", _jpeg(_colour(16, 16, 3)))
-    three = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(tiny), size=8)
+    three = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tiny), size=8)
     assert [len(three.split(s)) for s in three.splits] == [1, 1, 1]  # every split gets one
 
 
@@ -712,10 +722,10 @@ def test_imagefolder_archive_and_errors(tmp_path):
     for i in range(5):
         _write(root / "inner" / f"p{i}.png", _png(Image.fromarray(_colour(20, 20, i))))
     archive = _tar_folder(root, tmp_path / "photos.tar.gz", arcname="photos")
-    ds = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(archive), size=16,
+    ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(archive), size=16,
                 cache=str(tmp_path / "cache"))
     assert ds.folder.name == "inner" and sum(len(ds.split(s)) for s in ds.splits) == 5
-    again = _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(archive), size=16,
+    again = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(archive), size=16,
                    cache=str(tmp_path / "cache"))
     assert again.folder == ds.folder
     (tmp_path / "empty").mkdir()
@@ -723,7 +733,7 @@ def test_imagefolder_archive_and_errors(tmp_path):
     for bad, what in ((tmp_path / "empty", "no images under"), (tmp_path / "absent", "does not exist"),
                       (tmp_path / "empty" / "notes.txt", "not a tar archive")):
         with pytest.raises(UsageError) as info:
-            _build(imagefolder.ImageFolderOptions, imagefolder.ImageFolder, root=str(bad))
+            _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(bad))
         assert what in str(info.value) and str(bad) in str(info.value) and "\n" not in str(info.value)
         assert "expected image files" in str(info.value)
 
@@ -758,9 +768,9 @@ def _places_tree(root: Path, per_cat: int = 3, n_val: int = 6, bad: bool = False
     return root
 
 
-def _places(**values) -> places365.Places365:
+def _places(**values) -> places365_data.Places365:
     values.setdefault("val_size", 1)
-    return _build(places365.Places365Options, places365.Places365, **values)
+    return _build(places365.Places365Options, places365_data.Places365, **values)
 
 
 def test_places_official_layout_categories_and_limit(tmp_path):
@@ -836,22 +846,22 @@ def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
     root = tmp_path / "root"
     root.mkdir()
     for part, blob in blobs.items():
-        (root / places365.ARCHIVES[part][0]).write_bytes(blob)
+        (root / places365_data.ARCHIVES[part][0]).write_bytes(blob)
     ds = _places(root=str(root), size=16)
     assert len(ds.split("test")) == 6 and (root / "val_256").is_dir() and not (root / "data_256").exists()
     assert len(ds.split("train")) == 11 and (root / "data_256").is_dir()
     # download: only what the split needs, each archive MD5-checked
-    table = {part: (places365.ARCHIVES[part][0], hashlib.md5(blob).hexdigest()) for part, blob in blobs.items()}
+    table = {part: (places365_data.ARCHIVES[part][0], hashlib.md5(blob).hexdigest()) for part, blob in blobs.items()}
     files = {"/" + name: blobs[part] for part, (name, _) in table.items()}
     with _Server(files) as srv:
-        monkeypatch.setattr(places365, "BASE_URL", srv.url + "/")
-        monkeypatch.setattr(places365, "ARCHIVES", table)
+        monkeypatch.setattr(places365_data, "BASE_URL", srv.url + "/")
+        monkeypatch.setattr(places365_data, "ARCHIVES", table)
         fresh = tmp_path / "fresh"
         ds = _places(root=str(fresh), size=16, download=True)
         assert len(ds.split("test")) == 6
         assert sorted(srv.requests) == sorted(["/" + table["index"][0], "/" + table["val"][0]])
         bad = dict(table, train=(table["train"][0], "0" * 32))
-        monkeypatch.setattr(places365, "ARCHIVES", bad)
+        monkeypatch.setattr(places365_data, "ARCHIVES", bad)
         with pytest.raises(Exception, match="checksum mismatch"):
             ds.split("train")
         assert not (fresh / table["train"][0]).exists() and not (fresh / "data_256").exists()
@@ -865,19 +875,19 @@ def test_places_from_official_archives_and_download(tmp_path, monkeypatch):
 def test_places_index_parsing(tmp_path):
     text = b"/a/airfield/00000001.jpg 0\r\n\r\n/b/beach/00000002.jpg   12\n  \nPlaces365_test_00000001.jpg\nlast.jpg 364"
     path = _write(tmp_path / "index.txt", text)
-    raw, starts, ends, labels = places365.read_index(path)
+    raw, starts, ends, labels = places365_data.read_index(path)
     names = [raw[s:e].tobytes().decode() for s, e in zip(starts, ends)]
     assert names == ["/a/airfield/00000001.jpg", "/b/beach/00000002.jpg", "Places365_test_00000001.jpg", "last.jpg"]
     assert labels.tolist() == [0, 12, -1, 364] and labels.dtype == np.int16
     _write(tmp_path / "bad.txt", b"/a/x.jpg 1\n/a/y.jpg 1x\n")
     with pytest.raises(UsageError, match="1x"):
-        places365.read_index(tmp_path / "bad.txt")
-    assert places365.read_index(_write(tmp_path / "empty.txt", b""))[1].size == 0
+        places365_data.read_index(tmp_path / "bad.txt")
+    assert places365_data.read_index(_write(tmp_path / "empty.txt", b""))[1].size == 0
     # a larger synthetic train index, in the official line format
     n = 100_000
     lines = "".join(f"/{c[0]}/{c}/{i:08d}.jpg {i % 365}\n" for i, c in ((i, f"cat{i % 365:03d}") for i in range(n)))
     big = _write(tmp_path / "train.txt", lines.encode())
-    raw, starts, ends, labels = places365.read_index(big)
+    raw, starts, ends, labels = places365_data.read_index(big)
     assert starts.size == n and labels[n - 1] == (n - 1) % 365
     table = _images.PathTable(tmp_path, raw, starts, ends)
     assert table.name(12345) == f"c/cat{12345 % 365:03d}/{12345:08d}.jpg"
@@ -896,7 +906,7 @@ def test_gan_l1_goes_down_on_a_cifar10_subset(tmp_path):
         pytest.skip(f"{SHARED_CIFAR} is absent (the CIFAR-10 JPEG mirror in ../shared/data)")
     from typer.testing import CliRunner
 
-    from colorkit.cli import app
+    from colorkit.front.cli import app
 
     out = tmp_path / "run"
     args = ["run", "--dataset", "cifar10", "--data-root", str(SHARED_CIFAR), "--gen", "unet", "--loss", "ns_l1",

@@ -46,8 +46,8 @@ import pytest
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
-from colorkit.cli import app
-from colorkit.registry import ALLOW_ENV, DISABLE_ENV
+from colorkit.front.cli import app
+from colorkit.kernel.registry import ALLOW_ENV, DISABLE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"

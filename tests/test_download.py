@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from colorkit import download as dl
-from colorkit.errors import ColorkitError, UsageError
+from colorkit.kernel import download as dl
+from colorkit.kernel.errors import ColorkitError, UsageError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

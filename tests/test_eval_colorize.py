@@ -15,9 +15,9 @@ from PIL import Image
 from skimage import color as skcolor
 from skimage import data as skdata
 
-from colorkit.errors import UsageError
-from colorkit.experiment import experiment_from_sources
-from colorkit.registry import build_registry
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.experiment import experiment_from_sources
+from colorkit.kernel.registry import build_registry
 from cli_helpers import invoke, one_line_error
 
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def model(run_dir):
-    from colorkit.inference import load_model
+    from colorkit.engine.inference import load_model
 
     return load_model(run_dir, build_registry(autoload=False))
 
@@ -62,7 +62,7 @@ def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
 
     bad = tmp_path / "evil.pt"
     torch.save({"format": "colorkit-checkpoint", "version": 1, "payload": Evil()}, bad)
-    from colorkit.inference import load_model
+    from colorkit.engine.inference import load_model
 
     with pytest.raises(UsageError, match="not a readable colorkit checkpoint"):
         load_model(bad, build_registry(autoload=False))
@@ -96,7 +96,7 @@ def test_bad_targets_are_one_line_errors(run_dir, tmp_path):
 
 
 def test_working_shape_keeps_aspect_and_multiples():
-    from colorkit.inference import working_shape
+    from colorkit.engine.inference import working_shape
 
     assert working_shape(512, 512, 64, 32) == (64, 64)
     assert working_shape(1536, 2048, 256, 32) == (224, 288)  # 4:3 kept, area about 256^2
@@ -108,8 +108,8 @@ def test_working_shape_keeps_aspect_and_multiples():
 
 
 def test_fit_gamut_keeps_lightness_and_leaves_in_gamut_colours_alone():
-    from colorkit.color import lab_to_rgb, rgb_to_lab
-    from colorkit.inference import fit_gamut
+    from colorkit.kernel.color import lab_to_rgb, rgb_to_lab
+    from colorkit.kernel.color import fit_gamut
 
     g = torch.Generator().manual_seed(0)
     lab = torch.cat([torch.rand(1, 1, 32, 32, generator=g) * 100, (torch.rand(1, 2, 32, 32, generator=g) * 2 - 1) * 127], 1).double()
@@ -122,7 +122,7 @@ def test_fit_gamut_keeps_lightness_and_leaves_in_gamut_colours_alone():
     photo_rgb = torch.from_numpy(skdata.coffee()[:64, :64]).permute(2, 0, 1)[None].double() / 255
     photo = rgb_to_lab(photo_rgb)
     assert torch.allclose(fit_gamut(photo), photo, atol=1e-9)
-    from colorkit.inference import lab_to_rgb_fitted, lightness
+    from colorkit.kernel.color import lab_to_rgb_fitted, lightness
 
     assert torch.allclose(lab_to_rgb_fitted(lab), lab_to_rgb(fitted), atol=1e-9)
     assert torch.allclose(lab_to_rgb_fitted(photo), photo_rgb, atol=1e-9)
@@ -130,8 +130,9 @@ def test_fit_gamut_keeps_lightness_and_leaves_in_gamut_colours_alone():
 
 
 def test_colorize_array_any_size_keeps_l_for_ab_and_lab_generators(model):
-    from colorkit.inference import colorize_array
-    from colorkit.plugins.unet import UNet, UNetOptions
+    from colorkit.engine.inference import colorize_array
+    from colorkit.plugins.unet import UNetOptions
+    from colorkit.plugins.unet_model import UNet
 
     lab_gen = UNet(UNetOptions(base=4, depth=3, output="lab")).eval()  # its own L* is discarded
     photo = skdata.astronaut()[:150, :437]
@@ -145,7 +146,7 @@ def test_colorize_array_any_size_keeps_l_for_ab_and_lab_generators(model):
 
 
 def test_python_api_returns_a_pil_image(run_dir, tmp_path):
-    from colorkit.colorizer import colorize
+    from colorkit.engine.colorizer import colorize
 
     path = tmp_path / "cat.jpg"
     Image.fromarray(skdata.chelsea()).save(path)
@@ -182,7 +183,8 @@ def test_eval_prints_a_table_with_the_no_colour_row_and_writes_json_and_grid(run
 
 
 def test_eval_no_colour_row_matches_an_independent_computation(run_dir, tmp_path):
-    from colorkit.plugins.samples import Samples, SamplesOptions
+    from colorkit.plugins.samples import SamplesOptions
+    from colorkit.plugins.samples_data import Samples
 
     out_json = tmp_path / "r.json"
     result = invoke(["eval", run_dir, "--metrics", "mae,psnr", "--limit", "5", "--json", out_json, "-q"])
@@ -212,8 +214,9 @@ def test_eval_several_checkpoints_side_by_side(run_dir, tmp_path):
 
 
 def test_evaluate_generator_for_validation_restores_the_mode(model, run_dir):
-    from colorkit.evaluation import evaluate_generator
-    from colorkit.plugins.samples import Samples, SamplesOptions
+    from colorkit.engine.scoring import evaluate_generator
+    from colorkit.plugins.samples import SamplesOptions
+    from colorkit.plugins.samples_data import Samples
 
     data = Samples(SamplesOptions(size=32, eval_crops=8)).split("test")
     gen = model.gen
@@ -323,7 +326,7 @@ def test_python_api_doc_examples_run(run_dir, tmp_path, monkeypatch):
     import re
 
     import colorkit
-    from colorkit.colorizer import colorize
+    from colorkit.engine.colorizer import colorize
 
     monkeypatch.setattr(colorkit, "colorize", getattr(colorkit, "colorize", colorize), raising=False)
     doc = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"

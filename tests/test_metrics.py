@@ -12,10 +12,10 @@ from skimage import color as skcolor
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from colorkit.errors import UsageError
-from colorkit.experiment import DEFAULTS
-from colorkit.registry import build_registry
-from colorkit.testing import check_metric
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.experiment import experiment_defaults
+from colorkit.kernel.registry import build_registry
+from colorkit.kernel.testing import check_metric
 
 ALL = ("mae", "rmse", "accuracy", "psnr", "ssim", "colorfulness", "colorfulness_gap", "auc")
 
@@ -70,9 +70,10 @@ def test_every_metric_is_registered_with_unit_direction_and_docstring(registry):
         assert isinstance(m.unit, str) and isinstance(m.higher_is_better, bool)
         doc = type(m).__doc__ or ""
         assert "better" in doc.lower(), f"{name}: the docstring must give the direction"
-    for name in DEFAULTS["metrics"]:
+    defaults = experiment_defaults(registry)
+    for name in defaults["metrics"]:
         registry.get("metric", name)
-    assert DEFAULTS["metrics"] == ["mae", "accuracy", "psnr"]
+    assert defaults["metrics"] == ["mae", "accuracy", "psnr"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -250,7 +251,7 @@ def test_colorfulness_by_hand(registry):
 def test_bad_shapes_and_options_are_rejected(registry):
     with pytest.raises(ValueError, match="B x 3 x H x W"):
         value(registry, "mae", torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
-    from colorkit.errors import OptionError
+    from colorkit.kernel.errors import OptionError
 
     with pytest.raises(OptionError):
         registry.get("metric", "accuracy").build({"threshold": -1})
@@ -261,5 +262,5 @@ def test_bad_shapes_and_options_are_rejected(registry):
 def test_mae_says_what_it_measures_not_that_it_is_the_papers(registry):
     """The paper does not define its MAE's scale: colorkit's must not claim to be it."""
     entry = registry.get("metric", "mae")
-    described = f"{entry.description} {entry.factory.__doc__}"
+    described = f"{entry.description} {entry.load().__doc__}"
     assert "RGB 0..255" in entry.description and "paper's MAE" not in described

@@ -6,10 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from colorkit.interfaces import Prediction
-from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
-from colorkit.plugins.losses import L1, L2, AdversarialL1Options, MinimaxL1, NonSaturatingL1, RegressionOptions
-from colorkit.plugins.unet import UNet, UNetOptions
+from colorkit.kernel.interfaces import Prediction
+from colorkit.plugins.conv_disc import ConvDiscOptions
+from colorkit.plugins.conv_disc_model import ConvDiscriminator
+from colorkit.plugins.loss_functions import L1, L2, MinimaxL1, NonSaturatingL1
+from colorkit.plugins.losses import AdversarialL1Options, RegressionOptions
+from colorkit.plugins.unet import UNetOptions
+from colorkit.plugins.unet_model import UNet
 
 
 def test_unet_structure_follows_section_3_1():

@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio
 
-from colorkit.runio import read_jsonl
+from colorkit.kernel.files import read_jsonl
 from cli_helpers import invoke, one_line_error
 
 METRICS = "mae,accuracy,psnr,colorfulness_gap"
@@ -146,7 +146,7 @@ def test_bad_split_and_image_inputs_are_one_line_errors(lab_run, tmp_path):
 
 
 def test_a_val_size_larger_than_the_training_split_is_one_line(tmp_path):
-    from colorkit.plugins.cifar10 import write_python_archive
+    from colorkit.plugins.cifar10_data import write_python_archive
 
     rng = np.random.default_rng(0)
     archive = write_python_archive(tmp_path / "cifar-10-python.tar.gz", rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),

@@ -5,8 +5,8 @@ from typing import Literal
 
 import pytest
 
-from colorkit.errors import OptionError
-from colorkit.options import build_options, describe_options, opt
+from colorkit.kernel.errors import OptionError
+from colorkit.kernel.options import build_options, describe_options, opt
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from skimage import data as skdata
 
 import colorkit
 from cli_helpers import invoke, one_line_error
-from colorkit.color import AB_SCALE
-from colorkit.models import sha256_file, write_model_file
-from colorkit.registry import build_registry
+from colorkit.kernel.color import AB_SCALE
+from colorkit.kernel.models import sha256_file
+from colorkit.engine.checkpoints import write_model_file
+from colorkit.kernel.registry import build_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -104,7 +105,7 @@ def test_a_plugin_ships_a_model_that_list_colorize_and_eval_use(run_dir, gray_ph
     assert "mine" in listed.output and "two-step test model" in listed.output
     result = invoke(["colorize", gray_photo, "--model", "mine", "--out", tmp_path / "o", "-q"], plugins=[plugin])
     assert result.exit_code == 0, result.output
-    from colorkit.inference import load_model
+    from colorkit.engine.inference import load_model
 
     by_name = load_model("mine", build_registry(autoload=False, extra_plugins=[plugin]))
     by_run = load_model(run_dir, build_registry(autoload=False))
@@ -150,8 +151,8 @@ def test_a_bad_sha256_in_a_plugin_is_reported_as_a_failed_plugin(run_dir, tmp_pa
 
 
 def _reference(target):
-    from colorkit.export import ExportedColorizer
-    from colorkit.inference import load_model
+    from colorkit.engine.export import ExportedColorizer
+    from colorkit.engine.inference import load_model
 
     return ExportedColorizer(load_model(target, build_registry(autoload=False)).gen).eval()
 
@@ -231,7 +232,7 @@ def test_export_and_backend_mistakes_are_one_line_errors(run_dir, gray_photo, tm
 def test_model_export_round_trips_through_a_file(run_dir, tmp_path):
     out = tmp_path / "m.pt"
     assert invoke(["export", run_dir, "--format", "model", "--out", out, "--working-size", "64"]).exit_code == 0
-    from colorkit.inference import load_model
+    from colorkit.engine.inference import load_model
 
     assert load_model(out, build_registry(autoload=False)).working_size == 64
     assert hashlib.sha256(out.read_bytes()).hexdigest() == sha256_file(out)
@@ -273,6 +274,6 @@ def test_default_model_script_writes_file_card_checksum_and_report(run_dir, tmp_
     assert "Shipped default model" in (report / "REPORT.md").read_text(encoding="utf-8")
     assert (report / "config.yaml").is_file() and not list(report.glob("*.pt"))
     plugin = _model_plugin("tiny", out / "tiny.pt", manifest["sha256"])
-    from colorkit.inference import load_model
+    from colorkit.engine.inference import load_model
 
     assert load_model("tiny", build_registry(autoload=False, extra_plugins=[plugin])).working_size == int(best)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import colorkit
-from colorkit.errors import PluginError, UnknownNameError
-from colorkit.registry import KINDS, build_registry, registry_path
+from colorkit.kernel.errors import PluginError, UnknownNameError
+from colorkit.kernel.registry import KINDS, build_registry, registry_path
 
 
 def test_installed_package_ships_registry_yaml():
@@ -105,7 +105,7 @@ def test_disable_autoload_env_skips_entry_points(monkeypatch, tmp_path):
         "import colorkit\n"
         "@colorkit.hookimpl\n"
         "def register_losses(register):\n"
-        "    from colorkit.plugins.losses import L2\n"
+        "    from colorkit.plugins.loss_functions import L2\n"
         "    register('fake_l2', L2, description='from an entry point')\n"
     )
     dist = tmp_path / "fake_ck_plugin-1.0.dist-info"
@@ -136,3 +136,79 @@ def test_a_bad_registry_file_is_named(tmp_path):
     bad.write_text("plugins: [unclosed\n")
     with pytest.raises(PluginError, match=str(bad)):
         build_registry(registry_file=bad)
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_and_ordering_apply(throwaway_plugin):
+    seen = []
+
+    class Wrapper:
+        @colorkit.hookimpl(wrapper=True)
+        def register_generators(self, register):
+            seen.append("before")
+            result = yield
+            seen.append("after")
+            return result
+
+    class Early:
+        @colorkit.hookimpl(tryfirst=True)
+        def register_generators(self, register):
+            seen.append("early")
+
+    class Late:
+        @colorkit.hookimpl(trylast=True)
+        def register_generators(self, register):
+            seen.append("late")
+
+    reg = build_registry(autoload=False, extra_plugins=[Late(), throwaway_plugin, Wrapper(), Early()])
+    assert seen == ["before", "early", "late", "after"]
+    # what each plugin registers is still credited to it
+    assert reg.get("generator", "tiny").plugin == reg.pm.get_name(throwaway_plugin)
+    assert reg.get("generator", "unet").plugin == "colorkit.plugins.unet"
+
+
+def test_a_component_class_missing_a_method_is_refused_naming_plugin_and_method():
+    class NoForward(colorkit.Generator):
+        """A generator that forgot its forward."""
+
+    class NoScore(colorkit.Discriminator):
+        """A discriminator that forgot its forward."""
+
+    class Forgetful:
+        @colorkit.hookimpl
+        def register_generators(self, register):
+            register("no_forward", NoForward)
+
+        @colorkit.hookimpl
+        def register_discriminators(self, register):
+            register("built_later", lambda options: NoScore())
+
+    reg = build_registry(autoload=False, extra_plugins=[Forgetful()])
+    assert "no_forward" not in reg.names("generator")
+    [failed] = [f for f in reg.failed if f.plugin.endswith("Forgetful")]
+    assert "forward()" in failed.error and "Forgetful" in failed.error and "NoForward" in failed.error
+    assert "\n" not in failed.error
+    # a factory function is checked on what it builds
+    with pytest.raises(PluginError, match=r"Forgetful: discriminator 'built_later' \(NoScore\) does not implement forward\(\)"):
+        reg.build("discriminator", "built_later")
+    # the built-in components all pass
+    assert "unet" in reg.names("generator") and not [f for f in reg.failed if f.package == "colorkit"]
+
+
+def test_two_instances_of_one_plugin_class_are_each_credited_with_their_own_components():
+    class Flat(colorkit.Generator):
+        def forward(self, l):  # noqa: E741
+            return l.new_zeros(l.shape[0], 2, *l.shape[2:])
+
+    class Twin:
+        def __init__(self, name):
+            self.name = name
+
+        @colorkit.hookimpl
+        def register_generators(self, register):
+            register(self.name, Flat)
+
+    one, two = Twin("twin_one"), Twin("twin_two")
+    reg = build_registry(autoload=False, extra_plugins=[one, two])
+    assert reg.get("generator", "twin_one").plugin == reg.pm.get_name(one)
+    assert reg.get("generator", "twin_two").plugin == reg.pm.get_name(two)
+    assert reg.pm.get_name(one) != reg.pm.get_name(two)

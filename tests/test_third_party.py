@@ -35,11 +35,11 @@ import yaml
 from torch import nn
 
 import colorkit
-from colorkit.errors import PluginError, UnknownNameError
-from colorkit.interfaces import Generator
-from colorkit.registry import ALLOW_ENV, DISABLE_ENV, FailedPlugin, build_registry
-from colorkit.runio import read_jsonl
-from colorkit.testing import check_component, check_plugin
+from colorkit.kernel.errors import PluginError, UnknownNameError
+from colorkit.kernel.interfaces import Generator
+from colorkit.kernel.registry import ALLOW_ENV, DISABLE_ENV, FailedPlugin, build_registry
+from colorkit.kernel.files import read_jsonl
+from colorkit.kernel.testing import check_component, check_plugin
 
 import cli_helpers
 from cli_helpers import one_line_error
@@ -70,8 +70,8 @@ from dataclasses import dataclass
 from torch import nn
 
 import colorkit
-from colorkit.interfaces import Generator
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Generator
+from colorkit.kernel.options import opt
 
 
 @dataclass(frozen=True)
@@ -342,11 +342,11 @@ def test_the_example_is_a_complete_package_of_its_own():
     assert (EXAMPLE / "README.md").is_file()
     assert (EXAMPLE / "src" / "colorkit_strided_unet" / "__init__.py").is_file()
     tests = list((EXAMPLE / "tests").glob("test_*.py"))
-    assert tests and all("colorkit.testing" in t.read_text() for t in tests)
+    assert tests and all("colorkit.kernel.testing" in t.read_text() for t in tests)
 
 
-PUBLIC_API = {"colorkit", "colorkit.interfaces", "colorkit.options", "colorkit.color", "colorkit.testing",
-              "colorkit.errors"}
+PUBLIC_API = {"colorkit", "colorkit.kernel.interfaces", "colorkit.kernel.options", "colorkit.kernel.color", "colorkit.kernel.testing",
+              "colorkit.kernel.errors"}
 
 
 def test_the_example_imports_only_colorkits_public_api():
@@ -421,7 +421,7 @@ def test_the_console_script_lists_the_example_and_survives_a_broken_plugin(strid
     ]
 
 
-# --- colorkit.testing catches what a plugin author gets wrong ------------------------------------
+# --- colorkit.kernel.testing catches what a plugin author gets wrong ------------------------------------
 
 
 class _PluginWith:
@@ -496,7 +496,7 @@ def test_check_plugin_rejects_options_for_components_it_does_not_register():
 
 def _console(args: list[str], extra_path: list[Path]) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("colorkit")
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "from colorkit.cli import main; main()"]
+    command = [str(script)] if script.exists() else [sys.executable, "-c", "from colorkit.front.cli import main; main()"]
     env = {k: v for k, v in os.environ.items() if k not in (DISABLE_ENV, ALLOW_ENV)}
     env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), *filter(None, [os.environ.get("PYTHONPATH")])])
     env["COLUMNS"] = "80"  # a narrow terminal: a failure line must still be one line

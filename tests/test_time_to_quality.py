@@ -67,8 +67,8 @@ def test_photoset_writes_the_wheel_photos_losslessly(tmp_path):
 
 @pytest.fixture(scope="module")
 def ttq(tmp_path_factory):
-    from colorkit.bench import run_suite
-    from colorkit.registry import build_registry
+    from colorkit.front.bench import run_suite
+    from colorkit.kernel.registry import build_registry
 
     threads = torch.get_num_threads()
     folder = tmp_path_factory.mktemp("ttq")
@@ -84,7 +84,7 @@ def ttq(tmp_path_factory):
 
 
 def test_every_mark_is_evaluated_as_eval_and_eval_images_score_it(ttq):
-    from colorkit.evaluation import evaluate, evaluate_images
+    from colorkit.engine.evaluation import evaluate, evaluate_images
 
     suite, out, dest, _ = ttq
     blob = json.loads((dest / "results.json").read_text())
@@ -124,7 +124,7 @@ def test_report_tables_are_mean_and_std_over_seeds_beside_the_floor(ttq):
 
 def test_a_rerun_reuses_the_cached_evaluations(ttq, monkeypatch):
     suite, out, dest, mod = ttq
-    import colorkit.evaluation as evaluation
+    import colorkit.engine.evaluation as evaluation
 
     def boom(*a, **k):
         raise AssertionError("evaluated again")

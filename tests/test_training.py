@@ -16,8 +16,9 @@ import yaml
 from torch import nn
 
 import colorkit
-from colorkit.interfaces import Generator, Loss, keep_init
-from colorkit.runio import load_checkpoint, read_jsonl
+from colorkit.kernel.interfaces import Generator, Loss, keep_init
+from colorkit.kernel.files import read_jsonl
+from colorkit.engine.checkpoints import load_checkpoint
 
 from cli_helpers import invoke
 
@@ -147,18 +148,18 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    from colorkit import runio
+    from colorkit.engine import checkpoints
 
     path = tmp_path / "checkpoints" / "last.pt"
-    runio.save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
+    checkpoints.save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
 
     def disk_full(obj, fh):
         fh.write(b"partial bytes")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runio.torch, "save", disk_full)
+    monkeypatch.setattr(checkpoints.torch, "save", disk_full)
     with pytest.raises(OSError):
-        runio.save_checkpoint(path, {"step": 2, "w": torch.zeros(3)})
+        checkpoints.save_checkpoint(path, {"step": 2, "w": torch.zeros(3)})
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 
@@ -223,8 +224,8 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
 
 
 def test_every_training_setting_is_documented():
-    from colorkit.experiment import TrainOptions
-    from colorkit.options import option_fields
+    from colorkit.kernel.experiment import TrainOptions
+    from colorkit.kernel.options import option_fields
 
     doc = (HERE.parent / "docs" / "training.md").read_text()
     missing = [name for name in option_fields(TrainOptions) if f"| `{name}` |" not in doc]
@@ -278,9 +279,9 @@ class _InitPlugin:
 
 @pytest.mark.parametrize("init", ["he", "default"])
 def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
-    from colorkit.training import Trainer
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
+    from colorkit.engine.training import Trainer
 
     reg = build_registry(autoload=False, extra_plugins=[_InitPlugin()])
     built = {}
@@ -288,7 +289,7 @@ def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
         exp = experiment_from_sources(reg, cli={"gen": name, "disc": "none", "loss": "l2", "dataset": "samples"},
                                       sets=["dataset.size=32", f"train.init={init}", "train.device=cpu"])
         torch.manual_seed(0)
-        built[name] = Trainer(reg, exp, tmp_path / f"{name}-{init}", progress=False).c.gen
+        built[name] = Trainer.from_experiment(reg, exp, tmp_path / f"{name}-{init}", progress=False).c.gen
     floor, own = built["floor_start"], built["self_init"]
     # the marked output layer is still zero: the first prediction is the "no colour" floor
     assert not floor.out.weight.any() and not floor.out.bias.any()
@@ -306,22 +307,23 @@ def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
 
 
 def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_path):
-    from colorkit.experiment import experiment_from_sources
-    from colorkit.registry import build_registry
-    from colorkit.training import Trainer
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
+    from colorkit.engine.training import Trainer
 
     reg = build_registry(autoload=False)
     exp = experiment_from_sources(reg, cli={"gen": "unet", "disc": "none", "loss": "l1", "dataset": "samples"},
                                   sets=["gen.base=8", "gen.depth=3", "gen.zero_out=true", "dataset.size=32",
                                         "train.device=cpu"])
-    gen = Trainer(reg, exp, tmp_path / "run", progress=False).c.gen
+    gen = Trainer.from_experiment(reg, exp, tmp_path / "run", progress=False).c.gen
     assert torch.equal(gen.eval()(torch.randn(3, 1, 32, 32)), torch.zeros(3, 2, 32, 32))
     assert gen.encoders[0][0].weight.abs().sum() > 0  # the other layers were initialised as usual
 
 
 def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
-    from colorkit.plugins.conv_disc import ConvDiscOptions, ConvDiscriminator
-    from colorkit.training import he_init
+    from colorkit.plugins.conv_disc import ConvDiscOptions
+    from colorkit.plugins.conv_disc_model import ConvDiscriminator
+    from colorkit.engine.components import he_init
 
     torch.manual_seed(0)
     disc = ConvDiscriminator(ConvDiscOptions(base=8, depth=2, spectral_norm=True))
@@ -340,8 +342,8 @@ def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
 
 
 def test_ema_is_the_model_that_validation_eval_and_colorize_use(tmp_path):
-    from colorkit.evaluation import evaluate
-    from colorkit.inference import load_model
+    from colorkit.engine.evaluation import evaluate
+    from colorkit.engine.inference import load_model
 
     run = tmp_path / "run"
     result = invoke(["run", "--epochs", "2", "--disc", "none", "--loss", "l2", "--set", "train.ema=0.9",
@@ -367,7 +369,7 @@ def test_ema_is_the_model_that_validation_eval_and_colorize_use(tmp_path):
 def test_ema_update_follows_its_formula():
     from types import SimpleNamespace
 
-    from colorkit.training import Trainer
+    from colorkit.engine.training import Trainer
 
     live = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
     avg = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
@@ -419,8 +421,8 @@ def test_gan_start_trains_the_reconstruction_term_alone_first(tmp_path):
 def test_cpu_minute_marks_keep_small_loadable_checkpoints(tmp_path, monkeypatch):
     import itertools
 
-    from colorkit import training
-    from colorkit.inference import load_model
+    from colorkit.engine import training
+    from colorkit.engine.inference import load_model
 
     # A step-driven clock: every training step takes 0.3 "CPU-seconds", so the marks fall on known steps.
     clock = itertools.count()

@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 
 from cli_helpers import invoke, one_line_error
-from colorkit.errors import UsageError
-from colorkit.registry import build_registry
-from colorkit.turing import Study, create_study, open_study, summarize, wilson
-from colorkit.turing_server import make_server
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.registry import build_registry
+from colorkit.front.turing import Study, create_study, open_study, summarize, wilson
+from colorkit.front.turing_server import make_server
 
 MODEL = "colorkit-cifar10"  # the shipped default: loads in a moment, no training needed
 

@@ -1,4 +1,4 @@
-"""Tests of the plugin, written as any plugin author would: with colorkit.testing."""
+"""Tests of the plugin, written as any plugin author would: with colorkit.kernel.testing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import colorkit_strided_unet
-from colorkit.errors import OptionError
-from colorkit.testing import check_discriminator, check_generator, check_plugin
+from colorkit.kernel.errors import OptionError
+from colorkit.kernel.testing import check_discriminator, check_generator, check_plugin
 from colorkit_strided_unet import PatchDiscriminator, PatchOptions, StridedUNet, StridedUNetOptions
 
 SMALL = {
@@ -84,7 +84,7 @@ def test_patch_discriminator_gives_a_map_of_logits_from_four_channels():
 
 
 def test_options_are_typed_and_checked():
-    from colorkit.registry import build_registry
+    from colorkit.kernel.registry import build_registry
 
     reg = build_registry(autoload=False, extra_plugins=[colorkit_strided_unet])
     comp = reg.get("generator", "strided_unet")

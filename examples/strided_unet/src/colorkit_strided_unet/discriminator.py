@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from colorkit.interfaces import Discriminator
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Discriminator
+from colorkit.kernel.options import opt
 from colorkit_strided_unet.layers import check_widths, conv4
 
 

@@ -25,8 +25,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from colorkit.interfaces import Generator
-from colorkit.options import opt
+from colorkit.kernel.interfaces import Generator
+from colorkit.kernel.options import opt
 from colorkit_strided_unet.layers import check_widths, conv4
 
 

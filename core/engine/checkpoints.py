@@ -1,0 +1,175 @@
+"""Run directories, checkpoints and model files: self-describing, written atomically, safe to load.
+
+A run directory holds ``config.yaml`` (the resolved experiment, written once and never
+overwritten), ``environment.json``, ``metrics.jsonl``, ``checkpoints/last.pt`` and
+``samples.png``. Checkpoints carry the resolved experiment and the plugin versions, so
+``eval`` and ``colorize`` need nothing else; they load with ``torch.load(weights_only=True)``, so
+a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from colorkit.kernel.errors import UsageError
+from colorkit.kernel.files import atomic_open
+from colorkit.kernel.models import MODEL_FILE_KIND
+
+CHECKPOINT_FORMAT = "colorkit-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save a checkpoint atomically: a crash or full disk mid-save keeps the previous file."""
+    with atomic_open(path) as fh:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, fh)
+
+
+def resolve_checkpoint(target: str | Path) -> Path:
+    """A checkpoint file from a path to a checkpoint or to a run directory."""
+    p = Path(target)
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / "best.pt", p / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise UsageError(f"{p}: no checkpoints/best.pt or checkpoints/last.pt in this run directory")
+    if not p.exists():
+        raise UsageError(f"{p}: no such checkpoint file or run directory")
+    return p
+
+
+def _exported_kind(path: Path) -> str | None:
+    """``"ONNX"`` or ``"TorchScript"`` for a file ``colorkit export`` wrote, else ``None``."""
+    import zipfile
+
+    if path.suffix.lower() == ".onnx":
+        return "ONNX"
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith("extra/colorkit.json") for name in archive.namelist()):
+                    return "TorchScript"
+    except OSError:
+        return None
+    return None
+
+
+def load_checkpoint(target: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a colorkit checkpoint safely (``weights_only=True``); errors name the file."""
+    path = resolve_checkpoint(target)
+    exported = _exported_kind(path)
+    if exported:
+        how = ("run it with colorkit colorize --backend onnxruntime --model FILE" if exported == "ONNX"
+               else "load it with torch.jit.load")
+        raise UsageError(f"{path}: an exported {exported} file, not a checkpoint, model or run directory; {how}, "
+                         "or pass the run directory or model name it was exported from")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{path}: not a readable colorkit checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path}: not a colorkit checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+        raise UsageError(f"{path}: checkpoint version {state['version']} is newer than this colorkit; upgrade colorkit")
+    state["path"] = str(path)
+    return state
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    commit = out.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, timeout=5,
+    )
+    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def environment_manifest(*, seed: int, device: torch.device, plugins: dict[str, Any]) -> dict[str, Any]:
+    """Versions, hardware, git commit, seed and device of a run."""
+    from colorkit import __version__
+
+    import numpy
+
+    info: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "colorkit": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "seed": seed,
+        "command": sys.argv,
+        "git_commit_colorkit": _git_commit(Path(__file__).resolve().parent),
+        "git_commit_cwd": _git_commit(Path.cwd()),
+        "plugins": plugins,
+    }
+    if device.type == "cuda":
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -> Path:
+    """Create a run directory; refuse one that already holds a run."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"{stamp}-{label}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = Path(root) / f"{stamp}-{label}-{n}"
+    else:
+        path = Path(out)
+        if (path / "config.yaml").exists():
+            raise UsageError(f"{path}: already holds a run (config.yaml); choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create the run directory ({exc.strerror})") from None
+    return path
+
+
+def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
+                     working_size: int | None = None) -> Path:
+    """Write the model file of a checkpoint or run directory: its experiment, plugin versions,
+    counters and generator weights (the moving average where the run kept one), in half
+    precision unless ``half`` is false, and the ``working_size`` colorize should use (default:
+    the training image size). Written atomically; returns ``out``."""
+    state = load_checkpoint(source)
+    weights = state.get("gen_ema") or state.get("gen")
+    if not isinstance(state.get("experiment"), dict) or not isinstance(weights, dict):
+        raise UsageError(f"{state['path']}: the checkpoint lacks its experiment or generator weights")
+    if half:
+        weights = {k: v.half() if torch.is_floating_point(v) else v for k, v in weights.items()}
+    kept = {k: state[k] for k in ("experiment", "plugins", "epoch", "step", "images", "cpu_seconds") if k in state}
+    out = Path(out)
+    if working_size is not None:
+        if working_size < 1:
+            raise UsageError(f"--working-size must be at least 1, got {working_size}")
+        kept["working_size"] = int(working_size)
+    save_checkpoint(out, {**kept, "kind": MODEL_FILE_KIND, "gen": weights})
+    return out

@@ -1,0 +1,114 @@
+"""Colorize with an exported ONNX model through ONNX Runtime: the graph runs in ONNX Runtime,
+resizing in PIL, and the colour conversions are colorkit's own (:mod:`colorkit.kernel.color`,
+on CPU tensors).
+
+The steps are those of :func:`colorkit.engine.inference.colorize_array`: L* of the
+photo at full size; L* resized (bilinear, antialiased: PIL's filter, which torch's antialiased
+bilinear follows) to the working shape the file's metadata gives; the graph's a*b* upsampled
+bilinearly and joined to the full-size L*; out-of-gamut chroma reduced by the same bisection
+(hue and L* kept). The outputs agree with the PyTorch backend to a level or two of 8-bit RGB
+(``tests/test_export.py`` measures it on real photos).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from colorkit.kernel import color
+from colorkit.kernel.errors import UsageError
+
+@dataclass
+class OnnxModel:
+    """An exported colorkit ONNX file opened with ONNX Runtime."""
+
+    session: Any
+    path: Path
+    size_multiple: int
+    working_size: int
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (onnx)"
+
+
+def load_onnx(path: str | Path, working_size: int | None = None, threads: int | None = None) -> OnnxModel:
+    """Open an ONNX file written by ``colorkit export --format onnx``; errors name the file.
+
+    :param threads: ONNX Runtime's intra-op threads (default: its own choice)."""
+    path = Path(path)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UsageError('--backend onnxruntime needs onnxruntime: pip install "colorkit[onnx]"') from None
+    if not path.is_file():
+        raise UsageError(f"{path}: no such ONNX file; write one with colorkit export MODEL --format onnx --out FILE")
+    try:
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - any load failure is a bad file
+        first = " ".join(str(exc).split())[:200]
+        raise UsageError(f"{path}: not a readable ONNX file ({first})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("colorkit.format") is None:
+        raise UsageError(f"{path}: an ONNX file that colorkit export did not write (no colorkit metadata)")
+    return OnnxModel(session, path, int(meta["colorkit.size_multiple"]),
+                     int(working_size or meta["colorkit.working_size"]), meta.get("colorkit.model", path.stem))
+
+
+def _lightness(rgb: np.ndarray) -> np.ndarray:
+    """L* (``H x W``) of sRGB floats in ``[0, 1]`` (``H x W x 3``), by :func:`colorkit.kernel.color.lightness`."""
+    planes = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    return color.lightness(planes)[0, 0].numpy()
+
+
+def _resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    if plane.shape == (height, width):
+        return plane.astype(np.float32)
+    return np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
+
+
+def _lab_to_rgb_fitted(lab: np.ndarray) -> np.ndarray:
+    """``H x W x 3`` L*a*b* to sRGB in ``[0, 1]``, out-of-gamut chroma reduced first, by
+    :func:`colorkit.kernel.color.lab_to_rgb_fitted`."""
+    planes = torch.from_numpy(np.array(lab, dtype=np.float32)).permute(2, 0, 1)[None]
+    return color.lab_to_rgb_fitted(planes)[0].permute(1, 2, 0).numpy()
+
+
+def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None = None) -> np.ndarray:
+    """Colorize one ``H x W [x 3|4]`` image (uint8, or float in ``[0, 1]``); ``H x W x 3`` uint8.
+
+    Full-resolution work goes in bands of rows, in float32, as the PyTorch backend does."""
+    from colorkit.engine.inference import CHUNK_PIXELS, working_shape
+
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    arr = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
+    height, width = arr.shape[:2]
+    rows = max(1, CHUNK_PIXELS // width)
+    scale = np.float32(1 / 255.0) if arr.dtype == np.uint8 else np.float32(1.0)
+    l_star = np.empty((height, width), dtype=np.float32)
+    for top in range(0, height, rows):
+        band = arr[top : top + rows].astype(np.float32) * scale
+        l_star[top : top + rows] = _lightness(np.broadcast_to(band, (*band.shape[:2], 3)))
+    h, w = working_shape(height, width, int(working_size or model.working_size), model.size_multiple)
+    small = _resize(l_star, h, w)[None, None]
+    ab = model.session.run(None, {"l_star": small})[0][0]
+    a, b = (_resize(ab[i], height, width) for i in range(2))
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, rows):
+        band = slice(top, top + rows)
+        lab = np.stack((l_star[band], a[band], b[band]), axis=-1)
+        out[band] = (np.clip(_lab_to_rgb_fitted(lab), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return out

@@ -1,0 +1,162 @@
+"""The ``colorkit`` command line: thin commands over functions that tests call directly.
+
+User mistakes print one line (``error: ...``) and exit with code 2 (bad input) or 1 (a failure
+while running); no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from colorkit.front.cli_common import fail, get_registry, handle_errors
+from colorkit.kernel.errors import ColorkitError
+from colorkit.kernel.registry import read_registry_file
+
+
+def _registry_defaults() -> dict[str, Any]:
+    """``defaults:`` of registry.yaml, for the help texts (a YAML read: no plugin, no torch); a
+    broken file is reported by the command that needs it, not by ``--help``."""
+    try:
+        return dict(read_registry_file().get("defaults") or {})
+    except ColorkitError:
+        return {}
+
+
+_DEFAULTS = _registry_defaults()
+
+app = typer.Typer(
+    name="colorkit",
+    help="Automatic image colorization with conditional GANs, assembled from plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+@app.command("list")
+@handle_errors
+def list_command(
+    ctx: typer.Context,
+    kind: Annotated[Optional[str], typer.Argument(help="generator, discriminator, loss, dataset, metric or preset")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    options: Annotated[bool, typer.Option("--options", help="Also list each component's options.")] = False,
+) -> None:
+    """List registered components (kind, name, package, description), presets and failed plugins."""
+    from colorkit.front.listing import list_components
+
+    list_components(get_registry(ctx), kind, as_json=as_json, show_options=options)
+
+
+@app.command("run")
+@handle_errors
+def run_command(
+    ctx: typer.Context,
+    gen: Annotated[Optional[str], typer.Option("--gen", help=f"Generator name (default: {_DEFAULTS.get('gen')}).")] = None,
+    disc: Annotated[Optional[str], typer.Option("--disc", help=f"Discriminator name, or none (default: {_DEFAULTS.get('auto_disc')} if the loss needs one).")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss name (default: {_DEFAULTS.get('loss')}).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help=f"Dataset name (default: {_DEFAULTS.get('dataset')}).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Where the dataset's files are (sets dataset.root).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (paper: 5e-4).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names for validation.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Experiment YAML file.")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="A preset from registry.yaml (colorkit list preset).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for any option, e.g. gen.base=32 (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<timestamp>-<names>).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, bf16, fp16 or fp32 (autocast).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory from its last checkpoint.")] = None,
+    fork: Annotated[bool, typer.Option("--fork", help="With --resume and a changed config: continue in a new run directory.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", help="Train with N local processes (DDP through torchrun).", min=1)] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train an experiment assembled from component names and write a run directory."""
+    from colorkit.engine import distributed
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.engine.runs import train
+
+    launching = nproc > 1 and not distributed.env_info().enabled
+    if launching:
+        # Validate here, so that a user mistake is one line rather than one per process.
+        checked = experiment_from_sources(get_registry(ctx), preset=preset, config=config, sets=list(set_ or []),
+                                          cli={"train": {"device": device}} if device else None) if resume is None else None
+        if checked is not None and checked.train.sync_bn and not _cuda_device(checked.train.device):
+            fail("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on the CPU", 2)
+        argv = _argv_without_nproc(sys.argv[1:])
+        code = distributed.launch(nproc, argv)
+        if code:
+            fail(f"distributed run with {nproc} processes failed (exit code {code}); see the messages above", 1)
+        return
+    registry = get_registry(ctx)
+    cli: dict[str, Any] = {}
+    for key, value in (("gen", gen), ("disc", disc), ("loss", loss), ("dataset", dataset)):
+        if value is not None:
+            cli[key] = value
+    train_opts = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
+                                     ("seed", seed), ("device", device), ("precision", precision)) if v is not None}
+    if train_opts:
+        cli["train"] = train_opts
+    if metrics is not None:
+        cli["metrics"] = metrics
+    sets = list(set_ or [])
+    if data_root is not None:
+        sets.insert(0, f"dataset.root={data_root}")
+    exp = None
+    if resume is not None:
+        if preset is not None or config is not None:
+            fail("--resume takes the experiment from the run's config.yaml; drop --preset/--config "
+                 "(flags and --set may change it together with --fork)", 2)
+        if cli or sets:
+            exp = experiment_from_sources(registry, config=resume / "config.yaml", cli=cli, sets=sets)
+    else:
+        exp = experiment_from_sources(registry, preset=preset, config=config, cli=cli, sets=sets)
+    result = train(registry, exp, out, progress=not quiet, resume=resume, fork=fork)
+    from colorkit.engine.distributed import env_info
+
+    if env_info().is_main:
+        best = f"; best {result.best['metric']} {result.best['value']:.4g}" if result.best and result.best["value"] is not None else ""
+        typer.echo(f"run written to {result.run_dir} ({result.steps} steps, {result.images} images, "
+                   f"{result.seconds:.1f} s{best})")
+
+
+def _cuda_device(name: str) -> bool:
+    import torch
+
+    return name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+
+
+def _argv_without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        out.append(arg)
+    return out
+
+
+# --- commands defined in other modules are attached below (keep each on its own line) ---
+from colorkit.front.cli_eval import colorize_command, eval_command, export_command  # noqa: E402
+app.command("eval")(eval_command)
+app.command("colorize")(colorize_command)
+app.command("export")(export_command)
+from colorkit.front.cli_bench import bench_command  # noqa: E402
+app.command("bench")(bench_command)
+from colorkit.front.cli_turing import turing_command  # noqa: E402
+app.command("turing")(handle_errors(turing_command))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+

@@ -1,0 +1,414 @@
+"""The plugin registry: a fresh pluggy manager per call, never a global filled at import time.
+
+``build_registry()`` registers the built-in plugin modules listed in ``registry.yaml`` and then
+the ``colorkit`` entry-point group of installed packages, through the same hooks. Environment:
+
+* ``COLORKIT_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry-point plugins (built-ins only);
+* ``COLORKIT_PLUGINS=a,b``: load only the entry-point plugins whose entry-point name or
+  distribution name is listed.
+
+A third-party plugin that fails to import or to register is recorded in ``Registry.failed`` and
+shown by ``colorkit list``; everything else keeps working. Two plugins registering one name is
+an error naming both packages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import importlib.metadata as md
+import importlib.resources
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import yaml
+
+from colorkit.kernel import hookspecs
+from colorkit.kernel.errors import PluginError, UnknownNameError
+from colorkit.kernel.models import ModelEntry
+from colorkit.kernel.options import NoOptions, build_options
+
+ENTRY_POINT_GROUP = "colorkit"
+DISABLE_ENV = "COLORKIT_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_ENV = "COLORKIT_PLUGINS"
+
+#: kind -> hook name. The order is the order ``colorkit list`` prints.
+KINDS: dict[str, str] = {
+    "generator": "register_generators",
+    "discriminator": "register_discriminators",
+    "loss": "register_losses",
+    "dataset": "register_datasets",
+    "metric": "register_metrics",
+}
+#: The key prefix of each kind in configs and ``--set`` (``gen.base=32``).
+PREFIX = {"generator": "gen", "discriminator": "disc", "loss": "loss", "dataset": "dataset", "metric": "metric"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """One registered component: how to build it and where it came from."""
+
+    kind: str
+    name: str
+    #: The factory, or a ``"module:attr"`` reference to it, imported on first use (so that
+    #: ``colorkit list`` imports no network code).
+    factory: Callable[[Any], Any] | str
+    options: type
+    description: str
+    plugin: str
+    package: str
+    version: str
+
+    def make_options(self, values: dict[str, Any] | None = None) -> Any:
+        """Validated options for this component (unknown or ill-typed keys are rejected)."""
+        return build_options(self.options, values, PREFIX[self.kind])
+
+    def load(self) -> Callable[[Any], Any]:
+        """The factory, imported first when it was registered as a ``"module:attr"`` reference
+        (a class is then checked against its interface, as at registration)."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, attr = self.factory.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"{self.kind} '{self.name}' from package {self.package} {self.version}: cannot import "
+                              f"{self.factory} ({_one_line(exc)})") from None
+        check_interface(self.kind, self.name, factory, self.plugin)
+        return factory
+
+    def build(self, values: dict[str, Any] | Any | None = None) -> Any:
+        """Build the component from raw option values (or an options instance)."""
+        opts = values if isinstance(values, self.options) else self.make_options(values)
+        factory = self.load()
+        built = factory(opts)
+        if not isinstance(factory, type):
+            check_interface(self.kind, self.name, type(built), self.plugin)
+        return built
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedPlugin:
+    """A plugin that could not be loaded or registered; ``error`` is one line."""
+
+    plugin: str
+    package: str
+    error: str
+
+
+def registry_path() -> Path:
+    """The ``registry.yaml`` shipped inside the installed package."""
+    return Path(str(importlib.resources.files("colorkit").joinpath("registry.yaml")))
+
+
+def read_registry_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or registry_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PluginError(f"{path}: registry file not found; reinstall colorkit") from None
+    except yaml.YAMLError as exc:
+        raise PluginError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("plugins", []), list):
+        raise PluginError(f"{path}: expected a mapping with a 'plugins' list")
+    return data
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _package_of(obj: object) -> tuple[str, str]:
+    """Best-effort (distribution, version) of a plugin object registered directly."""
+    module = getattr(obj, "__module__", None) if not hasattr(obj, "__spec__") else obj.__name__  # type: ignore[attr-defined]
+    top = (module or "").split(".")[0]
+    if top:
+        dists = md.packages_distributions().get(top, [])
+        if dists:
+            return dists[0], md.version(dists[0])
+    return f"(local {module or type(obj).__name__})", ""
+
+
+class Registry:
+    """Everything the loaded plugins registered, by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, presets: dict[str, Any],
+                 defaults: dict[str, Any] | None = None) -> None:
+        self.pm = pm
+        self.presets = presets
+        self.defaults = dict(defaults or {})
+        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self.models: dict[str, ModelEntry] = {}
+        self.failed: list[FailedPlugin] = []
+        self._info: dict[str, tuple[str, str]] = {}
+
+    # -- lookup -----------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``, or a one-line error with the closest names."""
+        if kind not in KINDS:
+            raise UnknownNameError(f"unknown component kind '{kind}'; kinds: {', '.join(KINDS)}")
+        found = self.components[kind].get(name)
+        if found is not None:
+            return found
+        names = self.names(kind)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        msg = f"unknown {kind} '{name}'"
+        if close:
+            msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        msg += f" (available: {', '.join(names) or 'none'})"
+        if self.failed:
+            msg += "; plugins that failed to load: " + "; ".join(
+                f"{f.plugin} from {f.package}: {f.error}" for f in self.failed
+            )
+        raise UnknownNameError(msg)
+
+    def build(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+        return self.get(kind, name).build(options)
+
+    def preset(self, name: str) -> dict[str, Any]:
+        if name in self.presets:
+            return self.presets[name]
+        close = difflib.get_close_matches(name, list(self.presets), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownNameError(
+            f"unknown preset '{name}'{hint} (available: {', '.join(sorted(self.presets)) or 'none'})"
+        )
+
+    def __iter__(self):
+        for kind in KINDS:
+            for name in self.names(kind):
+                yield self.components[kind][name]
+
+    # -- loading ----------------------------------------------------------------------------
+    def _add_plugin(self, plugin: object, name: str, package: str, version: str) -> bool:
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break colorkit
+            self.failed.append(FailedPlugin(name, package, _one_line(exc)))
+            return False
+        self._info[name] = (package, version)
+        return True
+
+    def _check_pending(self, builtin: set[str]) -> None:
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+                if name in builtin:
+                    raise PluginError(f"built-in plugin {name}: {exc}") from None
+                package, _ = self._info.get(name, ("?", ""))
+                self.pm.unregister(exc.plugin)
+                self.failed.append(FailedPlugin(name, package, _one_line(exc)))
+
+    def _collect(self, builtin: set[str]) -> None:
+        for kind, hook_name in KINDS.items():
+            for comp in self._call_hook(hook_name, self._component_register(kind), builtin):
+                self._add_unique(self.components[kind], kind, comp)
+        for entry in self._call_hook("register_models", self._model_register(), builtin):
+            self._add_unique(self.models, "model", entry)
+
+    def _call_hook(self, hook_name: str, make: Callable[..., Callable[..., None]], builtin: set[str]) -> list[Any]:
+        """Call a hook through pluggy's hook caller (so ``tryfirst``, ``trylast`` and wrappers
+        apply) with a ``register`` that knows which plugin calls it; returns what was
+        registered. A third-party plugin that raises is recorded in ``failed`` and the hook is
+        called again without it (registering has no side effects); a built-in one raises."""
+        excluded: list[object] = []
+        while True:
+            caller = self.pm.subset_hook_caller(hook_name, excluded) if excluded else getattr(self.pm.hook, hook_name)
+            impls = _by_code(caller.get_hookimpls())
+            added: list[Any] = []
+            try:
+                caller(register=make(added, lambda: self._calling_impl(impls)))
+                return added
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break colorkit
+                impl = _raising_impl(exc, impls)
+                if impl is None or impl.plugin_name in builtin:
+                    raise
+                package, _ = self._info.get(impl.plugin_name, ("?", ""))
+                self.failed.append(FailedPlugin(impl.plugin_name, package, _one_line(exc)))
+                excluded.append(impl.plugin)
+
+    def _calling_impl(self, impls: dict[int, list[Any]]) -> Any:
+        """The hook implementation that called ``register`` (the nearest one up the stack)."""
+        frame = sys._getframe(2)
+        while frame is not None and id(frame.f_code) not in impls:
+            frame = frame.f_back
+        if frame is None:
+            raise PluginError("register() must be called from inside a colorkit hook implementation")
+        return _impl_of(frame, impls)
+
+    def _component_register(self, kind: str) -> Callable[..., Callable[..., None]]:
+        def make(added: list[Component], calling: Callable[[], Any]) -> Callable[..., None]:
+            def register(name: str, factory: Callable[[Any], Any], *, options: type | None = None,
+                         description: str = "") -> None:
+                impl = calling()
+                package, version = self._info.get(impl.plugin_name, ("?", ""))
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a {kind} name must be a non-empty string, got {name!r}")
+                opts = options or NoOptions
+                if not dataclasses.is_dataclass(opts):
+                    raise TypeError(f"{kind} '{name}': options must be a dataclass, got {opts!r}")
+                if isinstance(factory, str):
+                    if not re.fullmatch(r"[\w.]+:\w+", factory) or not description:
+                        raise ValueError(f"{kind} '{name}': a factory given by reference must be 'module:attr' "
+                                         f"and come with a description, got {factory!r}")
+                else:
+                    check_interface(kind, name, factory, impl.plugin_name)
+                doc = description or (getattr(factory, "__doc__", "") or "").strip().split("\n")[0]
+                added.append(Component(kind, name, factory, opts, doc, impl.plugin_name, package, version))
+
+            return register
+
+        return make
+
+    def _model_register(self) -> Callable[..., Callable[..., None]]:
+        def make(added: list[ModelEntry], calling: Callable[[], Any]) -> Callable[..., None]:
+            def register(name: str, weights: str | Path | Callable[[], str | Path], *, sha256: str,
+                         card: str | Path = "", description: str = "") -> None:
+                impl = calling()
+                package, version = self._info.get(impl.plugin_name, ("?", ""))
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+                if not isinstance(sha256, str) or len(sha256) != 64:
+                    raise ValueError(f"model '{name}': sha256 must be the 64-character hex digest of its weights file")
+                source = weights if callable(weights) else Path(weights)
+                added.append(ModelEntry(name, source, sha256.lower(), card, description, impl.plugin_name,
+                                        package, version))
+
+            return register
+
+        return make
+
+    @staticmethod
+    def _add_unique(table: dict[str, Any], what: str, item: Any) -> None:
+        other = table.get(item.name)
+        if other is not None:
+            raise PluginError(
+                f"{what} '{item.name}' is registered twice: by package {other.package} (plugin {other.plugin}) "
+                f"and by package {item.package} (plugin {item.plugin}); uninstall one, or limit plugins with "
+                f"{ALLOW_ENV}"
+            )
+        table[item.name] = item
+
+def _raising_impl(exc: BaseException, impls: dict[int, list[Any]]) -> Any:
+    """The hook implementation deepest in ``exc``'s traceback (the one that raised)."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if id(tb.tb_frame.f_code) in impls:
+            found = _impl_of(tb.tb_frame, impls)
+        tb = tb.tb_next
+    return found
+
+
+def _by_code(hookimpls: list[Any]) -> dict[int, list[Any]]:
+    """Hook implementations by the identity of their code object (two plugins' functions of the
+    same source have equal code objects; two instances of one plugin class share one)."""
+    out: dict[int, list[Any]] = {}
+    for impl in hookimpls:
+        out.setdefault(id(impl.function.__code__), []).append(impl)
+    return out
+
+
+def _impl_of(frame: Any, impls: dict[int, list[Any]]) -> Any:
+    """The implementation running in ``frame``: for a method shared by several plugin
+    instances, the one whose instance is the frame's ``self``."""
+    candidates = impls[id(frame.f_code)]
+    owner = frame.f_locals.get("self")
+    return next((impl for impl in candidates if impl.plugin is owner), candidates[0])
+
+
+def check_interface(kind: str, name: str, factory: Any, plugin: str) -> None:
+    """Refuse a component class that leaves a method of its interface unimplemented, naming the
+    plugin and the method (``abc`` does not enforce this on ``nn.Module`` interfaces). A factory
+    that is a function is checked when it builds (:meth:`Component.build`)."""
+    if not isinstance(factory, type):
+        return
+    from colorkit.kernel import interfaces
+
+    base = {"generator": interfaces.Generator, "discriminator": interfaces.Discriminator,
+            "loss": interfaces.Loss, "dataset": interfaces.Dataset, "metric": interfaces.Metric}[kind]
+    if not issubclass(factory, base):
+        return
+    missing = [attr for attr in dir(base) if getattr(getattr(base, attr, None), "__isabstractmethod__", False)
+               and getattr(getattr(factory, attr, None), "__isabstractmethod__", False)]
+    if missing:
+        raise PluginError(f"plugin {plugin}: {kind} '{name}' ({factory.__name__}) does not implement "
+                          f"{', '.join(m + '()' for m in missing)} of colorkit's {base.__name__}; define it")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def build_registry(
+    *,
+    autoload: bool | None = None,
+    extra_plugins: Iterable[object] = (),
+    registry_file: Path | None = None,
+) -> Registry:
+    """Build a fresh registry.
+
+    :param autoload: load the ``colorkit`` entry-point group; ``None`` means "unless
+        ``COLORKIT_DISABLE_PLUGIN_AUTOLOAD`` is set".
+    :param extra_plugins: plugin objects (modules or instances with ``@hookimpl`` methods)
+        registered after everything else, as tests and notebooks do.
+    :param registry_file: another ``registry.yaml`` (default: the packaged one).
+    """
+    data = read_registry_file(registry_file)
+    pm = pluggy.PluginManager("colorkit")
+    pm.add_hookspecs(hookspecs)
+    reg = Registry(pm, dict(data.get("presets") or {}), data.get("defaults") or {})
+    from colorkit import __version__
+
+    builtin: set[str] = set()
+    for module_name in data.get("plugins", []):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PluginError(f"built-in plugin {module_name} listed in registry.yaml: {_one_line(exc)}") from exc
+        pm.register(module, name=module_name)
+        reg._info[module_name] = ("colorkit", __version__)
+        builtin.add(module_name)
+
+    if autoload is None:
+        autoload = not _env_flag(DISABLE_ENV)
+    if autoload:
+        allow = {a.strip() for a in os.environ.get(ALLOW_ENV, "").split(",") if a.strip()}
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            version = ep.dist.version if ep.dist is not None else ""
+            if allow and ep.name not in allow and dist not in allow:
+                continue
+            label = f"{dist}:{ep.name}"
+            if pm.has_plugin(label):
+                continue
+            try:
+                plugin = ep.load()
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded and shown, never swallowed
+                reg.failed.append(FailedPlugin(label, dist, _one_line(exc)))
+                continue
+            reg._add_plugin(plugin, label, dist, version)
+
+    for plugin in extra_plugins:
+        package, version = _package_of(plugin)
+        label = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__name__}"
+        if pm.has_plugin(label):
+            label = f"{label}#{id(plugin)}"
+        reg._add_plugin(plugin, label, package, version)
+
+    reg._check_pending(builtin)
+    reg._collect(builtin)
+    return reg
