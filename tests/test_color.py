@@ -95,3 +95,31 @@ def test_gray_image_has_no_colour():
     rgb = torch.full((1, 3, 4, 4), 0.5)
     lab = color.rgb_to_lab(rgb)
     assert lab[:, 1:].abs().max().item() < 1e-2
+
+
+@pytest.mark.parametrize("source", ["random", *PHOTOS])
+def test_the_numpy_conversion_of_the_onnx_backend_agrees_with_the_torch_one(source):
+    from colorkit.kernel import color_numpy
+
+    rng = np.random.default_rng(1)
+    if source == "random":
+        rgb = rng.random((48, 64, 3)).astype(np.float32)
+    else:
+        rgb = (getattr(data, source)()[..., :3] / 255.0).astype(np.float32)
+    l_np = color_numpy.lightness(rgb)
+    l_torch = _np(color.lightness(_t(rgb)))[..., 0]
+    assert np.abs(l_np - l_torch).max() < 1e-3
+    # strong, often out-of-gamut colour on that lightness: the gamut bisection is exercised too
+    ab = rng.uniform(-110, 110, size=(*rgb.shape[:2], 2)).astype(np.float32)
+    lab = np.concatenate([l_np[..., None], ab], axis=-1)
+    out_np = color_numpy.lab_to_rgb_fitted(lab)
+    out_torch = _np(color.lab_to_rgb_fitted(_t(lab)))
+    assert np.abs(out_np - out_torch).max() < 1e-4
+
+
+def test_the_numpy_conversion_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, colorkit.kernel.color_numpy; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

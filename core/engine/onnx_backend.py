@@ -1,6 +1,6 @@
 """Colorize with an exported ONNX model through ONNX Runtime: the graph runs in ONNX Runtime,
-resizing in PIL, and the colour conversions are colorkit's own (:mod:`colorkit.kernel.color`,
-on CPU tensors).
+resizing in PIL, and the colour conversions in NumPy (:mod:`colorkit.kernel.color_numpy`, held to
+the torch conversion by the tests): no PyTorch computation in the loop.
 
 The steps are those of :func:`colorkit.engine.inference.colorize_array`: L* of the
 photo at full size; L* resized (bilinear, antialiased: PIL's filter, which torch's antialiased
@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from colorkit.kernel import color
+from colorkit.kernel import color_numpy
 from colorkit.kernel.errors import UsageError
 
 @dataclass
@@ -64,25 +63,12 @@ def load_onnx(path: str | Path, working_size: int | None = None, threads: int | 
                      int(working_size or meta["colorkit.working_size"]), meta.get("colorkit.model", path.stem))
 
 
-def _lightness(rgb: np.ndarray) -> np.ndarray:
-    """L* (``H x W``) of sRGB floats in ``[0, 1]`` (``H x W x 3``), by :func:`colorkit.kernel.color.lightness`."""
-    planes = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    return color.lightness(planes)[0, 0].numpy()
-
-
 def _resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     from PIL import Image
 
     if plane.shape == (height, width):
         return plane.astype(np.float32)
     return np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
-
-
-def _lab_to_rgb_fitted(lab: np.ndarray) -> np.ndarray:
-    """``H x W x 3`` L*a*b* to sRGB in ``[0, 1]``, out-of-gamut chroma reduced first, by
-    :func:`colorkit.kernel.color.lab_to_rgb_fitted`."""
-    planes = torch.from_numpy(np.array(lab, dtype=np.float32)).permute(2, 0, 1)[None]
-    return color.lab_to_rgb_fitted(planes)[0].permute(1, 2, 0).numpy()
 
 
 def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None = None) -> np.ndarray:
@@ -101,7 +87,7 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     l_star = np.empty((height, width), dtype=np.float32)
     for top in range(0, height, rows):
         band = arr[top : top + rows].astype(np.float32) * scale
-        l_star[top : top + rows] = _lightness(np.broadcast_to(band, (*band.shape[:2], 3)))
+        l_star[top : top + rows] = color_numpy.lightness(np.broadcast_to(band, (*band.shape[:2], 3)))
     h, w = working_shape(height, width, int(working_size or model.working_size), model.size_multiple)
     small = _resize(l_star, h, w)[None, None]
     ab = model.session.run(None, {"l_star": small})[0][0]
@@ -110,5 +96,5 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     for top in range(0, height, rows):
         band = slice(top, top + rows)
         lab = np.stack((l_star[band], a[band], b[band]), axis=-1)
-        out[band] = (np.clip(_lab_to_rgb_fitted(lab), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        out[band] = (np.clip(color_numpy.lab_to_rgb_fitted(lab), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return out

@@ -1,6 +1,6 @@
 """sRGB (D65) <-> CIE L*a*b* on batched torch tensors, and the normalisation models use.
 
-The constants are those of ``skimage.color`` (sRGB primaries, D65 white point for the 2 degree
+The constants (:mod:`colorkit.kernel.srgb`) are those of ``skimage.color`` (sRGB primaries, D65 white point for the 2 degree
 observer), so results agree with ``skimage.color.rgb2lab`` / ``lab2rgb``; the tests check it on
 random colours and on real photos. Everything works on ``... x 3 x H x W`` tensors on any device,
 so conversion runs on whole batches where the model runs.
@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import torch
 
-# Linear sRGB -> XYZ (D65), as in skimage.color.colorconv.xyz_from_rgb.
-_XYZ_FROM_RGB = (
-    (0.412453, 0.357580, 0.180423),
-    (0.212671, 0.715160, 0.072169),
-    (0.019334, 0.119193, 0.950227),
-)
-_WHITE_D65 = (0.95047, 1.0, 1.08883)
+from colorkit.kernel.srgb import EPS as _EPS
+from colorkit.kernel.srgb import KAPPA as _KAPPA
+from colorkit.kernel.srgb import WHITE_D65 as _WHITE_D65
+from colorkit.kernel.srgb import XYZ_FROM_RGB as _XYZ_FROM_RGB
 
 L_SCALE = 50.0
 AB_SCALE = 110.0
-
-_EPS = 216.0 / 24389.0  # (6/29)^3
-_KAPPA = 24389.0 / 27.0
 
 
 def _matrix(device: torch.device, dtype: torch.dtype, inverse: bool = False) -> torch.Tensor:
