@@ -1,7 +1,12 @@
 """Turn a finished run into a shipped pretrained model: model file, model card and checksum.
 
-    colorkit run --preset colorkit-cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz --out runs/default-model
-    python benchmarks/default_model.py runs/default-model --name colorkit-cifar10
+    colorkit run --preset colorkit-cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz --out runs/colorkit-cifar10
+    python benchmarks/default_model.py runs/colorkit-cifar10 --name colorkit-cifar10 --checkpoint cpu-30min.pt \
+        --sizes 64,96,128,192
+
+The shipped file was made from the time-to-quality suite's run ``fast-gan-lam300`` seed 0
+(``colorkit bench benchmarks/time-to-quality.yaml --only fast-gan-lam300 --seeds 0``), whose
+resolved experiment is the preset's.
 
 1. The run's checkpoint (``--checkpoint``, default the run's ``last.pt``: the preset keeps no
    validation-selected one, so nothing is chosen on test) is scored on the CIFAR-10 ``test``

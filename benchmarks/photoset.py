@@ -40,6 +40,8 @@ def photos() -> list[tuple[str, str, np.ndarray]]:
     try:
         from sklearn.datasets import load_sample_images
     except ImportError:
+        print("photoset: scikit-learn is not installed, so the photo set has 6 photos, not 8, and its own floor "
+              "(pip install -e \".[bench]\" for the full set)", file=sys.stderr)
         return out
     bunch = load_sample_images()
     for path, image in zip(bunch.filenames, bunch.images):
