@@ -322,8 +322,9 @@ def test_ten_photos_answered_with_keyboard_and_buttons_in_a_real_browser(webdriv
         webdriver.wait("return !document.getElementById('done').hidden")
         assert "your 10 answers are saved" in webdriver.js("return document.body.innerText")
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # stops as Ctrl+C does (SIGINT is ignored under nohup)
         proc.wait(timeout=30)
+    assert proc.returncode == 0 and "prints the results" in proc.stderr.read()
     saved = [json.loads(line) for f in (out / "answers").glob("*.jsonl") for line in f.read_text().splitlines()]
     saved = [a for a in saved if a["type"] == "answer"]
     assert [a["answer"] for a in saved] == answers and all(a["rt_ms"] > 0 for a in saved)
@@ -350,6 +351,6 @@ def test_seconds_hides_each_photo_after_its_time_in_a_real_browser(webdriver, ph
         webdriver.key("f")  # answering after the photo is hidden still counts
         webdriver.wait("return document.getElementById('progress').textContent === 'Image 2 of 2'")
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # stops as Ctrl+C does (SIGINT is ignored under nohup)
         proc.wait(timeout=30)
     assert summarize(out)["answers"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +11,10 @@ import typer
 
 from colorkit.front.cli_common import get_registry
 from colorkit.kernel.errors import UsageError
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def turing_command(
@@ -62,9 +67,11 @@ def turing_command(
     typer.echo(f"visual Turing test: {study.n_images} photos, {len(study.conditions) - 1} model(s); "
                f"open http://{shown}:{bound_port}/ (answers go to {study.folder / 'answers'}; Ctrl+C stops)",
                err=True)
+    previous = signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops it as Ctrl+C does
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         typer.echo(f"stopped; colorkit turing --results {study.folder} prints the results", err=True)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.server_close()
