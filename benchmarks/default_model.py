@@ -78,6 +78,18 @@ def measure(checkpoint: Path, data_root: str, sizes: list[int], registry: Any, l
     return out
 
 
+def photo_figure(name: str, model_file: Path, size: int, path: Path) -> Path:
+    """The wheel photos as ``colorkit colorize`` writes them with the shipped file: grayscale |
+    original | the model at its working size."""
+    import time_to_quality
+    from colorkit.kernel.registry import build_registry
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        photoset.write(tmp)
+        return time_to_quality.photo_grid(build_registry(), [(f"{name} ({size} px)", model_file)], Path(tmp), path)
+
+
 def pick_size(figures: dict[str, Any]) -> int:
     sizes = figures["photos"]["sizes"]
     return int(max(sizes, key=lambda s: sizes[s]["psnr"]))
@@ -233,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"python benchmarks/default_model.py runs/{args.name} --name {args.name} --checkpoint {args.checkpoint}"
                  f" --sizes {args.sizes}", "```", "",
                  f"The card ships as `plugins/weights/{args.name}.md`; training logs are in this folder.", ""]
+    figure = photo_figure(args.name, model_path, size, report_dir / "figures" / "photos.png")
+    reproduce[-2:-2] = [f"![{args.name} on the wheel photos]({figure.relative_to(report_dir).as_posix()})", ""]
     (report_dir / "REPORT.md").write_text(body + "\n".join(reproduce), encoding="utf-8")
     if run_dir is not None:
         for name in ("config.yaml", "metrics.jsonl", "environment.json"):

@@ -275,7 +275,9 @@ def test_default_model_script_writes_file_card_checksum_and_report(run_dir, tmp_
                                     "colorfulness_gap": 0.1 * floor["colorfulness_gap"]}, floor)
     assert not module.meets_target({"mae": floor["mae"] - 1, "psnr": floor["psnr"] + 1,
                                     "colorfulness_gap": 0.61 * floor["colorfulness_gap"]}, floor)
-    assert "Shipped default model" in (report / "REPORT.md").read_text(encoding="utf-8")
+    text = (report / "REPORT.md").read_text(encoding="utf-8")
+    assert "Shipped default model" in text and "](figures/photos.png)" in text
+    assert (report / "figures" / "photos.png").stat().st_size > 1000  # the photos as colorize writes them
     assert (report / "config.yaml").is_file() and not list(report.glob("*.pt"))
     plugin = _model_plugin("tiny", out / "tiny.pt", manifest["sha256"])
     from colorkit.engine.inference import load_model
