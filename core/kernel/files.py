@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,15 +81,53 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         fh.write(data)
 
 
+def atomic_copy(source: Path, path: Path) -> None:
+    """Make ``path`` a copy of the finished file ``source`` atomically: a hard link where the file
+    system has them (no extra space; replacing ``source`` later leaves ``path`` as it was), else
+    a byte copy."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
 def write_new_text(path: Path, text: str) -> None:
-    """Write a file that must not exist yet (the resolved config is never overwritten)."""
+    """Write a file that must not exist yet (the resolved config is never overwritten), whole or
+    not at all: written to a temporary file, then linked to ``path`` (which fails if it exists)."""
     try:
-        with open(path, "x", encoding="utf-8") as fh:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    tmp = Path(name)
+    try:
+        open_mode(fd)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-    except FileExistsError:
-        raise ColorkitError(f"{path}: exists already and is never overwritten") from None
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise ColorkitError(f"{path}: exists already and is never overwritten") from None
+        except OSError:  # a file system without hard links: create exclusively, then fill
+            with open(path, "x", encoding="utf-8") as fh:
+                fh.write(text)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files (``.NAME.XXXX.tmp``) that a killed :func:`atomic_path` left in
+    ``folder``; returns them. Call it only where no other process writes ``folder``."""
+    removed = []
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -1,0 +1,81 @@
+"""Reliability: a run directory is resumable at every instant (issue 15), and what a killed or
+failed write leaves behind is cleaned up. docs/reliability.md lists each promise and its test."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import torch
+
+from test_training import ENV, TINY, assert_same_training, last, run_cli, run_killed
+
+# Kills the process (a real SIGKILL) the first time FUNCTION of colorkit.engine.trainer_state runs.
+KILL_IN = """
+import os, signal, sys
+from colorkit.engine import trainer_state
+name = sys.argv[1]
+original = getattr(trainer_state, name)
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(trainer_state, name, killed)
+from colorkit.front.cli import main
+sys.argv = ["colorkit", *sys.argv[2:]]
+main()
+"""
+
+
+def run_killed_in(function: str, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILL_IN, function, *args], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+
+
+def test_a_kill_between_last_and_best_resumes_and_makes_best(tmp_path):
+    args = ["run", "--epochs", "2", *TINY]
+    whole = tmp_path / "whole"
+    run_cli([*args, "--out", str(whole)])
+    killed = tmp_path / "killed"
+    proc = run_killed_in("save_best_copy", [*args, "--out", str(killed)])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    ckpts = killed / "checkpoints"
+    assert last(killed)["step"] == 6 and not (ckpts / "best.pt").exists()  # last.pt is written first
+    stale = [ckpts / ".last.pt.abcd1234.tmp", killed / ".config.yaml.abcd1234.tmp"]
+    for tmp in stale:
+        tmp.write_bytes(b"half a checkpoint")
+    run_cli(["run", "--resume", str(killed), "-q"])
+    assert_same_training(whole, killed)
+    assert not any(tmp.exists() for tmp in stale)
+    best, whole_best = (torch.load(r / "checkpoints" / "best.pt", weights_only=True) for r in (killed, whole))
+    assert best["best_value"] == whole_best["best_value"]
+    assert all(torch.equal(t, whole_best["gen"][k]) for k, t in best["gen"].items())
+
+
+def test_best_is_written_only_as_a_copy_of_a_finished_last(tmp_path, monkeypatch):
+    from colorkit.engine import trainer_state
+    from cli_helpers import invoke
+
+    written = []
+    save, copy = trainer_state.save_checkpoint, trainer_state.atomic_copy
+    monkeypatch.setattr(trainer_state, "save_checkpoint", lambda p, s: (written.append((p.name, s["step"])), save(p, s)))
+    monkeypatch.setattr(trainer_state, "atomic_copy",
+                        lambda src, dst: (written.append((dst.name, torch.load(src, weights_only=True)["step"])),
+                                          copy(src, dst)))
+    result = invoke(["run", "--epochs", "3", "--set", "train.val_every=2", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    bests = [i for i, (name, _) in enumerate(written) if name == "best.pt"]
+    assert bests and all(written[i - 1] == ("last.pt", written[i][1]) for i in bests), written
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path):
+    args = ["run", "--epochs", "2", *TINY]
+    whole = tmp_path / "whole"
+    run_cli([*args, "--out", str(whole)])
+    killed = tmp_path / "killed"
+    proc = run_killed("SIGKILL", 2, [*args, "--out", str(killed)])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (killed / "config.yaml").is_file() and not (killed / "checkpoints" / "last.pt").exists()
+    proc = run_cli(["run", "--resume", str(killed), "-q"])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"--resume {killed}: no checkpoint yet; training starts again from step 0 in this directory"]
+    assert_same_training(whole, killed)
