@@ -79,3 +79,29 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"--resume {killed}: no checkpoint yet; training starts again from step 0 in this directory"]
     assert_same_training(whole, killed)
+
+
+def test_resume_refuses_a_config_that_is_not_the_checkpoint_experiment(tmp_path):
+    from cli_helpers import invoke, one_line_error
+
+    run = tmp_path / "run"
+    assert invoke(["run", "--epochs", "1", *TINY, "--out", str(run)]).exit_code == 0
+    config = run / "config.yaml"
+    text = config.read_text()
+    cut = text[:text.index("\ndataset:")] + "\n"  # cut short, still valid YAML: dataset and train fall back
+    config.write_text(cut)
+    line = one_line_error(invoke(["run", "--resume", str(run), "-q"]))
+    assert f"{config}: does not match the experiment in" in line and "first difference: dataset." in line, line
+    assert config.read_text() == cut and last(run)["step"] == 6  # nothing touched
+
+
+def test_the_config_is_written_whole_and_never_overwritten(tmp_path):
+    from colorkit.kernel.errors import ColorkitError
+    from colorkit.kernel.files import write_new_text
+    import pytest
+
+    path = tmp_path / "config.yaml"
+    write_new_text(path, "a: 1\n")
+    with pytest.raises(ColorkitError, match="never overwritten"):
+        write_new_text(path, "a: 2\n")
+    assert path.read_text() == "a: 1\n" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]

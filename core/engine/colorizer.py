@@ -47,6 +47,7 @@ class LoadedImage:
     rgb: np.ndarray  # H x W x 3, uint8 or float32 in [0, 1] (16-bit and float inputs)
     alpha: np.ndarray | None  # H x W uint8
     icc_profile: bytes | None
+    frames: int = 1  # an animated GIF/PNG/WebP or a multi-page TIFF: only the first is read
 
 
 def read_image(path: str | Path) -> LoadedImage:
@@ -55,7 +56,9 @@ def read_image(path: str | Path) -> LoadedImage:
 
     with Image.open(path) as im:
         im.load()
-        return _from_pil(ImageOps.exif_transpose(im))
+        loaded = _from_pil(ImageOps.exif_transpose(im))
+        loaded.frames = int(getattr(im, "n_frames", 1) or 1)
+        return loaded
 
 
 def _from_pil(im: Any) -> LoadedImage:
@@ -208,7 +211,8 @@ def colorize_files(
         run directory or a :class:`LoadedModel`.
     :param fmt: ``png`` (lossless: the output's L* is the input's within 1) or ``jpeg``.
     :param on_problem: called with ``(path, one-line reason)`` for each file that fails or is
-        skipped, as it happens.
+        skipped, as it happens, and for a multi-frame image of which only the first frame was
+        colorized.
     :param backend: ``torch``, or ``onnxruntime`` for an ONNX file from ``colorkit export``
         (:mod:`colorkit.engine.onnx_backend`: no PyTorch computation).
     """
@@ -262,6 +266,9 @@ def colorize_files(
                         on_problem(job.source, reason)
                 else:
                     report.written.append(job.dest)
+                    if image.frames > 1 and on_problem:
+                        on_problem(job.source, f"has {image.frames} frames; only the first was colorized "
+                                               "(split it into single images to colorize every frame)")
             bar.update(task, advance=1, parts=job.source.name)
     return report
 
