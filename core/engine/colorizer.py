@@ -110,9 +110,17 @@ def _suffix_for(source: Path, fmt: str) -> str:
     return FORMATS[fmt]
 
 
+def _resolve(path: Path, role: str) -> Path:
+    """``path.resolve()``; a symbolic link loop is a one-line error naming the link."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        raise UsageError(f"{role}{path}: a symbolic link loop; remove or fix the link") from None
+
+
 def find_inputs(inputs: Sequence[str | Path], out: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """``(source, relative output path)`` pairs for files and folders, and the missing inputs."""
-    out_resolved = out.resolve()
+    out_resolved = _resolve(out, "--out ")
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
     for raw in inputs:
@@ -121,11 +129,12 @@ def find_inputs(inputs: Sequence[str | Path], out: Path) -> tuple[list[tuple[Pat
             for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
                 here = Path(dirpath)
                 # Skip hidden folders, and the output folder when it lies inside an input folder.
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != out_resolved)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _resolve(here / d, "") != out_resolved)
                 for name in sorted(filenames):
                     if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                         continue
                     src = here / name
+                    _resolve(src, "")
                     found.append((src, src.relative_to(p)))
         elif p.is_file():
             found.append((p, Path(p.name)))

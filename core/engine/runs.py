@@ -91,6 +91,9 @@ def _resume(registry: Registry, resume_dir: Path, exp: Experiment | None,
             f"--resume {resume_dir}: the experiment differs from its config.yaml in {', '.join(diff)}; "
             "pass --fork (with --out NEW_DIR) to continue in a new run directory"
         )
+    if fork and not diff:
+        raise UsageError(f"--fork: the experiment is the one in {config}, so there is nothing to fork; drop --fork "
+                         f"(and --out) to continue {resume_dir}, or change an option (e.g. --set) to fork")
     ckpt = resume_dir / "checkpoints" / "last.pt"
     state = None
     if ckpt.is_file():

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +45,29 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | Path, option: str = "") -> None:
+    """Refuse, before any work, a file path that cannot be written: a folder, under a file, or
+    in a folder without write permission (``option`` names the flag in the message)."""
+    path = Path(path)
+    name = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise UsageError(f"{name}: is a folder; give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{name}: {folder} is not a folder; give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{name}: the folder {folder} is not writable; give another path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; when the block ends without error
     it is flushed to disk and renamed over ``path``, on any error it is removed. A folder that
     cannot be written is a one-line error naming it."""
     path = Path(path)
+    check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -128,6 +146,46 @@ def remove_stale_temps(folder: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+#: The largest YAML or text file colorkit reads (a config, a suite): bigger is not one of them.
+MAX_TEXT_BYTES = 1 << 20
+
+
+def read_text_file(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """A small UTF-8 text file, read whole; anything else (missing, a folder, a pipe, binary,
+    over ``limit`` bytes) is a one-line error naming it. Reading is bounded: it cannot hang."""
+    p = Path(path)
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise UsageError(f"{p}: is a folder, not a {what}" if p.is_dir() else f"{p}: not a regular {what}")
+        with open(p, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{p}: {what} not found") from None
+    except OSError as exc:
+        raise UsageError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise UsageError(f"{p}: over {limit // 1024} KiB, too large for a {what}; check the path")
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{p}: a binary file, not a {what} (not UTF-8 text)") from None
+
+
+def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
+    """The YAML in a file read with :func:`read_text_file`; bad YAML is a one-line error."""
+    import yaml
+
+    text = read_text_file(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid YAML (nested too deeply)") from None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
