@@ -105,3 +105,93 @@ def test_the_config_is_written_whole_and_never_overwritten(tmp_path):
     with pytest.raises(ColorkitError, match="never overwritten"):
         write_new_text(path, "a: 2\n")
     assert path.read_text() == "a: 1\n" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+# A full disk, injected without root: the Nth checkpoint's torch.save, or the Nth write to
+# metrics.jsonl, fails with ENOSPC (torch wraps the file's OSError in a RuntimeError, as here).
+DISK_FULL = """
+import errno, sys
+import torch
+from colorkit.engine import checkpoints
+from colorkit.kernel import files
+what, n = sys.argv[1], int(sys.argv[2])
+calls = {"n": 0}
+def full():
+    raise OSError(errno.ENOSPC, "No space left on device")
+real_save, real_open = torch.save, open
+def save(obj, fh):
+    calls["n"] += 1
+    if calls["n"] < n:
+        return real_save(obj, fh)
+    fh.write(b"half a checkpoint")
+    try:
+        full()
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 46 vs 0")
+class HalfWriter:
+    def __init__(self, fh):
+        self.fh = fh
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.fh.close()
+    def write(self, data):
+        self.fh.write(data[:7])
+        self.fh.flush()
+        full()
+def log_open(path, mode="r", *args, **kwargs):
+    fh = real_open(path, mode, *args, **kwargs)
+    if "a" in mode and str(path).endswith("metrics.jsonl"):
+        calls["n"] += 1
+        if calls["n"] >= n:
+            return HalfWriter(fh)
+    return fh
+if what == "checkpoint":
+    checkpoints.torch.save = save
+else:
+    files.open = log_open
+from colorkit.front.cli import main
+sys.argv = ["colorkit", *sys.argv[3:]]
+main()
+"""
+
+
+def run_disk_full(what: str, n: int, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", DISK_FULL, what, str(n), *args], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_last_one_and_says_so(tmp_path):
+    from colorkit.kernel.files import read_jsonl
+
+    args = ["run", "--epochs", "2", "--set", "train.ckpt_every=2", "--metrics", "mae", *TINY]
+    run = tmp_path / "run"
+    proc = run_disk_full("checkpoint", 2, [*args, "--out", str(run)])  # the step-4 save fails
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    ckpt = run / "checkpoints" / "last.pt"
+    assert len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: not written, the disk is full ("), lines
+    assert "MB free, at least" in lines[0] and "MB more needed" in lines[0] and "previous last.pt is kept" in lines[0]
+    assert last(run)["step"] == 2 and [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]
+    read_jsonl(run / "metrics.jsonl")
+    proc = run_disk_full("checkpoint", 1, ["run", "--resume", str(run), "-q"])  # --resume on a full disk
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "the disk is full" in lines[0], proc.stderr
+    assert last(run)["step"] == 2 and [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]
+    run_cli(["run", "--resume", str(run), "-q"])  # space freed: the run continues
+    assert last(run)["step"] == 12
+
+
+def test_disk_full_during_a_log_write_leaves_whole_lines_and_a_loadable_checkpoint(tmp_path):
+    from colorkit.kernel.files import read_jsonl
+
+    args = ["run", "--epochs", "2", "--set", "train.ckpt_every=2", *TINY]
+    run = tmp_path / "run"
+    proc = run_disk_full("log", 5, [*args, "--out", str(run)])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run / 'metrics.jsonl'}: not written, the disk is full")
+    assert len(read_jsonl(run / "metrics.jsonl")) == 4  # the half-written fifth line was cut off
+    assert last(run)["step"] >= 2
+    run_cli(["run", "--resume", str(run), "-q"])
+    assert last(run)["step"] == 12

@@ -10,6 +10,7 @@ images, downloads) goes through it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, DiskFullError, UsageError
 
 
 def open_mode(fd: int) -> None:
@@ -43,6 +44,42 @@ def _fsync(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A failed write for lack of space: ``ENOSPC``/``EDQUOT`` on the exception or on what it
+    wraps (``torch.save`` raises a ``RuntimeError`` over the file's ``OSError``)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def disk_full_error(path: Path, needed: int) -> DiskFullError:
+    """The one line of a write that failed for lack of space: the file, the free and the needed
+    space, and that the previous version is kept."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    kept = f"the previous {path.name} is kept; " if path.is_file() else ""
+    return DiskFullError(f"{path}: not written, the disk is full ({free / 1e6:.1f} MB free, at least "
+                         f"{max(needed, 1) / 1e6:.1f} MB more needed); {kept}free some space and run the command "
+                         "again (colorkit run --resume RUN_DIR continues a run)")
 
 
 def check_writable(path: str | Path, option: str = "") -> None:
@@ -80,8 +117,11 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = _size(tmp)
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full_error(path, max(written, _size(path))) from None
         raise
     _fsync(path.parent)
 
@@ -132,6 +172,10 @@ def write_new_text(path: Path, text: str) -> None:
         except OSError:  # a file system without hard links: create exclusively, then fill
             with open(path, "x", encoding="utf-8") as fh:
                 fh.write(text)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(path, len(text.encode())) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     _fsync(path.parent)
@@ -189,8 +233,18 @@ def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=False) + "\n")
+    """Append one JSON line, whole or not at all: a failed write (a full disk) is cut back off."""
+    data = (json.dumps(record, sort_keys=False) + "\n").encode("utf-8")
+    size = _size(path)
+    try:
+        with open(path, "ab") as fh:
+            fh.write(data)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.truncate(path, size)
+        if is_disk_full(exc):
+            raise disk_full_error(path, len(data)) from None
+        raise
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
