@@ -195,3 +195,16 @@ def test_disk_full_during_a_log_write_leaves_whole_lines_and_a_loadable_checkpoi
     assert last(run)["step"] >= 2
     run_cli(["run", "--resume", str(run), "-q"])
     assert last(run)["step"] == 12
+
+
+def test_two_runs_with_the_same_out_train_one_and_refuse_the_other(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "colorkit", "run", "--epochs", "1", *TINY, "--out", str(run)]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    lines = [line for line in refused.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run}: ") and "Traceback" not in refused, refused
+    assert last(run)["step"] == 6

@@ -146,8 +146,38 @@ def environment_manifest(*, seed: int, device: torch.device, plugins: dict[str, 
     return info
 
 
+class RunLock:
+    """An exclusive lock on a run directory (``.lock``, an ``flock``): one process trains in it
+    at a time. The operating system drops it when the process ends, however it ends, so a
+    killed run never leaves its directory locked. No-op where ``fcntl`` is missing (Windows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._fh = path, None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        try:
+            fh = open(path / ".lock", "a")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot use this run directory ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise UsageError(f"{path}: another colorkit process is training in this run directory; wait for it "
+                             "to end or choose another --out") from None
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -> Path:
-    """Create a run directory; refuse one that already holds a run."""
+    """Create a run directory; refuse one that already holds a run. The caller locks it
+    (:class:`RunLock`) and checks again that it holds no run."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(root) / f"{stamp}-{label}"

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from colorkit.engine import distributed as ckdist
-from colorkit.engine.checkpoints import environment_manifest, load_checkpoint, new_run_dir
+from colorkit.engine.checkpoints import RunLock, environment_manifest, load_checkpoint, new_run_dir
 from colorkit.engine.devices import pick_device
 from colorkit.engine.training import RunResult, Trainer
 from colorkit.kernel.errors import UsageError
@@ -32,22 +32,46 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
     that must equal the saved one, unless ``fork`` is set: then a new run directory (``out``)
     gets the new config and training continues there from the resumed run's checkpoint.
     """
+    info = ckdist.env_info()
+    locks: list[RunLock] = []  # held until training ends
+    try:
+        return _train(registry, exp, out, progress=progress, resume=resume, fork=fork, console=console, info=info,
+                      locks=locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _lock(path: Path, info: ckdist.DistInfo, locks: list[RunLock], new: bool = False) -> None:
+    """Lock a run directory on rank 0; a new one must still hold no run once locked."""
+    if info.is_main:
+        locks.append(RunLock(path))
+        if new and (path / "config.yaml").exists():
+            raise UsageError(f"{path}: already holds a run (config.yaml); choose another --out")
+
+
+def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *, progress: bool,
+           resume: str | Path | None, fork: bool, console: Any, info: ckdist.DistInfo,
+           locks: list[RunLock]) -> RunResult:
     state = None
     run_dir: Path | None = None
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
+        if (resume_dir / "config.yaml").is_file():
+            _lock(resume_dir, info, locks)
         state, exp, run_dir = _resume(registry, resume_dir, exp, fork)
     if exp is None:
         raise UsageError("nothing to train: give an experiment or --resume RUN_DIR")
-    info = ckdist.env_info()
     ckdist.init(info, pick_device(exp.train.device, info.local_rank))
     try:
         # Build everything first: a bad component or option leaves no empty run directory behind.
         trainer = Trainer.from_experiment(registry, exp, run_dir or Path(), progress=progress, console=console,
                                           info=info)
         if run_dir is None:
-            made = str(new_run_dir(out, exp.label)) if info.is_main else None
-            run_dir = trainer.run_dir = Path(ckdist.broadcast_object(made, info))
+            made = new_run_dir(out, exp.label) if info.is_main else None
+            if made is not None:
+                _lock(made, info, locks, new=True)
+            run_dir = trainer.run_dir = Path(ckdist.broadcast_object(str(made) if made else None, info))
         if state is not None:
             trainer.load_state(state)
         if info.is_main:
