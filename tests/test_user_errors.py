@@ -110,3 +110,14 @@ def test_an_unexpected_failure_is_one_line_and_its_traceback_needs_debug(tmp_pat
     assert "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB" in line and "COLORKIT_DEBUG=1" in line
     proc = subprocess.run(run, capture_output=True, text=True, env={**ENV, "COLORKIT_DEBUG": "1"}, timeout=120)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "CUDA out of memory" in proc.stderr
+
+
+def test_nproc_validates_the_experiment_its_flags_make_before_launching(tmp_path):
+    # The flags (--gen, --dataset, --set ...) are part of what --nproc checks: one line, no launch.
+    line = one_line(colorkit(["run", "--nproc", "2", "--gen", "no-such-gen", "--device", "cpu",
+                              "--out", tmp_path / "run"]))
+    assert "no-such-gen" in line
+    line = one_line(colorkit(["run", "--nproc", "2", "--dataset", "samples", "--set", "dataset.val_fraction=0.2",
+                              "--device", "cpu", "--out", tmp_path / "run"]))
+    assert "val_fraction" in line
+    assert not (tmp_path / "run").exists()
