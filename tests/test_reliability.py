@@ -3,6 +3,7 @@ failed write leaves behind is cleaned up. docs/reliability.md lists each promise
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import sys
@@ -11,23 +12,52 @@ import torch
 
 from test_training import ENV, TINY, assert_same_training, last, run_cli, run_killed
 
-# Kills the process (a real SIGKILL) the first time FUNCTION of colorkit.engine.trainer_state runs.
-KILL_IN = """
+# Kills the process with a real SIGKILL at the Nth call of one moment of a run: a training step,
+# a validation, the middle of a checkpoint write, between last.pt and its best.pt copy, the middle
+# of a log line, the config write.
+KILL_AT = """
 import os, signal, sys
-from colorkit.engine import trainer_state
-name = sys.argv[1]
-original = getattr(trainer_state, name)
-def killed(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
-setattr(trainer_state, name, killed)
+from colorkit.engine import checkpoints, runs, trainer_state, training
+kind, n = sys.argv[1], int(sys.argv[2])
+calls = [0]
+def kill_on_nth(original, before=None):
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] >= n:
+            if before:
+                before(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return wrapper
+def half_checkpoint(obj, fh):
+    fh.write(b"half a checkpoint")
+    fh.flush()
+def half_line(path, record):
+    with open(path, "a") as fh:
+        fh.write('{"event": "ste')
+def config_temp(path, text):
+    (path.parent / f".{path.name}.killed.tmp").write_text(text[:10])
+if kind == "step":
+    training.Trainer.train_batch = kill_on_nth(training.Trainer.train_batch)
+elif kind == "validate":
+    training.Trainer.validate = kill_on_nth(training.Trainer.validate)
+elif kind == "save":
+    checkpoints.torch.save = kill_on_nth(checkpoints.torch.save, half_checkpoint)
+elif kind == "best":
+    trainer_state.save_best_copy = kill_on_nth(trainer_state.save_best_copy)
+elif kind == "log":
+    training.append_jsonl = kill_on_nth(training.append_jsonl, half_line)
+elif kind == "config":
+    runs.write_new_text = kill_on_nth(runs.write_new_text, config_temp)
 from colorkit.front.cli import main
-sys.argv = ["colorkit", *sys.argv[2:]]
+sys.argv = ["colorkit", *sys.argv[3:]]
 main()
 """
+MOMENTS = ["step", "validate", "save", "log"]  # each happens in every process that trains (best: not always)
 
 
-def run_killed_in(function: str, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", KILL_IN, function, *args], capture_output=True, text=True,
+def run_killed_at(kind: str, n: int, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILL_AT, kind, str(n), *args], capture_output=True, text=True,
                           env=ENV, timeout=300)
 
 
@@ -36,7 +66,7 @@ def test_a_kill_between_last_and_best_resumes_and_makes_best(tmp_path):
     whole = tmp_path / "whole"
     run_cli([*args, "--out", str(whole)])
     killed = tmp_path / "killed"
-    proc = run_killed_in("save_best_copy", [*args, "--out", str(killed)])
+    proc = run_killed_at("best", 1, [*args, "--out", str(killed)])
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ckpts = killed / "checkpoints"
     assert last(killed)["step"] == 6 and not (ckpts / "best.pt").exists()  # last.pt is written first
@@ -208,3 +238,27 @@ def test_two_runs_with_the_same_out_train_one_and_refuse_the_other(tmp_path):
     lines = [line for line in refused.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {run}: ") and "Traceback" not in refused, refused
     assert last(run)["step"] == 6
+
+
+def test_twenty_sigkills_at_random_moments_then_resumes_end_bit_identical(tmp_path):
+    """One run killed 20 times (each resume killed again), at seeded random moments: steps,
+    validations, checkpoint and log writes, the config write, the first epoch; it finishes with
+    the weights and logs of an uninterrupted run."""
+    rng = random.Random(15)
+    args = ["run", "--epochs", "6", "--set", "train.ckpt_every=4", "--set", "train.val_every=5", *TINY]
+    whole = tmp_path / "whole"
+    run_cli([*args, "--out", str(whole)])
+    killed = tmp_path / "killed"
+    kills, done = 0, []
+    for i in range(20):
+        kind = "config" if i == 0 else rng.choice(MOMENTS)  # only a new run writes its config
+        started = (killed / "config.yaml").is_file()
+        command = ["run", "--resume", str(killed), "-q"] if started else [*args, "--out", str(killed)]
+        proc = run_killed_at(kind, rng.randint(1, 2), command)
+        assert proc.returncode in (0, -signal.SIGKILL), (kind, proc.stderr[-2000:])
+        kills += proc.returncode == -signal.SIGKILL
+        done.append((kind, proc.returncode))
+    assert kills >= 18, done
+    run_cli(["run", "--resume", str(killed), "-q"] if (killed / "config.yaml").is_file() else [*args, "--out", str(killed)])
+    assert_same_training(whole, killed)
+    assert not list(killed.rglob(".*.tmp"))
