@@ -262,3 +262,14 @@ def test_twenty_sigkills_at_random_moments_then_resumes_end_bit_identical(tmp_pa
     run_cli(["run", "--resume", str(killed), "-q"] if (killed / "config.yaml").is_file() else [*args, "--out", str(killed)])
     assert_same_training(whole, killed)
     assert not list(killed.rglob(".*.tmp"))
+
+
+def test_the_reliability_page_names_only_tests_that_exist():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    named = set(re.findall(r"`tests/(test_\w+\.py)::(test_\w+)`", (root / "docs" / "reliability.md").read_text()))
+    assert len(named) >= 20
+    missing = [f"{f}::{t}" for f, t in sorted(named) if f"\ndef {t}(" not in (root / "tests" / f).read_text()]
+    assert not missing
