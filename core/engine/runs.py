@@ -16,10 +16,10 @@ import yaml
 from colorkit.engine import distributed as ckdist
 from colorkit.engine.checkpoints import RunLock, environment_manifest, load_checkpoint, new_run_dir
 from colorkit.engine.devices import pick_device
+from colorkit.engine.trainer_state import save_best_copy
 from colorkit.engine.training import RunResult, Trainer
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict, load_yaml_file
-from colorkit.engine.trainer_state import save_best_copy
 from colorkit.kernel.files import atomic_write_bytes, remove_stale_temps, write_new_text
 from colorkit.kernel.registry import Registry
 

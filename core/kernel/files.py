@@ -88,14 +88,14 @@ def check_writable(path: str | Path, option: str = "") -> None:
     path = Path(path)
     name = f"{option} {path}" if option else str(path)
     if path.is_dir():
-        raise UsageError(f"{name}: is a folder; give a file name")
+        raise UsageError(f"{name}: cannot write there (it is a folder); give a file name")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise UsageError(f"{name}: {folder} is not a folder; give another path")
+        raise UsageError(f"{name}: cannot write there ({folder} is not a folder); give another path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{name}: the folder {folder} is not writable; give another path")
+        raise UsageError(f"{name}: cannot write there (the folder {folder} is not writable); give another path")
 
 
 @contextlib.contextmanager
