@@ -71,6 +71,20 @@ def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
     line = one_line_error(invoke(["eval", bad, "-q"]))
     assert "evil.pt" in line
     assert not marker.exists()
+    # The refusal names what the file holds and never passes on PyTorch's advice to load unsafely.
+    assert "io.open" in line and "weights_only" not in line and "trust" in line
+
+
+def test_an_animated_gif_is_reported_in_one_line(run_dir, tmp_path):
+    frames = [Image.fromarray(np.full((24, 24, 3), v, np.uint8)) for v in (40, 120, 200)]
+    gif = tmp_path / "in" / "anim.gif"
+    gif.parent.mkdir()
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    result = invoke(["colorize", run_dir, gif.parent, "--out", tmp_path / "out", "-q"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "anim.gif" in line]
+    assert len(notes) == 1 and "has 3 frames; only the first was colorized" in notes[0], result.output
+    assert (tmp_path / "out" / "anim.png").is_file()
 
 
 def test_missing_generator_plugin_names_the_package_and_version(run_dir, tmp_path):

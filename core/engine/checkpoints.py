@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -75,14 +76,26 @@ def load_checkpoint(target: str | Path, map_location: str | torch.device = "cpu"
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path}: not a readable colorkit checkpoint ({first[:200]})") from None
+        raise UsageError(f"{path}: not a readable colorkit checkpoint ({_load_failure(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"{path}: not a colorkit checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     if int(state.get("version", 0)) > CHECKPOINT_VERSION:
         raise UsageError(f"{path}: checkpoint version {state['version']} is newer than this colorkit; upgrade colorkit")
     state["path"] = str(path)
     return state
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words. A file refused for holding code never gets
+    PyTorch's advice to load it unsafely, only what it holds."""
+    text = str(exc).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        what = f"the Python object {found.group(1)[:100]}" if found else "a Python object"
+        return (f"refused: it holds {what}, not only tensors, and loading it could run code; "
+                "colorkit loads only plain weights, so get the file from a source you trust or re-export it")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:200]
 
 
 def _git_commit(folder: Path) -> str | None:
@@ -133,8 +146,38 @@ def environment_manifest(*, seed: int, device: torch.device, plugins: dict[str, 
     return info
 
 
+class RunLock:
+    """An exclusive lock on a run directory (``.lock``, an ``flock``): one process trains in it
+    at a time. The operating system drops it when the process ends, however it ends, so a
+    killed run never leaves its directory locked. No-op where ``fcntl`` is missing (Windows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._fh = path, None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        try:
+            fh = open(path / ".lock", "a")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot use this run directory ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise UsageError(f"{path}: another colorkit process is training in this run directory; wait for it "
+                             "to end or choose another --out") from None
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -> Path:
-    """Create a run directory; refuse one that already holds a run."""
+    """Create a run directory; refuse one that already holds a run. The caller locks it
+    (:class:`RunLock`) and checks again that it holds no run."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(root) / f"{stamp}-{label}"

@@ -47,6 +47,7 @@ class LoadedImage:
     rgb: np.ndarray  # H x W x 3, uint8 or float32 in [0, 1] (16-bit and float inputs)
     alpha: np.ndarray | None  # H x W uint8
     icc_profile: bytes | None
+    frames: int = 1  # an animated GIF/PNG/WebP or a multi-page TIFF: only the first is read
 
 
 def read_image(path: str | Path) -> LoadedImage:
@@ -55,7 +56,9 @@ def read_image(path: str | Path) -> LoadedImage:
 
     with Image.open(path) as im:
         im.load()
-        return _from_pil(ImageOps.exif_transpose(im))
+        loaded = _from_pil(ImageOps.exif_transpose(im))
+        loaded.frames = int(getattr(im, "n_frames", 1) or 1)
+        return loaded
 
 
 def _from_pil(im: Any) -> LoadedImage:
@@ -107,9 +110,17 @@ def _suffix_for(source: Path, fmt: str) -> str:
     return FORMATS[fmt]
 
 
+def _resolve(path: Path, role: str) -> Path:
+    """``path.resolve()``; a symbolic link loop is a one-line error naming the link."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        raise UsageError(f"{role}{path}: a symbolic link loop; remove or fix the link") from None
+
+
 def find_inputs(inputs: Sequence[str | Path], out: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """``(source, relative output path)`` pairs for files and folders, and the missing inputs."""
-    out_resolved = out.resolve()
+    out_resolved = _resolve(out, "--out ")
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
     for raw in inputs:
@@ -118,11 +129,12 @@ def find_inputs(inputs: Sequence[str | Path], out: Path) -> tuple[list[tuple[Pat
             for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
                 here = Path(dirpath)
                 # Skip hidden folders, and the output folder when it lies inside an input folder.
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != out_resolved)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _resolve(here / d, "") != out_resolved)
                 for name in sorted(filenames):
                     if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                         continue
                     src = here / name
+                    _resolve(src, "")
                     found.append((src, src.relative_to(p)))
         elif p.is_file():
             found.append((p, Path(p.name)))
@@ -208,7 +220,8 @@ def colorize_files(
         run directory or a :class:`LoadedModel`.
     :param fmt: ``png`` (lossless: the output's L* is the input's within 1) or ``jpeg``.
     :param on_problem: called with ``(path, one-line reason)`` for each file that fails or is
-        skipped, as it happens.
+        skipped, as it happens, and for a multi-frame image of which only the first frame was
+        colorized.
     :param backend: ``torch``, or ``onnxruntime`` for an ONNX file from ``colorkit export``
         (:mod:`colorkit.engine.onnx_backend`: no PyTorch computation).
     """
@@ -262,6 +275,9 @@ def colorize_files(
                         on_problem(job.source, reason)
                 else:
                     report.written.append(job.dest)
+                    if image.frames > 1 and on_problem:
+                        on_problem(job.source, f"has {image.frames} frames; only the first was colorized "
+                                               "(split it into single images to colorize every frame)")
             bar.update(task, advance=1, parts=job.source.name)
     return report
 

@@ -7,18 +7,20 @@ last checkpoint (``--fork``: in a new directory with a changed config).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from colorkit.engine import distributed as ckdist
-from colorkit.engine.checkpoints import environment_manifest, load_checkpoint, new_run_dir
+from colorkit.engine.checkpoints import RunLock, environment_manifest, load_checkpoint, new_run_dir
 from colorkit.engine.devices import pick_device
+from colorkit.engine.trainer_state import save_best_copy
 from colorkit.engine.training import RunResult, Trainer
 from colorkit.kernel.errors import UsageError
-from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict
-from colorkit.kernel.files import atomic_write_bytes, write_new_text
+from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict, load_yaml_file
+from colorkit.kernel.files import atomic_write_bytes, remove_stale_temps, write_new_text
 from colorkit.kernel.registry import Registry
 
 
@@ -30,49 +32,62 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
     that must equal the saved one, unless ``fork`` is set: then a new run directory (``out``)
     gets the new config and training continues there from the resumed run's checkpoint.
     """
+    info = ckdist.env_info()
+    locks: list[RunLock] = []  # held until training ends
+    try:
+        return _train(registry, exp, out, progress=progress, resume=resume, fork=fork, console=console, info=info,
+                      locks=locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _lock(path: Path, info: ckdist.DistInfo, locks: list[RunLock], new: bool = False) -> None:
+    """Lock a run directory on rank 0; a new one must still hold no run once locked."""
+    if info.is_main:
+        locks.append(RunLock(path))
+        if new and (path / "config.yaml").exists():
+            raise UsageError(f"{path}: already holds a run (config.yaml); choose another --out")
+
+
+def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *, progress: bool,
+           resume: str | Path | None, fork: bool, console: Any, info: ckdist.DistInfo,
+           locks: list[RunLock]) -> RunResult:
     state = None
     run_dir: Path | None = None
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
-        if not (resume_dir / "config.yaml").is_file():
-            raise UsageError(f"--resume {resume_dir}: not a run directory (no config.yaml)")
-        ckpt = resume_dir / "checkpoints" / "last.pt"
-        if not ckpt.is_file():
-            raise UsageError(f"--resume {resume_dir}: no checkpoints/last.pt yet; start a new run instead")
-        saved_dict = yaml.safe_load((resume_dir / "config.yaml").read_text(encoding="utf-8"))
-        saved = experiment_from_dict(registry, saved_dict, str(resume_dir / "config.yaml"))
-        exp = exp or saved
-        diff = config_diff(saved.to_dict(), exp.to_dict())
-        if diff and not fork:
-            raise UsageError(
-                f"--resume {resume_dir}: the experiment differs from its config.yaml in {', '.join(diff)}; "
-                "pass --fork (with --out NEW_DIR) to continue in a new run directory"
-            )
-        state = load_checkpoint(ckpt)
-        if not diff:
-            run_dir = resume_dir
+        if (resume_dir / "config.yaml").is_file():
+            _lock(resume_dir, info, locks)
+        state, exp, run_dir = _resume(registry, resume_dir, exp, fork)
     if exp is None:
         raise UsageError("nothing to train: give an experiment or --resume RUN_DIR")
-    info = ckdist.env_info()
     ckdist.init(info, pick_device(exp.train.device, info.local_rank))
     try:
         # Build everything first: a bad component or option leaves no empty run directory behind.
         trainer = Trainer.from_experiment(registry, exp, run_dir or Path(), progress=progress, console=console,
                                           info=info)
         if run_dir is None:
-            made = str(new_run_dir(out, exp.label)) if info.is_main else None
-            run_dir = trainer.run_dir = Path(ckdist.broadcast_object(made, info))
+            made = new_run_dir(out, exp.label) if info.is_main else None
+            if made is not None:
+                _lock(made, info, locks, new=True)
+            run_dir = trainer.run_dir = Path(ckdist.broadcast_object(str(made) if made else None, info))
         if state is not None:
             trainer.load_state(state)
         if info.is_main:
-            if run_dir != resume_dir:  # a new run: write its config once
-                write_new_text(run_dir / "config.yaml", exp.to_yaml() + splits_yaml(trainer))
+            for folder in (run_dir, run_dir / "checkpoints"):  # what a killed save left
+                remove_stale_temps(folder)
+            if state is not None and run_dir == resume_dir and state.get("is_best"):
+                save_best_copy(Path(state["path"]))  # killed between last.pt and its best.pt copy
+            if run_dir != resume_dir or state is None:  # a new run (or one restarted from step 0)
+                if run_dir != resume_dir:  # written once
+                    write_new_text(run_dir / "config.yaml", exp.to_yaml() + splits_yaml(trainer))
                 manifest = environment_manifest(seed=exp.train.seed, device=trainer.device, plugins=trainer.c.plugins)
                 manifest["world_size"] = info.world_size
                 if state is not None:
                     manifest["forked_from"] = state["path"]
                 atomic_write_bytes(run_dir / "environment.json", json.dumps(manifest, indent=2).encode())
-                if state is not None:
+                if state is not None or run_dir == resume_dir:
                     _truncate_log(run_dir / "metrics.jsonl", 0)
                     trainer.log_lines = 0
             else:
@@ -82,6 +97,48 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
         return trainer.run()
     finally:
         ckdist.shutdown()
+
+
+def _resume(registry: Registry, resume_dir: Path, exp: Experiment | None,
+            fork: bool) -> tuple[dict[str, Any] | None, Experiment, Path | None]:
+    """What ``--resume`` continues from: the checkpoint (``None`` when the run was killed before
+    its first one: it starts again from step 0), the experiment, and the run directory
+    (``None``: a new one, for ``--fork``)."""
+    config = resume_dir / "config.yaml"
+    if not config.is_file():
+        raise UsageError(f"--resume {resume_dir}: not a run directory (no config.yaml)")
+    saved = experiment_from_dict(registry, load_yaml_file(config), str(config))
+    exp = exp or saved
+    diff = config_diff(saved.to_dict(), exp.to_dict())
+    if diff and not fork:
+        raise UsageError(
+            f"--resume {resume_dir}: the experiment differs from its config.yaml in {', '.join(diff)}; "
+            "pass --fork (with --out NEW_DIR) to continue in a new run directory"
+        )
+    if fork and not diff:
+        raise UsageError(f"--fork: the experiment is the one in {config}, so there is nothing to fork; drop --fork "
+                         f"(and --out) to continue {resume_dir}, or change an option (e.g. --set) to fork")
+    ckpt = resume_dir / "checkpoints" / "last.pt"
+    state = None
+    if ckpt.is_file():
+        state = load_checkpoint(ckpt)
+        _check_config_matches(registry, config, saved, state)
+    elif not diff and ckdist.env_info().is_main:
+        print(f"--resume {resume_dir}: no checkpoint yet; training starts again from step 0 in this directory",
+              file=sys.stderr)
+    return state, exp, None if diff else resume_dir
+
+
+def _check_config_matches(registry: Registry, config: Path, saved: Experiment, state: dict[str, Any]) -> None:
+    """Refuse a ``config.yaml`` that is not the experiment its checkpoint trained (a file cut
+    short or edited by hand would silently train another experiment)."""
+    stored = state.get("experiment")
+    if not isinstance(stored, dict):
+        raise UsageError(f"{state['path']}: the checkpoint lacks its experiment; it cannot be resumed")
+    diff = config_diff(experiment_from_dict(registry, stored, state["path"]).to_dict(), saved.to_dict())
+    if diff:
+        raise UsageError(f"{config}: does not match the experiment in {state['path']} (first difference: "
+                         f"{diff[0]}); restore config.yaml or start a new run")
 
 
 def _truncate_log(path: Path, lines: int) -> None:

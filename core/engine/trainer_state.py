@@ -6,6 +6,7 @@ them back. Functions of a :class:`~colorkit.engine.training.Trainer`.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -15,6 +16,7 @@ from colorkit.engine.checkpoints import save_checkpoint
 from colorkit.engine.schedules import budget_reached
 from colorkit.engine.seeding import rng_state, set_rng_state
 from colorkit.kernel.errors import UsageError
+from colorkit.kernel.files import atomic_copy
 
 
 def unwrap(module: Any) -> Any:
@@ -71,9 +73,21 @@ def trainer_state(trainer: Any, rng: list[dict[str, Any]]) -> dict[str, Any]:
 def save(trainer: Any, name: str = "last.pt") -> None:
     """Save ``checkpoints/NAME`` of a trainer (a collective: every rank calls it, rank 0 writes)."""
     rng = ckdist.gather_objects(rng_state(), trainer.info)  # collective: every rank calls it
+    best = name == "last.pt" and trainer.best_pending
     if trainer.info.is_main:
-        save_checkpoint(trainer.run_dir / "checkpoints" / name, trainer_state(trainer, rng))
+        folder = trainer.run_dir / "checkpoints"
+        # last.pt first, best.pt a copy of it: at every instant the run can resume; is_best lets
+        # a run killed between the two make best.pt when resumed (save_best_copy).
+        save_checkpoint(folder / name, {**trainer_state(trainer, rng), **({"is_best": True} if best else {})})
+        if best:
+            save_best_copy(folder / name)
+    trainer.best_pending = trainer.best_pending and not best
     ckdist.barrier(trainer.info)
+
+
+def save_best_copy(last: Path) -> None:
+    """``best.pt`` beside ``last``: a hard link (or copy) of the finished file."""
+    atomic_copy(last, last.with_name("best.pt"))
 
 
 def load_state(trainer: Any, state: dict[str, Any]) -> None:

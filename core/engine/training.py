@@ -126,6 +126,8 @@ class Trainer:
         self.log_lines = 0
         self.train_seconds = self.cpu_seconds = 0.0
         self._budget_done = self._stop_requested = False
+        #: A new best validation value whose ``best.pt`` the next ``last.pt`` save makes.
+        self.best_pending = False
         torch.manual_seed(t.seed + 1_000_003 * self.info.rank)  # per-rank dropout/augmentation streams
 
     @classmethod
@@ -267,7 +269,8 @@ class Trainer:
         return path
 
     def save(self, name: str = "last.pt") -> None:
-        """Save ``checkpoints/NAME`` (every rank calls it; rank 0 writes)."""
+        """Save ``checkpoints/NAME`` (every rank calls it; rank 0 writes); ``last.pt`` after a
+        new best validation value is then copied to ``best.pt``."""
         trainer_state.save(self, name)
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -290,7 +293,7 @@ class Trainer:
             better = self.best_value is None or (value > self.best_value if self.best_higher else value < self.best_value)
             if better and math.isfinite(value):
                 self.best_value = value
-                self.save("best.pt")
+                self.best_pending = True  # best.pt: a copy of the next last.pt (written first)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_requested:
@@ -370,7 +373,7 @@ class Trainer:
                         f"interrupted at step {self.step}: checkpoint saved in {self.run_dir / 'checkpoints'}; "
                         f"continue with: colorkit run --resume {self.run_dir}"
                     )
-                if t.ckpt_every and self.step % t.ckpt_every == 0:
+                if self.best_pending or (t.ckpt_every and self.step % t.ckpt_every == 0):
                     self.save()
             if self._budget_done and self.batch_in_epoch < per_epoch:
                 if self.count:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from colorkit.front.bench_results import write_results
 from colorkit.front.bench_suite import (
@@ -39,11 +38,10 @@ def _log(log: Callable[[str], None] | None, text: str) -> None:
 def _saved_config_diff(registry: Any, exp: Any, run_dir: Path) -> list[str]:
     """How the run's saved config differs from ``exp``, both resolved by the current code (so
     an option added to colorkit later, at its default, is no difference; as ``--resume`` does)."""
-    from colorkit.kernel.experiment import config_diff, experiment_from_dict
+    from colorkit.kernel.experiment import config_diff, experiment_from_dict, load_yaml_file
 
     try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        old = experiment_from_dict(registry, saved, str(run_dir / "config.yaml"))
+        old = experiment_from_dict(registry, load_yaml_file(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
     except ColorkitError as exc:
         return [f"config.yaml does not resolve: {exc}"]
     return config_diff(old.to_dict(), exp.to_dict())

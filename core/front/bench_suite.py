@@ -63,9 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.files import load_yaml
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
               "figures", "turing"}
@@ -206,14 +205,7 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def _read_yaml(p: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{p}: suite file not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{p}: is a folder, not a suite file") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
+    data = load_yaml(p, "suite file")
     if not isinstance(data, dict):
         raise UsageError(f"{p}: expected a mapping with keys {', '.join(sorted(SUITE_KEYS))}")
     _unknown(p, "", data, SUITE_KEYS)

@@ -80,18 +80,6 @@ def run_command(
     from colorkit.kernel.experiment import experiment_from_sources
     from colorkit.engine.runs import train
 
-    launching = nproc > 1 and not distributed.env_info().enabled
-    if launching:
-        # Validate here, so that a user mistake is one line rather than one per process.
-        checked = experiment_from_sources(get_registry(ctx), preset=preset, config=config, sets=list(set_ or []),
-                                          cli={"train": {"device": device}} if device else None) if resume is None else None
-        if checked is not None and checked.train.sync_bn and not _cuda_device(checked.train.device):
-            fail("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on the CPU", 2)
-        argv = _argv_without_nproc(sys.argv[1:])
-        code = distributed.launch(nproc, argv)
-        if code:
-            fail(f"distributed run with {nproc} processes failed (exit code {code}); see the messages above", 1)
-        return
     registry = get_registry(ctx)
     cli: dict[str, Any] = {}
     for key, value in (("gen", gen), ("disc", disc), ("loss", loss), ("dataset", dataset)):
@@ -106,7 +94,7 @@ def run_command(
     sets = list(set_ or [])
     if data_root is not None:
         sets.insert(0, f"dataset.root={data_root}")
-    exp = None
+    exp = None  # the one experiment: what --nproc validates is what every process trains
     if resume is not None:
         if preset is not None or config is not None:
             fail("--resume takes the experiment from the run's config.yaml; drop --preset/--config "
@@ -115,6 +103,14 @@ def run_command(
             exp = experiment_from_sources(registry, config=resume / "config.yaml", cli=cli, sets=sets)
     else:
         exp = experiment_from_sources(registry, preset=preset, config=config, cli=cli, sets=sets)
+    if nproc > 1 and not distributed.env_info().enabled:
+        # Validate here, so that a user mistake is one line rather than one per process.
+        if exp is not None and exp.train.sync_bn and not _cuda_device(exp.train.device):
+            fail("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on the CPU", 2)
+        code = distributed.launch(nproc, _argv_without_nproc(sys.argv[1:]))
+        if code:
+            fail(f"distributed run with {nproc} processes failed (exit code {code}); see the messages above", 1)
+        return
     result = train(registry, exp, out, progress=not quiet, resume=resume, fork=fork)
     from colorkit.engine.distributed import env_info
 

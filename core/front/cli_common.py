@@ -6,6 +6,7 @@ this, and :mod:`colorkit.front.cli` attaches them to the app: no module imports 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -20,7 +21,15 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def debugging() -> bool:
+    """``COLORKIT_DEBUG=1``: unexpected failures show their traceback."""
+    return os.environ.get("COLORKIT_DEBUG", "").strip() not in ("", "0")
+
+
 def handle_errors(fn: F) -> F:
+    """User mistakes and known failures (:class:`ColorkitError`) print one line with their exit
+    code; any other exception prints one line too and exits 1 (its traceback with
+    ``COLORKIT_DEBUG=1``)."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -29,6 +38,14 @@ def handle_errors(fn: F) -> F:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own exits
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected failures are reported
+            if debugging():
+                raise
+            text = " ".join(str(exc).split())[:300]
+            fail(f"{type(exc).__name__}: {text or 'no message'} (unexpected; rerun with COLORKIT_DEBUG=1 "
+                 "for the traceback)", 1)
 
     return wrapper  # type: ignore[return-value]
 

@@ -46,8 +46,11 @@ def eval_command(
 
     from colorkit.engine.evaluation import evaluate
     from colorkit.engine.images import write_grid
-    from colorkit.kernel.files import atomic_write_bytes
+    from colorkit.kernel.files import atomic_write_bytes, check_writable
 
+    for option, target in (("--json", json_path), ("--grid", grid)):
+        if target is not None:
+            check_writable(target, option)
     if grid is not None and grid.suffix.lower() != ".png":
         from colorkit.kernel.errors import UsageError
 

@@ -25,3 +25,8 @@ class OptionError(UsageError):
 
 class PluginError(ColorkitError):
     """A plugin failed to load, or two plugins claim one name."""
+
+
+class DiskFullError(ColorkitError, OSError):
+    """A write failed for lack of space (the previous file is kept). Exit code 1; an ``OSError``
+    too, so code that handles failed writes handles it."""

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from colorkit.kernel.errors import UsageError
+from colorkit.kernel.files import load_yaml
 from colorkit.kernel.options import build_options, opt, options_to_dict
 from colorkit.kernel.registry import Registry
 
@@ -153,12 +154,7 @@ class Experiment:
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
     """Read an experiment YAML file; errors name the file."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{p}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
+    data = load_yaml(p, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

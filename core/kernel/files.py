@@ -10,14 +10,17 @@ images, downloads) goes through it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, DiskFullError, UsageError
 
 
 def open_mode(fd: int) -> None:
@@ -43,12 +46,65 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A failed write for lack of space: ``ENOSPC``/``EDQUOT`` on the exception or on what it
+    wraps (``torch.save`` raises a ``RuntimeError`` over the file's ``OSError``)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def disk_full_error(path: Path, needed: int) -> DiskFullError:
+    """The one line of a write that failed for lack of space: the file, the free and the needed
+    space, and that the previous version is kept."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    kept = f"the previous {path.name} is kept; " if path.is_file() else ""
+    return DiskFullError(f"{path}: not written, the disk is full ({free / 1e6:.1f} MB free, at least "
+                         f"{max(needed, 1) / 1e6:.1f} MB more needed); {kept}free some space and run the command "
+                         "again (colorkit run --resume RUN_DIR continues a run)")
+
+
+def check_writable(path: str | Path, option: str = "") -> None:
+    """Refuse, before any work, a file path that cannot be written: a folder, under a file, or
+    in a folder without write permission (``option`` names the flag in the message)."""
+    path = Path(path)
+    name = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise UsageError(f"{name}: cannot write there (it is a folder); give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{name}: cannot write there ({folder} is not a folder); give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{name}: cannot write there (the folder {folder} is not writable); give another path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; when the block ends without error
     it is flushed to disk and renamed over ``path``, on any error it is removed. A folder that
     cannot be written is a one-line error naming it."""
     path = Path(path)
+    check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -61,8 +117,11 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = _size(tmp)
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full_error(path, max(written, _size(path))) from None
         raise
     _fsync(path.parent)
 
@@ -80,20 +139,112 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         fh.write(data)
 
 
+def atomic_copy(source: Path, path: Path) -> None:
+    """Make ``path`` a copy of the finished file ``source`` atomically: a hard link where the file
+    system has them (no extra space; replacing ``source`` later leaves ``path`` as it was), else
+    a byte copy."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
 def write_new_text(path: Path, text: str) -> None:
-    """Write a file that must not exist yet (the resolved config is never overwritten)."""
+    """Write a file that must not exist yet (the resolved config is never overwritten), whole or
+    not at all: written to a temporary file, then linked to ``path`` (which fails if it exists)."""
     try:
-        with open(path, "x", encoding="utf-8") as fh:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    tmp = Path(name)
+    try:
+        open_mode(fd)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-    except FileExistsError:
-        raise ColorkitError(f"{path}: exists already and is never overwritten") from None
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise ColorkitError(f"{path}: exists already and is never overwritten") from None
+        except OSError:  # a file system without hard links: create exclusively, then fill
+            with open(path, "x", encoding="utf-8") as fh:
+                fh.write(text)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(path, len(text.encode())) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files (``.NAME.XXXX.tmp``) that a killed :func:`atomic_path` left in
+    ``folder``; returns them. Call it only where no other process writes ``folder``."""
+    removed = []
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+#: The largest YAML or text file colorkit reads (a config, a suite): bigger is not one of them.
+MAX_TEXT_BYTES = 1 << 20
+
+
+def read_text_file(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """A small UTF-8 text file, read whole; anything else (missing, a folder, a pipe, binary,
+    over ``limit`` bytes) is a one-line error naming it. Reading is bounded: it cannot hang."""
+    p = Path(path)
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise UsageError(f"{p}: is a folder, not a {what}" if p.is_dir() else f"{p}: not a regular {what}")
+        with open(p, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{p}: {what} not found") from None
+    except OSError as exc:
+        raise UsageError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise UsageError(f"{p}: over {limit // 1024} KiB, too large for a {what}; check the path")
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{p}: a binary file, not a {what} (not UTF-8 text)") from None
+
+
+def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
+    """The YAML in a file read with :func:`read_text_file`; bad YAML is a one-line error."""
+    import yaml
+
+    text = read_text_file(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid YAML (nested too deeply)") from None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=False) + "\n")
+    """Append one JSON line, whole or not at all: a failed write (a full disk) is cut back off."""
+    data = (json.dumps(record, sort_keys=False) + "\n").encode("utf-8")
+    size = _size(path)
+    try:
+        with open(path, "ab") as fh:
+            fh.write(data)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.truncate(path, size)
+        if is_disk_full(exc):
+            raise disk_full_error(path, len(data)) from None
+        raise
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
