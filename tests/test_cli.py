@@ -153,7 +153,8 @@ def test_set_overrides_config_and_flags_override_preset(tmp_path):
 @pytest.mark.parametrize("args, shows", [(["--help"], "Usage: colorkit"), (["run", "--help"], "Usage: colorkit run"),
                                          (["eval", "--help"], "Usage: colorkit eval"),
                                          (["bench", "--help"], "Usage: colorkit bench"),
-                                         (["list"], "unet"), (["list", "dataset"], "cifar10")])
+                                         (["list"], "unet"), (["list", "dataset"], "cifar10"),
+                                         (["--version"], "colorkit ")])
 def test_help_and_list_answer_without_importing_torch(args, shows, monkeypatch):
     """``colorkit --help``, a command's help and ``colorkit list`` need no torch: the built-in
     plugins register their components by reference (installed third-party plugins are off here:
@@ -178,3 +179,16 @@ def test_list_with_options_loads_what_it_shows():
     result = invoke(["list", "dataset", "--options"])
     assert result.exit_code == 0, result.output
     assert "(splits)" in result.output and "validates and picks best.pt on val" in result.output
+
+
+def test_version_names_colorkit_python_and_torch_from_package_metadata():
+    import sys
+    from importlib.metadata import version
+
+    import colorkit
+
+    result = invoke(["--version"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:3] == [f"colorkit {colorkit.__version__}", f"python {sys.version.split()[0]}",
+                         f"torch {version('torch')}"]

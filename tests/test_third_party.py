@@ -377,6 +377,7 @@ def test_the_example_is_listed_with_its_package(strided_example, autoload):
     assert result.exit_code == 0, result.output
     assert re.search(rf"generator\s+strided_unet\s+{EXAMPLE_DIST} {re.escape(version)}\s+\S", result.output)
     assert re.search(rf"discriminator\s+patch\s+{EXAMPLE_DIST} {re.escape(version)}\s+\S", result.output)
+    assert f"plugin package {EXAMPLE_DIST} {version}" in invoke(["--version"]).output.splitlines()
     options = json.loads(invoke(["list", "generator", "--json"]).output)
     row = next(r for r in options["components"] if r["name"] == "strided_unet")
     assert {o["name"] for o in row["options"]} >= {"encoder_widths", "decoder_widths", "output"}

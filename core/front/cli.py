@@ -36,6 +36,36 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def version_lines(registry: Any) -> list[str]:
+    """colorkit's, Python's and torch's versions, then every package that registers components or
+    models (read from package metadata: torch is not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from colorkit import __version__
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    lines = [f"colorkit {__version__}", f"python {sys.version.split()[0]}", f"torch {torch_version}"]
+    packages = {(c.package, c.version) for c in registry} | {(m.package, m.version) for m in registry.models.values()}
+    lines += [f"plugin package {name} {ver or '(no version)'}" for name, ver in sorted(packages) if name != "colorkit"]
+    return lines
+
+
+def _print_versions(ctx: typer.Context, value: bool) -> None:
+    if value:
+        typer.echo("\n".join(version_lines(get_registry(ctx))))
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_versions, is_eager=True, help="Print the versions of colorkit, Python, torch and the plugin packages, and exit.")] = False,
+) -> None:
+    """Automatic image colorization with conditional GANs, assembled from plugins."""
+
 @app.command("list")
 @handle_errors
 def list_command(
