@@ -78,16 +78,15 @@ def measure(checkpoint: Path, data_root: str, sizes: list[int], registry: Any, l
     return out
 
 
-def photo_figure(name: str, model_file: Path, size: int, path: Path) -> Path:
+def photo_figure(registry: Any, name: str, model_file: Path, size: int, path: Path) -> Path:
     """The wheel photos as ``colorkit colorize`` writes them with the shipped file: grayscale |
     original | the model at its working size."""
     import time_to_quality
-    from colorkit.kernel.registry import build_registry
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         photoset.write(tmp)
-        return time_to_quality.photo_grid(build_registry(), [(f"{name} ({size} px)", model_file)], Path(tmp), path)
+        return time_to_quality.photo_grid(registry, [(f"{name} ({size} px)", model_file)], Path(tmp), path)
 
 
 def pick_size(figures: dict[str, Any]) -> int:
@@ -212,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.run / "checkpoints" / args.checkpoint if args.run.is_dir() else args.run
     state = load_checkpoint(ckpt)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    figures = measure(ckpt, args.data_root, sizes, build_registry(), log=lambda m: print(m, file=sys.stderr))
+    registry = build_registry()
+    figures = measure(ckpt, args.data_root, sizes, registry, log=lambda m: print(m, file=sys.stderr))
     size = pick_size(figures)
     out_dir = args.out_dir
     model_path = write_model_file(ckpt, out_dir / f"{args.name}.pt", working_size=size)
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"python benchmarks/default_model.py runs/{args.name} --name {args.name} --checkpoint {args.checkpoint}"
                  f" --sizes {args.sizes}", "```", "",
                  f"The card ships as `plugins/weights/{args.name}.md`; training logs are in this folder.", ""]
-    figure = photo_figure(args.name, model_path, size, report_dir / "figures" / "photos.png")
+    figure = photo_figure(registry, args.name, model_path, size, report_dir / "figures" / "photos.png")
     reproduce[-2:-2] = [f"![{args.name} on the wheel photos]({figure.relative_to(report_dir).as_posix()})", ""]
     (report_dir / "REPORT.md").write_text(body + "\n".join(reproduce), encoding="utf-8")
     if run_dir is not None:

@@ -117,9 +117,9 @@ def test_the_numpy_conversion_of_the_onnx_backend_agrees_with_the_torch_one(sour
     assert np.abs(out_np - out_torch).max() < 1e-4
 
 
-def test_the_numpy_conversion_imports_no_torch():
+def test_the_onnx_runtime_backend_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, colorkit.kernel.color_numpy; print('torch' in sys.modules)"
+    code = "import sys, colorkit.engine.onnx_backend; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

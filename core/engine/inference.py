@@ -24,7 +24,6 @@ Any-size inference (:func:`colorize_array`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from colorkit.kernel import color
 from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
 from colorkit.kernel.interfaces import Generator
 from colorkit.engine.devices import uses_channels_last
+from colorkit.engine.shapes import CHUNK_PIXELS, working_shape
 
 #: The working size used when a checkpoint's dataset has no ``size`` option.
 FALLBACK_WORKING_SIZE = 256
@@ -197,21 +197,6 @@ def _training_size(experiment: dict[str, Any]) -> int:
 # -- shapes -----------------------------------------------------------------------------------
 
 
-def working_shape(height: int, width: int, working_size: int, multiple: int = 1) -> tuple[int, int]:
-    """The shape the model runs at for an input of ``height x width``.
-
-    The aspect ratio is kept and the area is about ``working_size**2``; each side is rounded to
-    the nearest multiple of ``multiple`` (and is at least ``multiple``).
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"image has no pixels ({height}x{width})")
-    m = max(1, int(multiple))
-    scale = working_size / math.sqrt(height * width)
-
-    def side(n: int) -> int:
-        return max(m, m * round(n * scale / m))
-
-    return side(height), side(width)
 
 
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
@@ -311,7 +296,6 @@ def colorize_array(
 
 
 #: Pixels per band of full-resolution work on the CPU (see :func:`colorize_array`).
-CHUNK_PIXELS = 1 << 18
 
 
 def _float_rgb(arr: np.ndarray) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Colorize with an exported ONNX model through ONNX Runtime: the graph runs in ONNX Runtime,
-resizing in PIL, and the colour conversions in NumPy (:mod:`colorkit.kernel.color_numpy`, held to
+resizing in PIL, the working shape from :mod:`colorkit.engine.shapes`, and the colour conversions in
+NumPy (:mod:`colorkit.kernel.color_numpy`, held to
 the torch conversion by the tests): no PyTorch computation in the loop.
 
 The steps are those of :func:`colorkit.engine.inference.colorize_array`: L* of the
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from colorkit.engine.shapes import CHUNK_PIXELS, working_shape
 from colorkit.kernel import color_numpy
 from colorkit.kernel.errors import UsageError
 
@@ -75,8 +77,6 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     """Colorize one ``H x W [x 3|4]`` image (uint8, or float in ``[0, 1]``); ``H x W x 3`` uint8.
 
     Full-resolution work goes in bands of rows, in float32, as the PyTorch backend does."""
-    from colorkit.engine.inference import CHUNK_PIXELS, working_shape
-
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[..., None]
