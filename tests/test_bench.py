@@ -226,6 +226,44 @@ def test_bad_experiment_names_the_suite_and_experiment(tmp_path, registry):
     assert not (tmp_path / "out" / "runs").exists()
 
 
+def test_a_missing_plugin_package_is_named_with_its_install_command(tmp_path, registry):
+    path = tmp_path / "needs.yaml"
+    path.write_text(textwrap.dedent("""\
+        plugins: {colorkit-no-such-plugin: pip install ./examples/no_such_plugin}
+        experiments: [{name: strided, config: {gen: strided_unet}}]
+        evaluation: {metrics: [mae]}
+        """), encoding="utf-8")
+    with pytest.raises(UsageError) as info:
+        run_suite(path, tmp_path / "out", registry=registry, log=None)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: experiment 'strided': unknown generator 'strided_unet'") and "\n" not in msg
+    assert "colorkit-no-such-plugin is not installed: pip install ./examples/no_such_plugin" in msg
+    # an installed package is not named as missing: the hint then says where to look
+    path.write_text(path.read_text().replace("colorkit-no-such-plugin", "pluggy"), encoding="utf-8")
+    with pytest.raises(UsageError) as info:
+        run_suite(path, tmp_path / "out", registry=registry, log=None)
+    assert "not installed" not in str(info.value) and "colorkit list" in str(info.value)
+    path.write_text("plugins: [a]\nexperiments: [{name: a}]\nevaluation: {metrics: [mae]}\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="'plugins'"):
+        load_suite(path)
+
+
+def test_bench_says_what_it_will_run_before_the_first_run(tmp_path, registry):
+    suite = write_suite(tmp_path)
+    lines: list[str] = []
+    run_suite(suite, tmp_path / "out", registry=registry, log=lines.append, figures=False, only=["l2"], seeds=[0])
+    assert lines[0].split("] ", 1)[1] == "1 run(s) to train, each 3 steps of training, then an evaluation of each on 6 image(s) of the test split"
+    lines.clear()
+    run_suite(suite, tmp_path / "out", registry=registry, log=lines.append, figures=False, only=["l2"], seeds=[0])
+    assert lines[0].split("] ", 1)[1].startswith("0 run(s) to train")
+
+
+def test_committed_suites_name_their_plugin_packages():
+    for name in ("table1-cpu", "table1-full"):
+        suite = load_suite(REPO / "benchmarks" / f"{name}.yaml")
+        assert suite.plugins == {"colorkit-strided-unet": "pip install --no-build-isolation -e examples/strided_unet"}
+
+
 def test_cli_bench_errors_in_one_line(tmp_path):
     from colorkit.front.cli import app
 

@@ -191,6 +191,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     jobs = suite.jobs if jobs is None else jobs
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be at least 1")
+    if not only_results:
+        pending = [exp for e, seed, exp in todo if not run_finished(out_dir / "runs" / run_name(e.name, seed))]
+        _log(log, suite.budget_line(pending, min(jobs, max(1, len(pending)))))
     failed: list[str] = []
     if jobs > 1 and not only_results:
         failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log)

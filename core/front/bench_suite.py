@@ -30,6 +30,8 @@ A suite is a YAML file::
       figure1: true
       figure5: {rows: 8, experiments: [unet-l2, gan-ns_l1], seed: 0}
       curves: true
+    plugins:                              # optional: plugin packages the suite needs, with their install
+      colorkit-strided-unet: pip install --no-build-isolation -e examples/strided_unet   # command
     turing:                               # optional: a visual Turing test study's fooling rates
       study: studies/cifar10              # a study directory of `colorkit turing`
       models: {unet-l2: unet-l2-s0}       # experiment: the study's label for its model
@@ -63,11 +65,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
 from colorkit.kernel.files import load_yaml
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
-              "figures", "turing"}
+              "figures", "turing", "plugins"}
 EXPERIMENT_KEYS = {"name", "preset", "config", "set", "paper", "description", "evaluation"}
 EXPERIMENT_EVAL_KEYS = {"dataset", "options", "split", "images"}
 EVAL_KEYS = {"dataset", "options", "split", "images", "metrics", "batch_size", "device"}
@@ -119,6 +121,40 @@ class Suite:
     jobs: int = 1
     #: ``{"study": folder, "models": {experiment: the study's model label}}`` or None
     turing: dict[str, Any] | None = None
+    #: plugin packages the suite needs: ``{distribution name: its install command}``
+    plugins: dict[str, str] = field(default_factory=dict)
+
+    def missing_plugins(self) -> str:
+        """What to install for the suite's plugin packages that are not installed ('' when none)."""
+        from importlib import metadata
+
+        missing = []
+        for package, command in self.plugins.items():
+            try:
+                metadata.distribution(package)
+            except metadata.PackageNotFoundError:
+                missing.append(f"{package} is not installed: {command}")
+        if missing:
+            return "; this suite needs plugin packages: " + "; ".join(missing)
+        return ("; if it comes from a plugin package, install that package (`colorkit list` shows what is loaded, "
+                "and a suite's `plugins` key can name the package and its install command)")
+
+    def budget_line(self, exps: list[Any], jobs: int) -> str:
+        """One line of what a bench invocation will do: runs, budget per run, about how long."""
+        budgets, cpu_minutes = set(), 0.0
+        for exp in exps:
+            t = exp.train
+            limit = t.max_cpu_minutes or t.max_minutes
+            if limit:
+                budgets.add(f"{limit:g} {'CPU-' if t.max_cpu_minutes else ''}minutes")
+                cpu_minutes += limit
+            else:
+                budgets.add(f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs")
+        line = f"{len(exps)} run(s) to train, each {' / '.join(sorted(budgets)) or 'nothing'} of training"
+        if cpu_minutes and len(budgets) == 1:
+            line += f": about {cpu_minutes / max(1, jobs):.0f} minutes at {jobs} job(s) side by side"
+        n = self.protocol.images
+        return line + f", then an evaluation of each on {f'{n:,}' if n else 'every'} image(s) of the {self.protocol.split or 'test'} split"
 
     def experiment(self, name: str) -> SuiteExperiment:
         for e in self.experiments:
@@ -201,7 +237,16 @@ def load_suite(path: str | Path) -> Suite:
     figures = _figures(p, data.get("figures") or {}, experiments, seeds)
     return Suite(p, str(data.get("name") or p.stem), str(data.get("description") or "").strip(), list(seeds),
                  threads, checkpoint, _resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs,
-                 _turing_key(p, data.get("turing"), experiments, suite_dir))
+                 _turing_key(p, data.get("turing"), experiments, suite_dir), _plugins_key(p, data.get("plugins")))
+
+
+def _plugins_key(p: Path, plugins: Any) -> dict[str, str]:
+    if plugins is None:
+        return {}
+    if not isinstance(plugins, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                for k, v in plugins.items()):
+        raise _err(p, "plugins", "must map each plugin package's name to its install command")
+    return dict(plugins)
 
 
 def _read_yaml(p: Path) -> dict[str, Any]:
@@ -381,6 +426,8 @@ def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int)
         return resolve(registry, merged)
     except ColorkitError as exc:
         msg = str(exc)
+        if isinstance(exc, UnknownNameError):
+            msg += suite.missing_plugins()
         raise UsageError(msg if msg.startswith(str(suite.path)) else f"{where}: {msg}") from None
 
 
