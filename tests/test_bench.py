@@ -252,7 +252,8 @@ def test_bench_says_what_it_will_run_before_the_first_run(tmp_path, registry):
     suite = write_suite(tmp_path)
     lines: list[str] = []
     run_suite(suite, tmp_path / "out", registry=registry, log=lines.append, figures=False, only=["l2"], seeds=[0])
-    assert lines[0].split("] ", 1)[1] == "1 run(s) to train, each 3 steps of training, then an evaluation of each on 6 image(s) of the test split"
+    assert lines[0].split("] ", 1)[1] == (
+        "1 run(s) to train, each for 3 steps; then each is evaluated on 6 images of the test split")
     lines.clear()
     run_suite(suite, tmp_path / "out", registry=registry, log=lines.append, figures=False, only=["l2"], seeds=[0])
     assert lines[0].split("] ", 1)[1].startswith("0 run(s) to train")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,10 @@ from colorkit.front.bench_suite import (
 from colorkit.kernel.errors import ColorkitError, UsageError
 
 EVAL_FORMAT = 2  # 2: L*a*b* generators scored on the input L* (as colorize writes them)
+
+
+#: set in the environment of the worker processes of ``--jobs N``
+WORKER_ENV = "COLORKIT_BENCH_WORKER"
 
 
 def _log(log: Callable[[str], None] | None, text: str) -> None:
@@ -140,7 +145,8 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
             while pending and len(running) < jobs:
                 name, seed = pending.pop(0)
                 _log(log, f"worker: {run_name(name, seed)} ({len(running) + 1} of {jobs} running)")
-                proc = subprocess.Popen([*base, "--only", name, "--seeds", str(seed)])
+                proc = subprocess.Popen([*base, "--only", name, "--seeds", str(seed)],
+                                        env={**os.environ, WORKER_ENV: "1"})
                 running[proc] = (run_name(name, seed), time.perf_counter())
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
@@ -191,7 +197,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     jobs = suite.jobs if jobs is None else jobs
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be at least 1")
-    if not only_results:
+    if not only_results and not os.environ.get(WORKER_ENV):  # the parent has said it for the workers
         pending = [exp for e, seed, exp in todo if not run_finished(out_dir / "runs" / run_name(e.name, seed))]
         _log(log, suite.budget_line(pending, min(jobs, max(1, len(pending)))))
     failed: list[str] = []

@@ -141,20 +141,23 @@ class Suite:
 
     def budget_line(self, exps: list[Any], jobs: int) -> str:
         """One line of what a bench invocation will do: runs, budget per run, about how long."""
-        budgets, cpu_minutes = set(), 0.0
+        budgets, minutes, bounded = set(), 0.0, True
         for exp in exps:
             t = exp.train
-            limit = t.max_cpu_minutes or t.max_minutes
-            if limit:
-                budgets.add(f"{limit:g} {'CPU-' if t.max_cpu_minutes else ''}minutes")
-                cpu_minutes += limit
+            limits = [f"{t.max_steps} steps"] if t.max_steps else []
+            if t.max_cpu_minutes or t.max_minutes:
+                limit = t.max_cpu_minutes or t.max_minutes
+                limits.append(f"{limit:g} {'CPU-' if t.max_cpu_minutes else ''}minutes")
+                minutes += limit
             else:
-                budgets.add(f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs")
-        line = f"{len(exps)} run(s) to train, each {' / '.join(sorted(budgets)) or 'nothing'} of training"
-        if cpu_minutes and len(budgets) == 1:
-            line += f": about {cpu_minutes / max(1, jobs):.0f} minutes at {jobs} job(s) side by side"
-        n = self.protocol.images
-        return line + f", then an evaluation of each on {f'{n:,}' if n else 'every'} image(s) of the {self.protocol.split or 'test'} split"
+                bounded = False
+            budgets.add(" or ".join(limits) if limits else f"{t.epochs} epochs")
+        line = f"{len(exps)} run(s) to train, each for {' / '.join(sorted(budgets)) or 'nothing'}"
+        if minutes and bounded:
+            line += f" (at most about {minutes / max(1, jobs):.0f} minutes at {jobs} job(s) side by side)"
+        n = self.protocol.images or self.protocol.options.get("limit")
+        images = f"{n:,} images" if n else "all images"
+        return line + f"; then each is evaluated on {images} of the {self.protocol.split or 'test'} split"
 
     def experiment(self, name: str) -> SuiteExperiment:
         for e in self.experiments:
