@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from test_training import ENV, TINY, assert_same_training, last, run_cli, run_killed
@@ -81,7 +82,10 @@ def test_a_kill_between_last_and_best_resumes_and_makes_best(tmp_path):
     assert all(torch.equal(t, whole_best["gen"][k]) for k, t in best["gen"].items())
 
 
-def test_best_is_written_only_as_a_copy_of_a_finished_last(tmp_path, monkeypatch):
+@pytest.mark.parametrize("keep_state", [False, True])
+def test_best_is_written_only_as_a_copy_of_a_finished_last(tmp_path, monkeypatch, keep_state):
+    """``best.pt`` is made from a ``last.pt`` already written: its generator part (default) or,
+    with ``train.keep_best_state``, a hard link or copy of the file."""
     from colorkit.engine import trainer_state
     from cli_helpers import invoke
 
@@ -91,10 +95,12 @@ def test_best_is_written_only_as_a_copy_of_a_finished_last(tmp_path, monkeypatch
     monkeypatch.setattr(trainer_state, "atomic_copy",
                         lambda src, dst: (written.append((dst.name, torch.load(src, weights_only=True)["step"])),
                                           copy(src, dst)))
-    result = invoke(["run", "--epochs", "3", "--set", "train.val_every=2", *TINY, "--out", str(tmp_path / "run")])
+    result = invoke(["run", "--epochs", "3", "--set", "train.val_every=2", "--set", f"train.keep_best_state={keep_state}",
+                     *TINY, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     bests = [i for i, (name, _) in enumerate(written) if name == "best.pt"]
     assert bests and all(written[i - 1] == ("last.pt", written[i][1]) for i in bests), written
+    assert ("opt_g" in torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)) == keep_state
 
 
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path):

@@ -38,7 +38,7 @@ import torch
 
 from colorkit.engine.colorizer import find_inputs, read_image
 from colorkit.engine.devices import pick_device
-from colorkit.engine.inference import LoadedModel, colorize_array, load_model
+from colorkit.engine.inference import LoadedModel, colorize_array, experiment_label, load_model
 from colorkit.engine.progress import progress_bar
 from colorkit.engine.scoring import (
     build_metrics,
@@ -149,12 +149,6 @@ def _fmt(v: float) -> str:
 
 def _json_float(v: float) -> float | None:
     return v if math.isfinite(v) else None
-
-
-def _experiment_label(exp: dict[str, Any]) -> str:
-    """``unet-conv-ns_l1-cifar10``: the component names of a checkpoint's experiment."""
-    return "-".join(str((exp.get(k) or {}).get("name") if isinstance(exp.get(k), dict) else exp.get(k))
-                    for k in ("gen", "disc", "loss", "dataset"))
 
 
 def _dataset_spec(models: Sequence[LoadedModel], name: str | None) -> dict[str, Any]:
@@ -290,7 +284,7 @@ def evaluate(
     order = list(range(len(models))) + lab_models
     for j, (i, vals) in enumerate(zip(order, values)):
         m = models[i]
-        exp_label = _experiment_label(m.experiment)
+        exp_label = experiment_label(m.experiment)
         variant = "own L*" if j >= len(models) else None
         label = labels[i] + (f" ({variant})" if variant else "")
         rows.append(Row(label, vals, str(m.path), m.step, m.epoch, exp_label, variant))
@@ -387,7 +381,7 @@ def evaluate_images(
         raise UsageError(f"--images {folder}: no readable colour photo in it (searched recursively; grayscale "
                          "photos have no colour to compare with); point it at a folder of colour photos")
     seconds = time.perf_counter() - start
-    exp_label = _experiment_label(model.experiment)
+    exp_label = experiment_label(model.experiment)
     rows = [Row(NO_COLOUR, {n: float(m.compute()) for n, m in reference.items()}),
             Row(model.label, {n: float(m.compute()) for n, m in ours.items()}, str(model.path), model.step,
                 model.epoch, exp_label)]

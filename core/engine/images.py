@@ -3,7 +3,8 @@ generator's colorization) that ``samples.png`` and ``colorkit eval --grid`` draw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from colorkit.engine.scoring import eval_mode, no_colour_rgb8, predict_rgb8
 from colorkit.kernel.errors import UsageError
+from colorkit.kernel.files import atomic_path
 
 
 def to_uint8_hwc(rgb: torch.Tensor) -> np.ndarray:
@@ -42,13 +44,58 @@ def make_grid(columns: list[torch.Tensor], min_cell: int = 96, pad: int = 2) -> 
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    """Write an ``H x W x 3`` uint8 array as PNG, atomically (:func:`~colorkit.kernel.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 # -- the Figure 5 grid ----------------------------------------------------------------------------
+
+
+def sample_indices(n_items: int, rows: int, seed: int = 0) -> list[int]:
+    """``rows`` indices of a split, a seeded sample across it: one drawn at random from each of
+    ``rows`` equal slices, so a class-ordered split (CIFAR-10) shows several classes and a
+    photo-ordered one (``samples``) several photos; the same ``seed`` gives the same rows."""
+    rows = max(0, min(rows, n_items))
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0, n_items, rows + 1)
+    return [int(rng.integers(int(lo), max(int(lo) + 1, int(hi)))) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def wrap_label(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """``text`` as lines that each ``fits``, broken after ``-``, ``_``, ``/``, ``,`` or a space
+    where it can, within a word where it must; ``\n`` starts a new line. Nothing is cut."""
+    lines: list[str] = []
+    for part in text.split("\n"):
+        line = ""
+        for piece in re.findall(r"[^-_/, ]*[-_/, ]?", part):
+            if not piece:
+                continue
+            if fits((line + piece).rstrip()):
+                line += piece
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+            line = ""
+            for ch in piece:  # a piece too wide alone goes on, a character at a time
+                if line and not fits((line + ch).rstrip()):
+                    lines.append(line.rstrip())
+                    line = ""
+                line += ch
+        lines.append(line.rstrip())
+    return lines
+
+
+def model_header(models: Sequence[Any]) -> list[str]:
+    """Column headers for loaded models (:class:`~colorkit.engine.inference.LoadedModel`): the
+    registered model name, or the experiment's names (gen/disc/loss/dataset), then the
+    checkpoint file and its step; the run directory's name too only where two headers would
+    otherwise read the same."""
+    heads = []
+    for m in models:
+        step = f", step {m.step}" if m.step is not None else ""
+        heads.append(f"{m.name or m.experiment_names}\n{m.path.name}{step}")
+    return [f"{h}\n{m.run_name}" if heads.count(h) > 1 else h for h, m in zip(heads, models)]
 
 
 def comparison_grid(
@@ -57,15 +104,17 @@ def comparison_grid(
     rows: int = 8,
     device: str | torch.device = "cpu",
     labels: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """The paper's Figure 5 layout as an ``H x W x 3`` uint8 array: one row per image of
-    ``data`` (its first ``rows`` items): grayscale | original | each generator's prediction;
-    a header names the columns when ``labels`` (one per generator) are given."""
+    ``data`` (a seeded sample across it, :func:`sample_indices`): grayscale | original | each
+    generator's prediction; a header names the columns when ``labels`` (one per generator) are
+    given, each wrapped onto as many lines as it needs."""
     device = torch.device(device)
-    n = min(rows, len(data))
-    if n < 1:
+    idx = sample_indices(len(data), rows, seed)
+    if not idx:
         raise UsageError("no images for the grid")
-    items = [data[i] for i in range(n)]
+    items = [data[i] for i in idx]
     batch = torch.stack([it if isinstance(it, torch.Tensor) else it[0] for it in items]).to(device)
     columns = [no_colour_rgb8(batch).cpu(), (batch.float() / 255.0).cpu()]
     with eval_mode(gens):
@@ -78,30 +127,31 @@ def comparison_grid(
 
 
 def _with_header(grid: np.ndarray, names: Sequence[str], ncols: int, pad: int = 2) -> np.ndarray:
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageDraw, ImageFont
 
-    height = 16
     width = grid.shape[1]
     cell = (width - pad) // ncols
-    header = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(header)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     font = ImageFont.load_default()
-    for j, name in enumerate(names):
-        text = name
-        while text and draw.textlength(text, font=font) > cell - 4:
-            text = text[:-2] + "…" if len(text) > 2 else ""
-        x = pad + j * cell + max(0, (cell - pad - int(draw.textlength(text, font=font))) // 2)
-        draw.text((x, 2), text, fill="black", font=font)
+    columns = [wrap_label(name, lambda t: draw.textlength(t, font=font) <= cell - 4) for name in names]
+    line_height = 12
+    header = Image.new("RGB", (width, 4 + line_height * max(len(c) for c in columns)), "white")
+    draw = ImageDraw.Draw(header)
+    for j, lines in enumerate(columns):
+        for k, text in enumerate(lines):
+            x = pad + j * cell + max(0, (cell - pad - int(draw.textlength(text, font=font))) // 2)
+            draw.text((x, 2 + k * line_height), text, fill="black", font=font)
     return np.concatenate([np.asarray(header), grid], axis=0)
 
 
-def write_grid(models: Sequence[Any], data: Any, path: str | Path, rows: int = 8) -> Path:
-    """Write the Figure 5 grid of ``models`` (several checkpoints side by side) as PNG."""
+def write_grid(models: Sequence[Any], data: Any, path: str | Path, rows: int = 8, seed: int = 0) -> Path:
+    """Write the Figure 5 grid of ``models`` (several checkpoints side by side) as PNG, each
+    column headed by :func:`model_header`."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UsageError(f"--grid {path}: the grid is written as PNG; give a .png file name")
     device = models[0].device if models else "cpu"
-    grid = comparison_grid([m.gen for m in models], data, rows=rows, device=device,
-                           labels=[m.label for m in models])
+    grid = comparison_grid([m.gen for m in models], data, rows=rows, device=device, labels=model_header(models),
+                           seed=seed)
     save_png(grid, path)
     return path

@@ -64,9 +64,19 @@ class LoadedModel:
         """A short name for tables: the model name, or the run directory (or file) name and the step."""
         if self.name is not None:
             return self.name
+        name = self.run_name
+        return f"{name} ({self.path.stem}, step {self.step})" if self.step is not None else name
+
+    @property
+    def run_name(self) -> str:
+        """The run directory's name (or the file's stem when it is not in a run's ``checkpoints``)."""
         p = self.path
-        name = p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
-        return f"{name} ({p.stem}, step {self.step})" if self.step is not None else name
+        return p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
+
+    @property
+    def experiment_names(self) -> str:
+        """``unet/conv/ns_l1/cifar10``: the component names of the checkpoint's experiment."""
+        return experiment_label(self.experiment, "/")
 
     @property
     def dataset(self) -> dict[str, Any]:
@@ -80,6 +90,12 @@ class LoadedModel:
     def device(self) -> torch.device:
         p = next(self.gen.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+
+def experiment_label(exp: dict[str, Any], sep: str = "-") -> str:
+    """``unet-conv-ns_l1-cifar10``: the component names of a checkpoint's experiment."""
+    return sep.join(str((exp.get(k) or {}).get("name") if isinstance(exp.get(k), dict) else exp.get(k))
+                    for k in ("gen", "disc", "loss", "dataset"))
 
 
 def _gen_spec(experiment: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:

@@ -78,7 +78,8 @@ def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *
             for folder in (run_dir, run_dir / "checkpoints"):  # what a killed save left
                 remove_stale_temps(folder)
             if state is not None and run_dir == resume_dir and state.get("is_best"):
-                save_best_copy(Path(state["path"]))  # killed between last.pt and its best.pt copy
+                # killed between last.pt and its best.pt
+                save_best_copy(Path(state["path"]), state, exp.train.keep_best_state)
             if run_dir != resume_dir or state is None:  # a new run (or one restarted from step 0)
                 if run_dir != resume_dir:  # written once
                     write_new_text(run_dir / "config.yaml", exp.to_yaml() + splits_yaml(trainer))

@@ -1,10 +1,12 @@
 """A trainer's checkpoints: everything ``--resume`` needs (weights, optimisers, schedulers,
-scalers, counters, every rank's random state), the light ``cpu-<M>min.pt`` marks, and loading
-them back. Functions of a :class:`~colorkit.engine.training.Trainer`.
+scalers, counters, every rank's random state) in ``last.pt``, the generator-only ``best.pt``
+and ``cpu-<M>min.pt`` marks, and loading them back. Functions of a
+:class:`~colorkit.engine.training.Trainer`.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ from typing import Any
 from torch import nn
 
 from colorkit.engine import distributed as ckdist
-from colorkit.engine.checkpoints import save_checkpoint
+from colorkit.engine.checkpoints import load_checkpoint, resolve_checkpoint, save_checkpoint
+from colorkit.engine.inference import experiment_label
 from colorkit.engine.schedules import budget_reached
 from colorkit.engine.seeding import rng_state, set_rng_state
 from colorkit.kernel.errors import UsageError
@@ -76,18 +79,57 @@ def save(trainer: Any, name: str = "last.pt") -> None:
     best = name == "last.pt" and trainer.best_pending
     if trainer.info.is_main:
         folder = trainer.run_dir / "checkpoints"
-        # last.pt first, best.pt a copy of it: at every instant the run can resume; is_best lets
+        # last.pt first, best.pt made from it: at every instant the run can resume; is_best lets
         # a run killed between the two make best.pt when resumed (save_best_copy).
-        save_checkpoint(folder / name, {**trainer_state(trainer, rng), **({"is_best": True} if best else {})})
+        state = {**trainer_state(trainer, rng), **({"is_best": True} if best else {})}
+        save_checkpoint(folder / name, state)
         if best:
-            save_best_copy(folder / name)
+            save_best_copy(folder / name, state, trainer.t.keep_best_state)
     trainer.best_pending = trainer.best_pending and not best
     ckdist.barrier(trainer.info)
 
 
-def save_best_copy(last: Path) -> None:
-    """``best.pt`` beside ``last``: a hard link (or copy) of the finished file."""
-    atomic_copy(last, last.with_name("best.pt"))
+#: What a generator-only checkpoint (``best.pt``) keeps of ``last.pt`` besides the weights.
+BEST_KEYS = ("experiment", "plugins", "epoch", "step", "images", "train_seconds", "cpu_seconds", "best_value",
+             "world_size")
+
+
+def best_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``best.pt`` of a ``last.pt`` state: its experiment, plugin versions and counters, and
+    as ``gen`` the generator weights eval and colorize use (the moving average when
+    ``train.ema`` is on); no discriminator, optimiser or random state, so it cannot resume."""
+    averaged = isinstance(state.get("gen_ema"), dict)
+    kept = {k: state[k] for k in BEST_KEYS if k in state}
+    return {**kept, "gen": state["gen_ema"] if averaged else state["gen"], "weights": "ema" if averaged else "gen"}
+
+
+def save_best_copy(last: Path, state: dict[str, Any], keep_state: bool = False) -> None:
+    """``best.pt`` beside the finished ``last`` whose content is ``state``: the generator-only
+    :func:`best_state`, or with ``keep_state`` (``train.keep_best_state``) a hard link (or
+    copy) of ``last`` itself."""
+    best = last.with_name("best.pt")
+    if keep_state:
+        atomic_copy(last, best)
+    else:
+        save_checkpoint(best, best_state(state))
+
+
+def checkpoint_generator(trainer: Any) -> tuple[nn.Module, str]:
+    """The generator of the checkpoint that eval and colorize read from the trainer's run
+    directory (``best.pt``, else ``last.pt``) and a header naming the experiment, the file and
+    its step: what ``samples.png`` draws. ``last.pt`` is the trainer's weights as they are (it
+    is saved last); ``best.pt`` is loaded into a copy of the generator."""
+    names = experiment_label(trainer.experiment_dict, "/") if trainer.experiment_dict else trainer.label
+    try:
+        path = resolve_checkpoint(trainer.run_dir)
+    except UsageError:  # nothing saved (no checkpoint in this run directory)
+        return trainer.eval_gen, f"{names}\nstep {trainer.step}, not saved"
+    if path.name != "best.pt":
+        return trainer.eval_gen, f"{names}\n{path.name}, step {trainer.step}"
+    state = load_checkpoint(path, map_location=trainer.device)
+    gen = copy.deepcopy(trainer.eval_gen)
+    gen.load_state_dict(state.get("gen_ema") or state["gen"])
+    return gen, f"{names}\n{path.name}, step {state['step']}"
 
 
 def load_state(trainer: Any, state: dict[str, Any]) -> None:

@@ -260,17 +260,19 @@ class Trainer:
     # -- outputs ------------------------------------------------------------------------------------
 
     def write_grid(self, path: Path | None = None) -> Path:
-        """``samples.png``: grayscale | original | prediction of the first ``grid_rows`` val images,
-        drawn as :func:`colorkit.engine.images.comparison_grid` draws eval's Figure 5 grid."""
-        grid = comparison_grid([self.eval_gen], self.val_data, rows=self.t.grid_rows, device=self.device,
-                               labels=[f"step {self.step}"])
+        """``samples.png``: grayscale | original | prediction of ``grid_rows`` val images (a
+        seeded sample across the split), predicted by the checkpoint eval and colorize read
+        (``best.pt``, else ``last.pt``; its header names it), drawn as eval's Figure 5 grid."""
+        gen, label = trainer_state.checkpoint_generator(self)
+        grid = comparison_grid([gen], self.val_data, rows=self.t.grid_rows, device=self.device, labels=[label],
+                               seed=self.t.seed)
         path = path or self.run_dir / "samples.png"
         save_png(grid, path)
         return path
 
     def save(self, name: str = "last.pt") -> None:
         """Save ``checkpoints/NAME`` (every rank calls it; rank 0 writes); ``last.pt`` after a
-        new best validation value is then copied to ``best.pt``."""
+        new best validation value then gives ``best.pt`` (:func:`trainer_state.save_best_copy`)."""
         trainer_state.save(self, name)
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -293,7 +295,7 @@ class Trainer:
             better = self.best_value is None or (value > self.best_value if self.best_higher else value < self.best_value)
             if better and math.isfinite(value):
                 self.best_value = value
-                self.best_pending = True  # best.pt: a copy of the next last.pt (written first)
+                self.best_pending = True  # best.pt: made from the next last.pt (written first)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_requested:

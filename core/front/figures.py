@@ -24,14 +24,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 DPI = 100
+#: Characters per line of a Figure 5 column header (7 pt in a 1.25 inch column).
+HEADER_CHARS = 22
 
 
 def save_figure(fig: Any, path: Path) -> Path:
     """Save a matplotlib figure as PNG, the same bytes for the same inputs, and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # no timestamps or software tags: the same inputs give the same bytes
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
+    from colorkit.kernel.files import atomic_path
+
+    # no timestamps or software tags: the same inputs give the same bytes; written atomically
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -78,18 +84,14 @@ def figure1(registry: Any, path: str | Path) -> Path:
 # -- Figure 5 -----------------------------------------------------------------------------------
 
 
-def pick_indices(n_items: int, rows: int) -> list[int]:
-    """``rows`` indices spread evenly over a split (class-ordered splits give several classes)."""
-    rows = max(1, min(rows, n_items))
-    return sorted({int(round(i)) for i in np.linspace(0, n_items - 1, rows)})
-
-
 def figure5(gens: Sequence[Any], labels: Sequence[str], data: Any, path: str | Path, rows: int = 8,
-            title: str = "Figure 5") -> Path:
-    """Rows of grayscale | original | each generator's colorization, on the same images."""
+            title: str = "Figure 5", seed: int = 0) -> Path:
+    """Rows of grayscale | original | each generator's colorization, on the same images (a
+    seeded sample across the split); each column's header is wrapped, never cut."""
+    from colorkit.engine.images import sample_indices, wrap_label
     from colorkit.engine.scoring import no_colour_rgb8, predict_rgb8
 
-    idx = pick_indices(len(data), rows)
+    idx = sample_indices(len(data), rows, seed)
     items = [data[i] for i in idx]
     batch = torch.stack([it if isinstance(it, torch.Tensor) else it[0] for it in items])
     columns = [no_colour_rgb8(batch), batch.float() / 255.0]
@@ -110,7 +112,7 @@ def figure5(gens: Sequence[Any], labels: Sequence[str], data: Any, path: str | P
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(names[j], fontsize=7)
+                ax.set_title("\n".join(wrap_label(names[j], lambda t: len(t) <= HEADER_CHARS)), fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, Path(path))
@@ -241,6 +243,6 @@ def figure5_from_checkpoints(suite: Any, registry: Any, ckpts: Sequence[tuple[st
     data = ds.split(split, train=False)
     if prot.images is not None and prot.images < len(data):
         data = torch.utils.data.Subset(data, range(prot.images))
-    labels = [f"{name}\nseed {seed}, step {m.step}" for (name, _), m in zip(ckpts, models)]
-    return figure5([m.gen for m in models], labels, data, path, rows=rows,
+    labels = [f"{name}\n{m.experiment_names}\nseed {seed}, step {m.step}" for (name, _), m in zip(ckpts, models)]
+    return figure5([m.gen for m in models], labels, data, path, rows=rows, seed=seed,
                    title=f"{title}: {resolved['name']} {split}, {checkpoint_name or suite.checkpoint + '.pt'} of each run")

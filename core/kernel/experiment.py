@@ -70,6 +70,10 @@ class TrainOptions:
     val_every: int = opt(0, "validate every N batches (0: at the end of every epoch)")
     val_limit: int | None = opt(None, "validate on the first N images of the val split (a seeded random sample for CIFAR-10 and Places365)")
     best_metric: str | None = opt(None, "metric that picks checkpoints/best.pt (default: the first of --metrics)")
+    keep_best_state: bool = opt(
+        False, "checkpoints/best.pt keeps the full training state (a hard link or copy of last.pt, with optimiser "
+        "states and discriminator); default: the generator weights eval and colorize use and the experiment"
+    )
     ckpt_every: int = opt(0, "also save checkpoints/last.pt every N batches (0: at epoch ends only)")
     max_steps: int | None = opt(None, "stop after this many batches in all (smoke tests, benchmarks)")
     max_minutes: float | None = opt(None, "stop after this many minutes of training steps (wall clock)")
