@@ -216,9 +216,21 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.T
     return out
 
 
+_SAID: set[str] = set()
+
+
 def emit(line: str) -> None:
-    """Print one report line to stderr."""
+    """Print one report line to stderr, once per process: a split loaded again (validation,
+    evaluation, a figure, the next run of a suite) finds the same images and says nothing new."""
+    if line in _SAID:
+        return
+    _SAID.add(line)
     print(line, file=sys.stderr, flush=True)
+
+
+def forget_said() -> None:
+    """Let every report line be printed again (tests that each expect their own line)."""
+    _SAID.clear()
 
 
 @dataclass

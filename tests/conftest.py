@@ -20,6 +20,14 @@ def _no_entry_point_plugins_unless_asked(monkeypatch):
     monkeypatch.delenv("COLORKIT_PLUGINS", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _each_test_sees_its_own_data_reports():
+    """Data report lines print once per process; each test starts with none said."""
+    from colorkit.plugins._decode import forget_said
+
+    forget_said()
+
+
 @dataclass(frozen=True)
 class TinyOptions:
     width: int = opt(4, "hidden channels")

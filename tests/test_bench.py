@@ -257,6 +257,9 @@ def test_bench_says_what_it_will_run_before_the_first_run(tmp_path, registry):
     lines.clear()
     run_suite(suite, tmp_path / "out", registry=registry, log=lines.append, figures=False, only=["l2"], seeds=[0])
     assert lines[0].split("] ", 1)[1].startswith("0 run(s) to train")
+    # one finished seed: its values alone, no "± 0.00" (and no ± at all in that row)
+    row = next(line for line in (tmp_path / "out" / "results.md").read_text().splitlines() if line.startswith("| l2 |"))
+    assert "1 of 2" in row and "±" not in row
 
 
 def test_committed_suites_name_their_plugin_packages():

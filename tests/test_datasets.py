@@ -664,6 +664,9 @@ def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monk
     assert "converted 4 to RGB" in line[0]
     tr.end_epoch()
     assert capsys.readouterr().err == ""  # nothing new, nothing printed
+    again = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"), size=16)
+    again.split("train", train=True)  # the same folder loaded again (validation, evaluation, the next run)
+    assert capsys.readouterr().err == ""  # the same report is not repeated
     assert len(ds.split("val")) == 3 and len(ds.split("test")) == 2
 
 

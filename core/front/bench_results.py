@@ -177,7 +177,7 @@ def results_table(suite: Suite, summary: list[dict[str, Any]], sets: dict[str, d
         for m in metrics:
             mean, std = s[m]
             d = METRIC_DIGITS.get(m, 3)
-            cells.append(f"{_fmt_num(mean, d)} ± {_fmt_num(std, d)}")
+            cells.append(_fmt_num(mean, d) if s["n"] < 2 else f"{_fmt_num(mean, d)} ± {_fmt_num(std, d)}")
         where = f"{s['eval_set']} | " if several else ""
         lines.append(f"| {s['experiment']} | {where}{s['n']} of {len(suite.seeds)} | {s['steps'][0]:.0f} "
                      f"| {s['images_seen'][0]:,.0f} | " + " | ".join(cells) + " |" + extra(s["experiment"]))
@@ -248,7 +248,7 @@ def write_markdown(suite: Suite, out: Path, rows: list[dict[str, Any]], sets: di
         parts += [suite.description, ""]
     parts += [f"{len(rows)} of {total} runs finished and evaluated "
               f"({len(suite.experiments)} experiments x seeds {', '.join(map(str, suite.seeds))}). "
-              f"Values: mean ± sample standard deviation over the finished seeds, checkpoint "
+              f"Values: mean ± sample standard deviation over the finished seeds (the value alone for a single seed), checkpoint "
               f"`{suite.checkpoint}.pt` of each run.", ""]
     parts.append(results_table(suite, summary, sets))
     parts += protocol_text(suite, sets)
