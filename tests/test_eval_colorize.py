@@ -330,9 +330,24 @@ def test_colorize_jpeg_output_and_an_output_folder_inside_the_input(run_dir, pho
     assert not (out / "colour").exists()
 
 
-def test_colorize_reports_missing_inputs_and_bad_format(run_dir, tmp_path):
-    result = invoke(["colorize", run_dir, tmp_path / "missing.jpg", "--out", tmp_path / "o", "-q"])
-    assert result.exit_code == 1 and "no such file or folder" in result.output
+def test_colorize_exit_codes_follow_one_rule(run_dir, photo_folder, tmp_path):
+    """0: every photo written; 1: some photos could not be read (a `warning:` line each, the others
+    written); 2: a user mistake (`error:`, one line), and nothing is written."""
+    good = photo_folder / "wide.jpg"
+    result = invoke(["colorize", run_dir, good, tmp_path / "missing.jpg", "--out", tmp_path / "o", "-q"])
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.output.strip().splitlines() == [
+        f"error: {tmp_path / 'missing.jpg'}: no such file or folder; check the path (nothing was colorized)"]
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no photos here")
+    result = invoke(["colorize", run_dir, tmp_path / "empty", "--out", tmp_path / "o", "-q"])
+    assert result.exit_code == 2 and result.output.startswith(f"error: no photos in {tmp_path / 'empty'}")
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    result = invoke(["colorize", run_dir, photo_folder / "family" / "broken.jpg", good, "--out", tmp_path / "o", "-q"])
+    assert result.exit_code == 1 and result.output.startswith(f"warning: {photo_folder / 'family' / 'broken.jpg'}: cannot read")
+    assert (tmp_path / "o" / "wide.png").is_file()
+    result = invoke(["colorize", run_dir, good, "--out", tmp_path / "o2", "-q"])
+    assert result.exit_code == 0 and (tmp_path / "o2" / "wide.png").is_file()
     result = invoke(["colorize", run_dir, tmp_path, "--out", tmp_path / "o", "--format", "gif"])
     assert result.exit_code == 2
 

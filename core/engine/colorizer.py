@@ -154,7 +154,13 @@ def plan_jobs(
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     found, missing = find_inputs(inputs, out)
-    report = ColorizeReport(failed=list(missing))
+    if missing:  # a mistyped path stops everything before anything is written
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UsageError(f"{missing[0][0]}: no such file or folder{more}; check the path (nothing was colorized)")
+    if not found:
+        raise UsageError(f"no photos in {', '.join(str(p) for p in inputs)} (looked for "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))} files, recursively); nothing to colorize")
+    report = ColorizeReport()
     input_set = {src.resolve() for src, _ in found}
     jobs: list[Job] = []
     taken: dict[Path, Path] = {}
