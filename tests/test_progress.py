@@ -52,7 +52,7 @@ def test_off_a_terminal_plain_lines_carry_step_rate_eta_and_the_free_text(every_
     assert "training: step 3/4 (75%)" in got[3] and "done in " in got[3] and got[3].endswith("loss 3")
 
 
-def test_the_interval_holds_lines_back_but_not_the_last_one(monkeypatch, capsys):
+def test_the_interval_holds_lines_back_but_not_the_last_one(every_update, monkeypatch, capsys):
     monkeypatch.setenv(EVERY_ENV, "3600")
     with progress_bar() as bar:
         task = bar.add_task("decoding x", total=100)
@@ -96,7 +96,7 @@ def test_a_display_opened_inside_another_joins_it(every_update, capsys):
     assert "validation" in screen.getvalue()
 
 
-def test_bad_settings_are_one_line_errors(monkeypatch):
+def test_bad_settings_are_one_line_errors(every_update, monkeypatch):
     monkeypatch.setenv(EVERY_ENV, "often")
     with pytest.raises(UsageError, match="COLORKIT_PROGRESS_EVERY='often'"):
         progress_bar()
@@ -210,6 +210,15 @@ def test_the_limit_option_decodes_only_the_split_asked_for(tmp_path, decoded, ev
     assert decoded["n"] == 4 and len(head) == 1
 
 
+def test_checking_an_image_folder_shows_progress(tmp_path, every_update, capsys):
+    from colorkit.kernel.registry import build_registry
+    from colorkit.plugins.imagefolder_data import ImageFolder
+
+    ds = build_registry(autoload=False).build("dataset", "imagefolder", ImageFolder.example_options(tmp_path))
+    ds.split("train")
+    assert any("checking imagefolder train: images 4/4 (100%)" in line for line in lines(capsys.readouterr().err))
+
+
 # -- bench ------------------------------------------------------------------------------------------
 
 
@@ -230,7 +239,7 @@ def test_bench_runs_show_progress_named_by_run(tmp_path, every_update, capsys):
     assert "images/s" not in out
 
 
-def test_bench_workers_print_plain_lines_prefixed_with_their_run(tmp_path, monkeypatch):
+def test_bench_workers_print_plain_lines_prefixed_with_their_run(tmp_path, every_update, monkeypatch):
     import subprocess
 
     from test_bench import write_suite
