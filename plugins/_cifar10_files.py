@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from colorkit.kernel.errors import UsageError
+from colorkit.kernel.progress import progress_bar
 from colorkit.plugins._decode import (
     FIRST_SKIP,
     GRAY,
@@ -283,26 +284,32 @@ def jpeg_entries(source: Source) -> dict[str, Entries]:
 
 
 def decode_entries(entries: Entries, order: np.ndarray, stop_after: int | None,
-                    keep_gray: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    keep_gray: bool, what: str = "cifar10") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode entries in ``order`` (stopping once ``stop_after`` are kept); returns the indices
-    decoded, their ``N x 3 x 32 x 32`` images (zeros where skipped) and their status codes."""
+    decoded, their ``N x 3 x 32 x 32`` images (zeros where skipped) and their status codes.
+    Progress (``decoding WHAT``) counts the images decoded, or those kept with ``stop_after``."""
     n = len(order)
     images = np.zeros((n, 3, NATIVE, NATIVE), dtype=np.uint8)
     codes = np.zeros(n, dtype=np.uint8)
     kept = 0
     done = 0
-    for k, idx in enumerate(order):
-        arr, code = decode_image(entries.get(int(idx)), keep_gray=True, size=NATIVE)
-        if arr is not None:
-            images[k] = arr.transpose(2, 0, 1)
-            if code == GRAY_KEPT or is_gray(arr):
-                code = GRAY
-        codes[k] = code
-        done = k + 1
-        if code < FIRST_SKIP or (code == GRAY and keep_gray):
-            kept += 1
-            if stop_after is not None and kept >= stop_after:
-                break
+    with progress_bar() as bar:
+        task = bar.add_task(f"decoding {what}", total=n if stop_after is None else min(n, stop_after))
+        for k, idx in enumerate(order):
+            arr, code = decode_image(entries.get(int(idx)), keep_gray=True, size=NATIVE)
+            if arr is not None:
+                images[k] = arr.transpose(2, 0, 1)
+                if code == GRAY_KEPT or is_gray(arr):
+                    code = GRAY
+            codes[k] = code
+            done = k + 1
+            if done % 250 == 0:
+                bar.update(task, completed=done if stop_after is None else kept)
+            if code < FIRST_SKIP or (code == GRAY and keep_gray):
+                kept += 1
+                if stop_after is not None and kept >= stop_after:
+                    break
+        bar.update(task, completed=done if stop_after is None else kept)
     return order[:done], images[:done], codes[:done]
 
 
@@ -312,15 +319,28 @@ def gray_codes(images: np.ndarray) -> np.ndarray:
     return np.where(gray, GRAY, OK).astype(np.uint8)
 
 
+def _report(where: str, codes: np.ndarray, names: list[str], keep_gray: bool,
+            of: int | None) -> tuple[np.ndarray, LoadReport]:
+    codes = codes.copy()
+    if keep_gray:
+        codes[codes == GRAY] = GRAY_KEPT
+    return codes, LoadReport.from_codes(where, codes, lambda i: names[i], of=of)
+
+
+def kept_images(where: str, images: np.ndarray, codes: np.ndarray, names: list[str], keep_gray: bool,
+                of: int | None = None) -> tuple[torch.Tensor, LoadReport]:
+    """The kept images of what was decoded (all of it, or a subset: ``of`` is then the size of
+    the whole split) and the report on it."""
+    codes, report = _report(where, codes, names, keep_gray, of)
+    return torch.from_numpy(np.ascontiguousarray(images[codes < FIRST_SKIP])), report
+
+
 def select_rows(where: str, images: np.ndarray, codes: np.ndarray, names: list[str], keep_gray: bool,
             limit: int | None, seed: int) -> tuple[torch.Tensor, LoadReport]:
     """The kept images and the report on the whole split. With ``limit``: the first ``limit`` kept
     images in a seeded random order of all entries, the subset that decoding only part of the
     split (no cache yet) also gives."""
-    codes = codes.copy()
-    if keep_gray:
-        codes[codes == GRAY] = GRAY_KEPT
-    report = LoadReport.from_codes(where, codes, lambda i: names[i])
+    codes, report = _report(where, codes, names, keep_gray, None)
     if limit is not None and limit < codes.size:
         order = np.random.default_rng(seed).permutation(codes.size)
         chosen = np.sort(order[codes[order] < FIRST_SKIP][:limit])

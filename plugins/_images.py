@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.progress import progress_bar
 from colorkit.plugins._image_options import MIN_SIDE
 from colorkit.plugins._decode import (
     OK,
@@ -56,9 +57,13 @@ def precheck(where: str, paths: PathTable, codes: np.ndarray, *, limit: int, kee
     load report; the report is printed when something was skipped."""
     codes = codes.copy()
     if len(paths) <= limit:
-        for i in range(len(paths)):
-            if codes[i] == UNSEEN:
-                codes[i] = check_header(paths[i], keep_gray=keep_gray, min_side=min_side)
+        with progress_bar() as bar:
+            task = bar.add_task(f"checking {where}", total=len(paths))
+            for i in range(len(paths)):
+                if codes[i] == UNSEEN:
+                    codes[i] = check_header(paths[i], keep_gray=keep_gray, min_side=min_side)
+                if (i + 1) % 500 == 0 or i + 1 == len(paths):
+                    bar.update(task, completed=i + 1)
     known = np.where(codes == UNSEEN, OK, codes).astype(np.uint8)
     report = LoadReport.from_codes(where, known, paths.__getitem__)
     line = report.line()

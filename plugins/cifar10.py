@@ -20,7 +20,10 @@ the training split indexes a batch at a time. Decoded arrays of archives and JPE
 cached (``cache`` option, default ``~/.cache/colorkit`` or ``$COLORKIT_CACHE``) under a key made
 of the source's path, size and modification time (for folders: of every file), so later runs
 start in a fraction of a second. With ``limit`` set and no cache yet, only a seeded random
-subset is decoded (and nothing is cached). Other sizes than 32 are resized once, in torch.
+subset of the split asked for is decoded, and ``head(split, n)`` (``eval --limit N``) decodes
+only the first ``n`` images; neither is cached, so a later full read decodes and caches every
+file. Decoding shows progress (:mod:`colorkit.kernel.progress`). Other sizes than 32 are resized
+once, in torch.
 
 Bad data: the pickled batches are checked for shape and type (a malformed batch is an error
 naming the file), and are read with an unpickler that only accepts numpy arrays and plain

@@ -6,10 +6,11 @@ import io
 import pickle
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset as TorchDataset
 
 from colorkit.kernel.download import download
 from colorkit.kernel.errors import UsageError
@@ -26,12 +27,10 @@ from colorkit.plugins._cifar10_files import (
     find_source,
     gray_codes,
     jpeg_entries,
+    kept_images,
     select_rows,
 )
 from colorkit.plugins._decode import (
-    FIRST_SKIP,
-    GRAY,
-    GRAY_KEPT,
     LoadReport,
     emit,
     resize_images,
@@ -57,6 +56,9 @@ MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
 CACHE_VERSION = 1
+
+
+JPEG_KINDS = ("jpeg_dir", "jpeg_archive")
 
 
 LAYOUT = (
@@ -93,7 +95,7 @@ class Cifar10(Dataset):
         self.reports: dict[str, LoadReport] = {}
         #: Whether the decoded arrays came from the cache.
         self.from_cache = False
-        self._native: dict[str, torch.Tensor] | None = None
+        self._native: dict[str, torch.Tensor] = {}
         self._sized: dict[str, torch.Tensor] = {}
 
     @property
@@ -134,33 +136,43 @@ class Cifar10(Dataset):
                 out[split] = (images, gray_codes(images), names)
             return out
         for split, entries in jpeg_entries(self.source).items():
-            idx, images, codes = decode_entries(entries, np.arange(len(entries.names)), None, True)
+            idx, images, codes = decode_entries(entries, np.arange(len(entries.names)), None, True,
+                                                f"cifar10 {split} files")
             out[split] = (images, codes, [entries.names[int(i)] for i in idx])
         return out
 
-    def _decode_roles_partial(self, limit: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-        """JPEG files with ``limit`` and no cache: per role, only a seeded subset is decoded, in a
-        seeded order until ``limit`` are kept (the subset :func:`select_rows` picks from a full decode)."""
-        o = self.options
-        out: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    def _role_entries(self, wanted: Sequence[str]) -> dict[str, Entries]:
+        """The JPEG files of each wanted role, in the role's order: ``val``, the held-out training
+        files in their seeded order; ``train``, the other training files; ``test``, the test files."""
+        out: dict[str, Entries] = {}
         for split, entries in jpeg_entries(self.source).items():
             if split == "train":
                 held = self._val_rows(len(entries.names))
-                rest = np.setdiff1d(np.arange(len(entries.names)), held, assume_unique=True)
-                parts = {"train": rest, "val": held}
+                parts = {"train": np.setdiff1d(np.arange(len(entries.names)), held, assume_unique=True), "val": held}
             else:
                 parts = {"test": np.arange(len(entries.names))}
             for role, rows in parts.items():
-                sub = Entries([entries.names[int(r)] for r in rows], lambda k, rows=rows, e=entries: e.get(int(rows[k])))
-                n = rows.size
-                if limit >= n:
-                    idx, images, codes = decode_entries(sub, np.arange(n), None, o.keep_gray)
-                else:
-                    order = np.random.default_rng(o.seed).permutation(n)
-                    idx, images, codes = decode_entries(sub, order, limit, o.keep_gray)
-                    keep = np.argsort(idx)
-                    idx, images, codes = idx[keep], images[keep], codes[keep]
-                out[role] = (images, codes, [sub.names[int(i)] for i in idx])
+                if role in wanted:
+                    out[role] = Entries([entries.names[int(r)] for r in rows],
+                                        lambda k, rows=rows, e=entries: e.get(int(rows[k])))
+        return out
+
+    def _decode_roles_partial(self, limit: int, wanted: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """JPEG files with ``limit`` and no cache: for the wanted roles only, a seeded subset is
+        decoded, in a seeded order until ``limit`` are kept (the subset :func:`select_rows` picks
+        from a full decode)."""
+        o = self.options
+        out: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        for role, sub in self._role_entries(wanted).items():
+            n = len(sub.names)
+            if limit >= n:
+                idx, images, codes = decode_entries(sub, np.arange(n), None, o.keep_gray, f"cifar10 {role}")
+            else:
+                order = np.random.default_rng(o.seed).permutation(n)
+                idx, images, codes = decode_entries(sub, order, limit, o.keep_gray, f"cifar10 {role}")
+                keep = np.argsort(idx)
+                idx, images, codes = idx[keep], images[keep], codes[keep]
+            out[role] = (images, codes, [sub.names[int(i)] for i in idx])
         return out
 
     def _roles(self, decoded: dict[str, tuple[np.ndarray, np.ndarray, list[str]]]) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
@@ -174,56 +186,80 @@ class Cifar10(Dataset):
             "test": decoded["test"],
         }
 
-    def _load(self) -> dict[str, torch.Tensor]:
-        if self._native is not None:
-            return self._native
-        o = self.options
+    def _from_cache(self) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]] | None:
         cache = self._cache_dir()
-        decoded: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] | None = None
-        if cache is not None:
-            hit = load_cache(cache, [f"{s}_{k}" for s in SPLIT_DIRS for k in ("images", "codes")])
-            if hit is not None:
-                arrays, meta = hit
-                decoded = {s: (arrays[f"{s}_images"], arrays[f"{s}_codes"], meta["names"][s]) for s in SPLIT_DIRS}
-                self.from_cache = True
-        partial = decoded is None and o.limit is not None and self.source.kind in ("jpeg_dir", "jpeg_archive")
+        hit = load_cache(cache, [f"{s}_{k}" for s in SPLIT_DIRS for k in ("images", "codes")]) if cache else None
+        if hit is None:
+            return None
+        arrays, meta = hit
+        self.from_cache = True
+        return {s: (arrays[f"{s}_images"], arrays[f"{s}_codes"], meta["names"][s]) for s in SPLIT_DIRS}
+
+    def _load(self, name: str) -> torch.Tensor:
+        """Split ``name``'s kept images at 32 px: from the cache, else decoded (every file, then
+        cached; with ``limit`` and JPEG files, only that role's subset, not cached)."""
+        if name in self._native:
+            return self._native[name]
+        o = self.options
+        decoded = self._from_cache()
+        partial = decoded is None and o.limit is not None and self.source.kind in JPEG_KINDS
         if partial:
             assert o.limit is not None
-            roles = self._decode_roles_partial(o.limit)
+            roles = self._decode_roles_partial(o.limit, [name])
         else:
             if decoded is None:
                 decoded = self._decode_all()
+                cache = self._cache_dir()
                 if cache is not None:
                     arrays = {f"{s}_{k}": v for s, d in decoded.items() for k, v in (("images", d[0]), ("codes", d[1]))}
                     save_cache(cache, arrays, {"names": {s: d[2] for s, d in decoded.items()}, "source": str(self.source.path)})
             roles = self._roles(decoded)
-        self._native = {}
-        for split in self.splits:
-            images, codes, names = roles[split]
-            if partial:
-                # already a subset: decoded in seeded order until `limit` were kept
-                codes = codes.copy()
-                if o.keep_gray:
-                    codes[codes == GRAY] = GRAY_KEPT
-                report = LoadReport.from_codes(f"cifar10 {split}", codes, lambda i, names=names: names[i])
-                tensor = torch.from_numpy(np.ascontiguousarray(images[codes < FIRST_SKIP]))
+        for split, (images, codes, names) in roles.items():
+            if split in self._native:
+                continue
+            if partial:  # already a subset: decoded in seeded order until `limit` were kept
+                tensor, report = kept_images(f"cifar10 {split}", images, codes, names, o.keep_gray)
             else:
                 tensor, report = select_rows(f"cifar10 {split}", images, codes, names, o.keep_gray, o.limit, o.seed)
-            if tensor.shape[0] == 0:
-                raise UsageError(f"cifar10: no usable images in the {split} split of {self.source.path} ({report.line()})")
-            self.reports[split] = report
-            self._native[split] = tensor
-            line = report.line()
-            if line:
-                emit(line)
-        return self._native
+            self._store(split, tensor, report)
+        return self._native[name]
+
+    def _store(self, split: str, tensor: torch.Tensor, report: LoadReport) -> None:
+        if tensor.shape[0] == 0:
+            raise UsageError(f"cifar10: no usable images in the {split} split of {self.source.path} ({report.line()})")
+        self.reports[split] = report
+        self._native[split] = tensor
+        line = report.line()
+        if line:
+            emit(line)
 
     def split(self, name: str, train: bool = False) -> ArraySplit:
         self.check_split(name)
-        native = self._load()[name]
+        native = self._load(name)
         if name not in self._sized:
             self._sized[name] = resize_images(native, self.options.size)
         return ArraySplit(self._sized[name], train=train, flip=self.options.flip)
+
+    def head(self, name: str, n: int) -> TorchDataset:
+        """The first ``n`` images of split ``name`` (``eval --limit``). From JPEG files with no
+        cache yet and no ``limit``, only the files up to the ``n``-th kept one are decoded, and
+        nothing is cached (a later full read decodes and caches every file); otherwise the
+        split is loaded (from the cache) and cut."""
+        self.check_split(name)
+        o, cache = self.options, self._cache_dir()
+        if (name in self._native or o.limit is not None or self.source.kind not in JPEG_KINDS
+                or (cache is not None and (cache / "meta.json").is_file())):
+            return super().head(name, n)
+        sub = self._role_entries([name])[name]
+        idx, images, codes = decode_entries(sub, np.arange(len(sub.names)), n, o.keep_gray, f"cifar10 {name}")
+        tensor, report = kept_images(f"cifar10 {name}", images, codes, [sub.names[int(i)] for i in idx], o.keep_gray,
+                                     of=len(sub.names))
+        if tensor.shape[0] == 0:
+            raise UsageError(f"cifar10: no usable images in the {name} split of {self.source.path} ({report.line()})")
+        line = report.line()
+        if line:
+            emit(line)
+        return ArraySplit(resize_images(tensor, o.size), train=False, flip=o.flip)
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:

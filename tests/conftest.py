@@ -15,9 +15,14 @@ from colorkit.kernel.options import opt
 
 @pytest.fixture(autouse=True)
 def _no_entry_point_plugins_unless_asked(monkeypatch):
-    """Tests see only the built-ins plus what they register, unless a test re-enables autoload."""
+    """Tests see only the built-ins plus what they register, unless a test re-enables autoload,
+    and no progress display unless they turn it on."""
     monkeypatch.setenv("COLORKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.delenv("COLORKIT_PLUGINS", raising=False)
+    # No progress lines on stderr (subprocesses inherit it), so tests read only what they assert;
+    # tests/test_progress.py turns the display back on.
+    monkeypatch.setenv("COLORKIT_PROGRESS", "off")
+    monkeypatch.delenv("COLORKIT_PROGRESS_PREFIX", raising=False)
 
 
 @pytest.fixture(autouse=True)

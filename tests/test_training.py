@@ -91,7 +91,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     whole = tmp_path / "whole"
     run_cli([*args, "--out", str(whole)])
     stopped = tmp_path / "stopped"
-    proc = run_killed("SIGINT", 3, [*args, "--out", str(stopped)])
+    proc = run_killed("SIGINT", 3, [*args, "--out", str(stopped), "-q"])  # -q: no progress lines
     assert proc.returncode == 130, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted at step 4" in lines[0] and "--resume" in lines[0], proc.stderr

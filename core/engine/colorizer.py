@@ -252,7 +252,7 @@ def colorize_files(
         raise UsageError(f"--backend {backend!r}: use torch or onnxruntime")
     if not jobs:
         return report
-    from colorkit.engine.progress import progress_bar
+    from colorkit.kernel.progress import progress_bar
 
     with progress_bar(progress, console) as bar:
         task = bar.add_task("colorizing", total=len(jobs), parts="")

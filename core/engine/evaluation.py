@@ -39,7 +39,6 @@ import torch
 from colorkit.engine.colorizer import find_inputs, read_image
 from colorkit.engine.devices import pick_device
 from colorkit.engine.inference import LoadedModel, colorize_array, experiment_label, load_model
-from colorkit.engine.progress import progress_bar
 from colorkit.engine.scoring import (
     build_metrics,
     evaluate_generators,
@@ -50,6 +49,7 @@ from colorkit.engine.scoring import (
 )
 from colorkit.kernel.errors import ColorkitError, UsageError
 from colorkit.kernel.interfaces import Dataset
+from colorkit.kernel.progress import progress_bar, progress_scope
 
 NO_COLOUR = "no colour"
 
@@ -259,6 +259,8 @@ def evaluate(
         from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
     dev = pick_device(device)
     models = [load_model(t, registry, device=dev) for t in targets]
     dataset_sets, metric_options = parse_sets(sets)
@@ -266,7 +268,8 @@ def evaluate(
     ds, resolved = build_eval_dataset(registry, spec, data_root, dataset_sets)
     split_name = split or ds.test_split
     ds.check_split(split_name)
-    data = ds.split(split_name, train=False)
+    with progress_scope(progress):  # decoding shows progress too, unless quiet
+        data = ds.split(split_name, train=False) if limit is None else ds.head(split_name, limit)
     names = parse_metric_names(metrics) if metrics else default_metrics(models, registry)
     info = metric_info(registry, names)
     start = time.perf_counter()

@@ -21,22 +21,27 @@ from colorkit.engine.training import RunResult, Trainer
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict, load_yaml_file
 from colorkit.kernel.files import atomic_write_bytes, remove_stale_temps, write_new_text
+from colorkit.kernel.progress import progress_scope
 from colorkit.kernel.registry import Registry
 
 
 def train(registry: Registry, exp: Experiment | None, out: str | Path | None = None, *, progress: bool = True,
-          resume: str | Path | None = None, fork: bool = False, console: Any = None) -> RunResult:
+          resume: str | Path | None = None, fork: bool = False, console: Any = None,
+          label: str | None = None) -> RunResult:
     """Train ``exp`` into a new run directory, or continue the run in ``resume``.
 
     With ``resume``, ``exp`` may be ``None`` (the run's saved config is used) or an experiment
     that must equal the saved one, unless ``fork`` is set: then a new run directory (``out``)
     gets the new config and training continues there from the resumed run's checkpoint.
+    ``progress=False`` silences every progress display of the run, the dataset's decoding included;
+    ``label`` names the run there (default: the experiment's label).
     """
     info = ckdist.env_info()
     locks: list[RunLock] = []  # held until training ends
     try:
-        return _train(registry, exp, out, progress=progress, resume=resume, fork=fork, console=console, info=info,
-                      locks=locks)
+        with progress_scope(progress and info.is_main):
+            return _train(registry, exp, out, progress=progress, resume=resume, fork=fork, console=console, info=info,
+                          locks=locks, label=label)
     finally:
         for lock in locks:
             lock.release()
@@ -52,7 +57,7 @@ def _lock(path: Path, info: ckdist.DistInfo, locks: list[RunLock], new: bool = F
 
 def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *, progress: bool,
            resume: str | Path | None, fork: bool, console: Any, info: ckdist.DistInfo,
-           locks: list[RunLock]) -> RunResult:
+           locks: list[RunLock], label: str | None) -> RunResult:
     state = None
     run_dir: Path | None = None
     resume_dir = Path(resume) if resume is not None else None
@@ -67,6 +72,7 @@ def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *
         # Build everything first: a bad component or option leaves no empty run directory behind.
         trainer = Trainer.from_experiment(registry, exp, run_dir or Path(), progress=progress, console=console,
                                           info=info)
+        trainer.label = label or trainer.label
         if run_dir is None:
             made = new_run_dir(out, exp.label) if info.is_main else None
             if made is not None:

@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from colorkit.engine.inference import predict_lab, to_uint8
-from colorkit.engine.progress import progress_bar
 from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.interfaces import Generator, Metric
+from colorkit.kernel.progress import progress_bar
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def score(
                         pin_memory=device.type == "cuda")
     images = 0
     with eval_mode(gens), progress_bar(progress, console) as bar:
-        task = bar.add_task(description, total=len(loader), parts="")
+        task = bar.add_task(description, total=len(data), parts="")
         for batch in loader:
             if not isinstance(batch, torch.Tensor):  # (image, label) datasets
                 batch = batch[0]
@@ -230,7 +230,7 @@ def score(
                 for metric in reference.values():
                     metric.update(grey, target)
             images += batch.shape[0]
-            bar.update(task, advance=1, parts=f"{images} images")
+            bar.update(task, advance=batch.shape[0])
     return images
 
 

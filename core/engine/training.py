@@ -30,7 +30,6 @@ from colorkit.engine.components import Components, build_components, check_fit, 
 from colorkit.engine.devices import pick_device, resolve_precision, uses_channels_last
 from colorkit.engine.images import comparison_grid, save_png
 from colorkit.engine.loading import batches_per_epoch, epoch_loader, workers
-from colorkit.engine.progress import progress_bar
 from colorkit.engine.schedules import budget_progress, budget_reached, make_scheduler, set_step_lr
 from colorkit.engine.scoring import ColourL1, build_metrics
 from colorkit.engine.seeding import seed_everything
@@ -41,6 +40,7 @@ from colorkit.kernel.errors import ColorkitError, UsageError
 from colorkit.kernel.experiment import Experiment, TrainOptions
 from colorkit.kernel.files import append_jsonl
 from colorkit.kernel.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
+from colorkit.kernel.progress import progress_bar, progress_note
 from colorkit.kernel.registry import Registry
 
 
@@ -48,7 +48,6 @@ class TrainingInterrupted(ColorkitError):
     """Ctrl-C: the checkpoint was saved and the run can be resumed."""
 
     exit_code = 130
-
 
 
 @dataclass
@@ -123,7 +122,7 @@ class Trainer:
         self.count = 0
         self.best_value: float | None = None
         self.epoch_logs: list[dict[str, Any]] = []
-        self.log_lines = 0
+        self.log_lines, self.val_text = 0, ""  # val_text: the latest validation, for the progress display
         self.train_seconds = self.cpu_seconds = 0.0
         self._budget_done = self._stop_requested = False
         #: A new best validation value whose ``best.pt`` the next ``last.pt`` save makes.
@@ -287,6 +286,7 @@ class Trainer:
     def _after_validation(self, values: dict[str, float]) -> None:
         record = {"event": "val", "epoch": self.epoch, "step": self.step, "images": self.images, **values}
         self._log(record)
+        self.val_text = "  | " + _fmt_parts(values)
         for sched in (self.sched_g, self.sched_d):
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(values["val_l1"])
@@ -314,8 +314,10 @@ class Trainer:
         with contextlib.suppress(ValueError):  # not the main thread: no signal handling
             old_handler = signal.signal(signal.SIGINT, self._request_stop)
         try:
+            progress_note(f"{self.label}: run directory {self.run_dir}", self.progress, self.console)
             with progress_bar(self.progress, self.console) as bar:
-                task = bar.add_task(self.label, total=total, completed=min(self.step, total), parts="")
+                task = bar.add_task(self.label, total=total, completed=min(self.step, total), unit="step",
+                                    images=self.images)
                 self._loop(bar, task, per_epoch)
         finally:
             if old_handler is not None:
@@ -360,7 +362,7 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == 1:
                     self._log({"event": "step", "step": self.step, "epoch": self.epoch, "images": self.images,
                                "lr": self.opt_g.param_groups[0]["lr"], **logs})
-                bar.update(task, advance=1, parts=_fmt_parts(logs))
+                bar.update(task, advance=1, parts=_fmt_parts(logs) + self.val_text, images=self.images)
                 if t.val_every and self.step % t.val_every == 0:
                     self._after_validation(self.validate())
                 stop, budget = self._stop_requested, budget_reached(self)

@@ -31,7 +31,8 @@ def validate(trainer: Any) -> dict[str, float]:
             torch.distributed.broadcast(buf, src=0)
     was_training = gen.training
     try:
-        score([gen], shard, [metrics], trainer.device, batch_size=max(trainer.t.batch_size, 32), workers=trainer.workers)
+        score([gen], shard, [metrics], trainer.device, batch_size=max(trainer.t.batch_size, 32), workers=trainer.workers,
+              progress=trainer.progress, console=trainer.console, description=f"validation at step {trainer.step}")
     finally:
         gen.train(was_training)
     if trainer.info.enabled:

@@ -52,8 +52,10 @@ def _saved_config_diff(registry: Any, exp: Any, run_dir: Path) -> list[str]:
     return config_diff(old.to_dict(), exp.to_dict())
 
 
-def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], None] | None = None) -> str:
-    """Train ``exp`` into ``run_dir`` unless done; returns ``reused``, ``resumed`` or ``trained``."""
+def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], None] | None = None,
+                   progress: bool = False) -> str:
+    """Train ``exp`` into ``run_dir`` unless done; returns ``reused``, ``resumed`` or ``trained``.
+    ``progress``: the training's progress display, named by the run directory."""
     from colorkit.engine.runs import train
 
     if (run_dir / "config.yaml").is_file():
@@ -67,14 +69,14 @@ def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], 
             return "reused"
         if (run_dir / "checkpoints" / "last.pt").is_file():
             _log(log, f"resume {run_dir.name}")
-            train(registry, exp, progress=False, resume=run_dir)
+            train(registry, exp, progress=progress, resume=run_dir, label=run_dir.name)
             return "resumed"
         # killed before its first checkpoint: nothing to keep
         shutil.rmtree(run_dir)
     elif run_dir.exists():
         shutil.rmtree(run_dir)
     _log(log, f"train {run_dir.name}")
-    train(registry, exp, run_dir, progress=False)
+    train(registry, exp, run_dir, progress=progress, label=run_dir.name)
     return "trained"
 
 
@@ -84,7 +86,7 @@ def _protocol_key(protocol: Protocol, ckpt: Path) -> dict[str, Any]:
 
 
 def ensure_evaluated(registry: Any, suite: Suite, run_dir: Path, log: Callable[[str], None] | None = None,
-                     protocol: Protocol | None = None) -> dict[str, Any]:
+                     protocol: Protocol | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate the run's checkpoint on the protocol (default: the suite's), cached as
     ``eval-<checkpoint>.json``."""
     prot = protocol or suite.protocol
@@ -106,7 +108,7 @@ def ensure_evaluated(registry: Any, suite: Suite, run_dir: Path, log: Callable[[
     # One row per run: the image colorize writes (an L*a*b* generator's own-L* variant is eval's extra).
     result, _, _ = evaluate([ckpt], registry=registry, dataset=prot.dataset, split=prot.split, metrics=prot.metrics,
                             limit=prot.images, batch_size=prot.batch_size, device=prot.device, sets=sets,
-                            own_l_rows=False)
+                            own_l_rows=False, progress=progress)
     data = result.to_dict()
     data["key"] = key
     from colorkit.kernel.files import atomic_write_bytes
@@ -128,15 +130,21 @@ def set_value(v: Any) -> str:
 
 
 def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int,
-                 log: Callable[[str], None] | None) -> list[str]:
+                 log: Callable[[str], None] | None, progress: bool) -> list[str]:
     """Train and evaluate ``todo`` (experiment, seed) pairs, ``jobs`` worker processes at a
     time, in order; returns the failures. Each worker is ``colorkit bench SUITE --only NAME
-    --seeds SEED --jobs 1 --no-figures`` on the same output folder (one run directory each)."""
+    --seeds SEED --jobs 1 --no-figures`` on the same output folder (one run directory each).
+    Their progress is plain lines (bars of several processes would overwrite each other), each
+    starting with the run's name (``COLORKIT_PROGRESS_PREFIX``)."""
+    import os
     import subprocess
     import sys
 
+    from colorkit.kernel.progress import MODE_ENV, PREFIX_ENV, progress_mode
+
     base = [sys.executable, "-m", "colorkit", "bench", str(suite.path), "--out", str(out), "--jobs", "1",
-            "--no-figures"]
+            "--no-figures", *([] if progress else ["-q"])]
+    mode = "off" if progress_mode() == "off" else "plain"
     pending = list(todo)
     running: dict[Any, tuple[str, float]] = {}
     failed: list[str] = []
@@ -145,8 +153,8 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
             while pending and len(running) < jobs:
                 name, seed = pending.pop(0)
                 _log(log, f"worker: {run_name(name, seed)} ({len(running) + 1} of {jobs} running)")
-                proc = subprocess.Popen([*base, "--only", name, "--seeds", str(seed)],
-                                        env={**os.environ, WORKER_ENV: "1"})
+                env = {**os.environ, MODE_ENV: mode, PREFIX_ENV: f"[{run_name(name, seed)}] ", WORKER_ENV: "1"}
+                proc = subprocess.Popen([*base, "--only", name, "--seeds", str(seed)], env=env)
                 running[proc] = (run_name(name, seed), time.perf_counter())
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
@@ -170,7 +178,7 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
 def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: Any = None,
               log: Callable[[str], None] | None = print, figures: bool = True,
               only_results: bool = False, seeds: list[int] | None = None,
-              only: list[str] | None = None, jobs: int | None = None) -> list[dict[str, Any]]:
+              only: list[str] | None = None, jobs: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Train what is missing, evaluate, and write results.csv, results.md and the figures.
 
     Runs go seed by seed (every experiment at seed 0 first), so an interrupted suite has its
@@ -179,6 +187,8 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     tables always show every finished run). ``jobs`` (default: the suite's ``jobs``) runs that
     many runs side by side, each in a ``colorkit bench`` worker process of its own (which loads
     the installed plugins, not ``registry``); the tables and figures are written here at the end.
+    ``progress``: each run's training and evaluation show progress on stderr (``colorkit bench``
+    without ``-q``), as plain lines prefixed with the run's name in worker processes.
     """
     import torch
 
@@ -202,10 +212,10 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
         _log(log, suite.budget_line(pending, min(jobs, max(1, len(pending)))))
     failed: list[str] = []
     if jobs > 1 and not only_results:
-        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log)
+        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log, progress)
     elif not only_results:
         for e, seed, exp in todo:
-            failure = _train_and_evaluate(registry, suite, out_dir, e, seed, exp, log)
+            failure = _train_and_evaluate(registry, suite, out_dir, e, seed, exp, log, progress)
             if failure is None:
                 write_results(suite, out_dir)
             else:
@@ -234,7 +244,7 @@ def _plan(registry: Any, suite: Suite, seeds: list[int] | None, only: list[str] 
 
 
 def _train_and_evaluate(registry: Any, suite: Suite, out_dir: Path, e: Any, seed: int, exp: Any,
-                        log: Callable[[str], None] | None) -> str | None:
+                        log: Callable[[str], None] | None, progress: bool = False) -> str | None:
     """Train and evaluate one run in this process; a failure is returned as one line (one
     failed run must not stop the others), except Ctrl-C and a run directory of another config."""
     from colorkit.engine.training import TrainingInterrupted
@@ -242,10 +252,10 @@ def _train_and_evaluate(registry: Any, suite: Suite, out_dir: Path, e: Any, seed
     run_dir = out_dir / "runs" / run_name(e.name, seed)
     t0 = time.perf_counter()
     try:
-        how = ensure_trained(registry, exp, run_dir, log)
+        how = ensure_trained(registry, exp, run_dir, log, progress)
         if how != "reused":
             _log(log, f"{how} {run_dir.name} in {time.perf_counter() - t0:.0f} s")
-        ensure_evaluated(registry, suite, run_dir, log, suite.protocol_for(e))
+        ensure_evaluated(registry, suite, run_dir, log, suite.protocol_for(e), progress)
         return None
     except (KeyboardInterrupt, TrainingInterrupted):  # Ctrl-C: saved; a rerun resumes it
         raise

@@ -20,10 +20,12 @@ def bench_command(
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="train and evaluate only these of the suite's seeds now (e.g. 0 or 0,1)")] = None,
     only: Annotated[Optional[str], typer.Option("--only", help="train and evaluate only these experiments now (comma-separated names)")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="runs trained side by side, one worker process each (default: the suite's jobs, else 1)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display (the line per run start and end stays)")] = False,
 ) -> None:
     """Train what is missing of a suite, evaluate every run, write results.csv, results.md and figures.
 
-    A rerun reuses finished runs and cached evaluations, and resumes interrupted runs.
+    A rerun reuses finished runs and cached evaluations, and resumes interrupted runs. Progress
+    goes to stderr: a line as each run starts and ends, and each run's progress display.
     """
     from colorkit.front.bench import run_suite
     from colorkit.kernel.errors import UsageError
@@ -36,4 +38,5 @@ def bench_command(
             raise UsageError(f"--seeds {seeds!r}: expected integers like 0 or 0,1") from None
     names = [x.strip() for x in only.split(",") if x.strip()] if only is not None else None
     run_suite(suite, out, registry=get_registry(ctx), log=lambda s: typer.echo(s, err=True),
-              figures=not no_figures, only_results=results_only, seeds=seed_list, only=names, jobs=jobs)
+              figures=not no_figures, only_results=results_only, seeds=seed_list, only=names, jobs=jobs,
+              progress=not quiet)

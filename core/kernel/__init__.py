@@ -2,7 +2,8 @@
 (:mod:`~colorkit.kernel.interfaces`), the plugin hooks and the registry that loads plugins and
 reads ``registry.yaml`` (presets and defaults), component options, experiments, the sRGB <->
 L*a*b* conversion (:mod:`~colorkit.kernel.color`, the only one), errors, the one atomic file
-write (:mod:`~colorkit.kernel.files`), downloads and the contract checks plugin authors run
+write (:mod:`~colorkit.kernel.files`), downloads, the progress display
+(:mod:`~colorkit.kernel.progress`, the only one) and the contract checks plugin authors run
 (:mod:`~colorkit.kernel.testing`). It imports nothing from the engine or the front, and names no
 built-in plugin: plugins import the kernel only.
 """

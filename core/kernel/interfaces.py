@@ -173,6 +173,13 @@ class Dataset(abc.ABC):
     def split(self, name: str, train: bool = False) -> torch.utils.data.Dataset:
         """The items of split ``name``; ``train`` turns on augmentation."""
 
+    def head(self, name: str, n: int) -> torch.utils.data.Dataset:
+        """The first ``n`` items of split ``name``, in order, as ``split(name)`` (no augmentation)
+        has them: what ``colorkit eval --limit N`` scores. The default reads the split and cuts
+        it; a dataset that decodes its files up front overrides it to decode only those ``n``."""
+        data = self.split(name, train=False)
+        return torch.utils.data.Subset(data, range(min(n, len(data))))  # type: ignore[arg-type]
+
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:
         """Options that build a tiny instance for contract tests, writing any files it needs

@@ -168,7 +168,8 @@ def _check_parts(parts: Any, who: str, method: str) -> None:
 
 def check_dataset(dataset: Dataset, max_items: int = 4) -> None:
     """A dataset names its splits, gives the three roles (train, val, test) three different
-    splits, and serves ``uint8`` RGB ``3 x size x size`` tensors from each."""
+    splits, serves ``uint8`` RGB ``3 x size x size`` tensors from each, and ``head(name, n)`` is
+    the first ``n`` of them."""
     assert isinstance(dataset, Dataset), f"{type(dataset).__name__} must subclass colorkit.Dataset"
     assert dataset.splits, "a dataset needs at least one split"
     roles = (dataset.train_split, dataset.val_split, dataset.test_split)
@@ -180,6 +181,10 @@ def check_dataset(dataset: Dataset, max_items: int = 4) -> None:
     size = dataset.size
     assert isinstance(size, int) and size > 0
     for name in roles:
+        head = dataset.head(name, 2)  # first, as eval --limit asks a fresh dataset
+        plain = dataset.split(name, train=False)
+        assert len(head) == min(2, len(plain)) and all(torch.equal(head[i], plain[i]) for i in range(len(head))), (
+            f"{type(dataset).__name__}.head('{name}', 2) must be the first 2 items of split('{name}')")
         for train in (False, True):
             data = dataset.split(name, train=train)
             assert len(data) > 0, f"{type(dataset).__name__}: split '{name}' is empty"
