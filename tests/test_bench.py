@@ -292,7 +292,7 @@ def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
 
 
 def test_committed_suites_load(example_registry):
-    from colorkit.front.bench_suite import build_experiment
+    from colorkit.front.bench_plan import build_experiment
 
     registry = example_registry
 

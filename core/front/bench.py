@@ -17,15 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+from colorkit.front.bench_plan import budget_line, build_experiment
 from colorkit.front.bench_results import write_results
-from colorkit.front.bench_suite import (
-    Protocol,
-    Suite,
-    build_experiment,
-    load_suite,
-    run_finished,
-    run_name,
-)
+from colorkit.front.bench_suite import Protocol, Suite, load_suite, run_finished, run_name
 from colorkit.kernel.errors import ColorkitError, UsageError
 
 EVAL_FORMAT = 2  # 2: L*a*b* generators scored on the input L* (as colorize writes them)
@@ -209,7 +203,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
         raise UsageError(f"--jobs {jobs}: must be at least 1")
     if not only_results and not os.environ.get(WORKER_ENV):  # the parent has said it for the workers
         pending = [exp for e, seed, exp in todo if not run_finished(out_dir / "runs" / run_name(e.name, seed))]
-        _log(log, suite.budget_line(pending, min(jobs, max(1, len(pending)))))
+        _log(log, budget_line(suite, pending, min(jobs, max(1, len(pending)))))
     failed: list[str] = []
     if jobs > 1 and not only_results:
         failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log, progress)

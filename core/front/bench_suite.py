@@ -1,6 +1,7 @@
-"""Benchmark suite files: parsing and validation, the experiment of each entry and seed, and the
-run directories a suite owns (``colorkit bench SUITE.yaml``; :mod:`colorkit.front.bench` runs a
-suite, :mod:`colorkit.front.bench_results` tabulates it).
+"""Benchmark suite files: parsing and validation, and the run directories a suite owns
+(``colorkit bench SUITE.yaml``; :mod:`colorkit.front.bench_plan` resolves the experiment of each
+entry and seed, :mod:`colorkit.front.bench` runs a suite, :mod:`colorkit.front.bench_results`
+tabulates it).
 
 A suite is a YAML file::
 
@@ -65,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
+from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import load_yaml
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
@@ -124,41 +125,6 @@ class Suite:
     #: plugin packages the suite needs: ``{distribution name: its install command}``
     plugins: dict[str, str] = field(default_factory=dict)
 
-    def missing_plugins(self) -> str:
-        """What to install for the suite's plugin packages that are not installed ('' when none)."""
-        from importlib import metadata
-
-        missing = []
-        for package, command in self.plugins.items():
-            try:
-                metadata.distribution(package)
-            except metadata.PackageNotFoundError:
-                missing.append(f"{package} is not installed: {command}")
-        if missing:
-            return "; this suite needs plugin packages: " + "; ".join(missing)
-        return ("; if it comes from a plugin package, install that package (`colorkit list` shows what is loaded, "
-                "and a suite's `plugins` key can name the package and its install command)")
-
-    def budget_line(self, exps: list[Any], jobs: int) -> str:
-        """One line of what a bench invocation will do: runs, budget per run, about how long."""
-        budgets, minutes, bounded = set(), 0.0, True
-        for exp in exps:
-            t = exp.train
-            limits = [f"{t.max_steps} steps"] if t.max_steps else []
-            if t.max_cpu_minutes or t.max_minutes:
-                limit = t.max_cpu_minutes or t.max_minutes
-                limits.append(f"{limit:g} {'CPU-' if t.max_cpu_minutes else ''}minutes")
-                minutes += limit
-            else:
-                bounded = False
-            budgets.add(" or ".join(limits) if limits else f"{t.epochs} epochs")
-        line = f"{len(exps)} run(s) to train, each for {' / '.join(sorted(budgets)) or 'nothing'}"
-        if minutes and bounded:
-            line += f" (at most about {minutes / max(1, jobs):.0f} minutes at {jobs} job(s) side by side)"
-        n = self.protocol.images or self.protocol.options.get("limit")
-        images = f"{n:,} images" if n else "all images"
-        return line + f"; then each is evaluated on {images} of the {self.protocol.split or 'test'} split"
-
     def experiment(self, name: str) -> SuiteExperiment:
         for e in self.experiments:
             if e.name == name:
@@ -215,7 +181,7 @@ def resolve_path(value: str, suite_dir: Path) -> str:
     return str(((root or suite_dir) / p).resolve())
 
 
-def _resolve_roots(data: dict[str, Any], suite_dir: Path) -> dict[str, Any]:
+def resolve_roots(data: dict[str, Any], suite_dir: Path) -> dict[str, Any]:
     """Resolve ``dataset.options.root`` of an experiment dict."""
     data = copy.deepcopy(data)
     ds = data.get("dataset")
@@ -239,7 +205,7 @@ def load_suite(path: str | Path) -> Suite:
     protocol = _protocol(p, data.get("evaluation"), suite_dir)
     figures = _figures(p, data.get("figures") or {}, experiments, seeds)
     return Suite(p, str(data.get("name") or p.stem), str(data.get("description") or "").strip(), list(seeds),
-                 threads, checkpoint, _resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs,
+                 threads, checkpoint, resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs,
                  _turing_key(p, data.get("turing"), experiments, suite_dir), _plugins_key(p, data.get("plugins")))
 
 
@@ -409,29 +375,6 @@ def _turing_key(p: Path, turing: Any, experiments: list[SuiteExperiment], suite_
         if not any(e.name == name for e in experiments):
             raise _err(p, "turing.models", f"names '{name}', which is not an experiment of the suite")
     return {"study": resolve_path(turing["study"], suite_dir), "models": dict(models)}
-
-
-def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int) -> Any:
-    """The resolved experiment of one suite entry and seed (errors name the suite and entry)."""
-    from colorkit.kernel.experiment import apply_sets, experiment_defaults, merge_layers, resolve
-
-    where = f"{suite.path}: experiment '{e.name}'"
-    layers: list[tuple[str, dict[str, Any]]] = [("registry.yaml defaults", experiment_defaults(registry))]
-    try:
-        if e.preset:
-            layers.append((f"preset '{e.preset}'", dict(registry.preset(e.preset))))
-        layers.append((f"{suite.path}: defaults", suite.defaults))
-        layers.append((f"{where} config", _resolve_roots(e.config, suite.path.resolve().parent)))
-        merged = merge_layers(layers)
-        merged = apply_sets(merged, [*e.sets, f"train.seed={seed}"])
-        if e.description:
-            merged["description"] = e.description
-        return resolve(registry, merged)
-    except ColorkitError as exc:
-        msg = str(exc)
-        if isinstance(exc, UnknownNameError):
-            msg += suite.missing_plugins()
-        raise UsageError(msg if msg.startswith(str(suite.path)) else f"{where}: {msg}") from None
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
