@@ -157,9 +157,6 @@ def plan_jobs(
     if missing:  # a mistyped path stops everything before anything is written
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise UsageError(f"{missing[0][0]}: no such file or folder{more}; check the path (nothing was colorized)")
-    if not found:
-        raise UsageError(f"no photos in {', '.join(str(p) for p in inputs)} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))} files, recursively); nothing to colorize")
     report = ColorizeReport()
     input_set = {src.resolve() for src, _ in found}
     jobs: list[Job] = []
@@ -250,6 +247,9 @@ def colorize_files(
         loaded, run = _model(model, device, working_size, registry), colorize_array
     else:
         raise UsageError(f"--backend {backend!r}: use torch or onnxruntime")
+    if not jobs and not report.skipped:  # checked after the model, whose errors come first
+        raise UsageError(f"no photos in {', '.join(str(p) for p in inputs)} (looked for "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))} files, recursively); nothing to colorize")
     if not jobs:
         return report
     from colorkit.kernel.progress import progress_bar
