@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--threads", default="default",
                         help="comma-separated torch thread counts to measure; 'default' = torch's choice")
     parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnxruntime")
+    parser.add_argument("--photos", default=",".join(PHOTOS), help=f"comma-separated photo sizes of {', '.join(PHOTOS)}")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child", nargs=3, metavar=("PHOTO", "SIZE", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,7 +170,9 @@ def main() -> None:
     rows = []
     for threads in [t.strip() for t in args.threads.split(",") if t.strip()]:
         for size in sizes:
-            for photo in PHOTOS:
+            for photo in [p.strip() for p in args.photos.split(",") if p.strip()]:
+                if photo not in PHOTOS:
+                    sys.exit(f"--photos {photo}: choose from {', '.join(PHOTOS)}")
                 for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
                     cmd = [sys.executable, __file__, "--child", photo, str(size), backend, "--runs", str(args.runs),
                            "--threads", threads]
