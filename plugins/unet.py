@@ -5,6 +5,7 @@ channels doubling; ``depth`` mirrored decoding units, each upsampling x2, a 2x2 
 channels, concatenation with the encoder activation of the same resolution, then two 3x3 conv +
 batch norm + ReLU; a final 1x1 conv to 3 (L*a*b*) or 2 (a*b*) channels (optionally started at
 zero, ``zero_out``: a*b* = 0 is the "no colour" floor, the point every result is judged against).
+``ab_gain`` scales the predicted a*b* outside training (a calibration chosen on val, not learned).
 """
 
 from __future__ import annotations
@@ -30,12 +31,19 @@ class UNetOptions:
         False, "start the output conv at zero (kept by train.init=he): with output=ab, step 0 predicts "
         "a* = b* = 0, exactly the 'no colour' floor, and training moves away from it"
     )
+    ab_gain: float = opt(
+        1.0, "multiply the predicted a*b* by this in eval mode (validation, eval, colorize, export; training "
+        "steps never see it): an L1 or L2 regression predicts median colours, duller than the truth, and a "
+        "gain above 1 trades per-pixel error for colourfulness; choose it on val"
+    )
 
     def __post_init__(self) -> None:
         if self.base < 1:
             raise ValueError("gen.base must be at least 1")
         if not 1 <= self.depth <= 8:
             raise ValueError("gen.depth must be between 1 and 8")
+        if not 0 < self.ab_gain <= 4:
+            raise ValueError("gen.ab_gain must be above 0 and at most 4")
 
 
 @colorkit.hookimpl

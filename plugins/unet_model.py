@@ -78,4 +78,9 @@ class UNet(Generator):
             x = self.pool(x)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = dec(torch.cat((up(x), skip), dim=1))
-        return self.out_act(self.head(x))
+        out = self.out_act(self.head(x))
+        gain = self.options.ab_gain
+        if gain == 1.0 or self.training:
+            return out
+        out = torch.cat((out[:, :-2], out[:, -2:] * gain), dim=1)  # a*, b*: the last two channels
+        return out.clamp(-1, 1) if self.options.out_act == "tanh" else out

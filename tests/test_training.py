@@ -320,6 +320,26 @@ def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_pa
     assert gen.encoders[0][0].weight.abs().sum() > 0  # the other layers were initialised as usual
 
 
+@pytest.mark.parametrize("output", ["ab", "lab"])
+def test_unet_ab_gain_scales_a_b_outside_training_only(output):
+    from colorkit.plugins.unet import UNetOptions
+    from colorkit.plugins.unet_model import UNet
+
+    torch.manual_seed(0)
+    plain = UNet(UNetOptions(base=4, depth=2, output=output))
+    vivid = UNet(UNetOptions(base=4, depth=2, output=output, ab_gain=1.5))
+    vivid.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(plain.train()(x), vivid.train()(x))  # training steps never see the gain
+    base, scaled = plain.eval()(x), vivid.eval()(x)
+    n = base.shape[1]
+    assert torch.equal(scaled[:, : n - 2], base[:, : n - 2])  # L* (lab output) untouched
+    assert torch.allclose(scaled[:, n - 2:], (base[:, n - 2:] * 1.5).clamp(-1, 1))
+    assert scaled.abs().max() <= 1
+    with pytest.raises(ValueError, match="ab_gain"):
+        UNetOptions(ab_gain=0)
+
+
 def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
     from colorkit.plugins.conv_disc import ConvDiscOptions
     from colorkit.plugins.conv_disc_model import ConvDiscriminator
