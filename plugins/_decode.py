@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from colorkit.kernel.progress import SAID_ENV
 from colorkit.plugins._image_options import MIN_SIDE
 
 
@@ -225,6 +226,16 @@ def emit(line: str) -> None:
     if line in _SAID:
         return
     _SAID.add(line)
+    shared = os.environ.get(SAID_ENV)
+    if shared:  # processes of one bench invocation: said once among them all
+        try:
+            with open(shared, "a+", encoding="utf-8") as fh:  # two processes at once may both print
+                fh.seek(0)
+                if line in fh.read().splitlines():
+                    return
+                fh.write(line + "\n")
+        except OSError:
+            pass
     print(line, file=sys.stderr, flush=True)
 
 

@@ -932,3 +932,21 @@ def test_gan_l1_goes_down_on_a_cifar10_subset(tmp_path):
     assert epochs[-1] < 0.8 * epochs[0], f"L1 per epoch did not go down: {epochs}"
     config = (out / "config.yaml").read_text()
     assert "cifar10" in config and "limit: 192" in config
+
+
+def test_report_lines_are_said_once_among_processes_sharing_a_file(tmp_path, monkeypatch, capsys):
+    """bench --jobs N workers share a file of the data report lines said so far."""
+    from colorkit.kernel.progress import SAID_ENV
+    from colorkit.plugins._decode import emit, forget_said
+
+    monkeypatch.setenv(SAID_ENV, str(tmp_path / "said.txt"))
+    emit("cifar10 train: skipped 1 of 2 images: 1 grayscale")
+    forget_said()  # another worker: a process of its own, nothing said in it yet
+    emit("cifar10 train: skipped 1 of 2 images: 1 grayscale")
+    emit("cifar10 val: skipped 1 of 2 images: 1 grayscale")
+    assert capsys.readouterr().err.splitlines() == ["cifar10 train: skipped 1 of 2 images: 1 grayscale",
+                                                    "cifar10 val: skipped 1 of 2 images: 1 grayscale"]
+    monkeypatch.delenv(SAID_ENV)
+    forget_said()  # without the file (a lone process), each process says it once
+    emit("cifar10 train: skipped 1 of 2 images: 1 grayscale")
+    assert capsys.readouterr().err.splitlines() == ["cifar10 train: skipped 1 of 2 images: 1 grayscale"]

@@ -134,8 +134,12 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
     import subprocess
     import sys
 
-    from colorkit.kernel.progress import MODE_ENV, PREFIX_ENV, progress_mode
+    import tempfile
 
+    from colorkit.kernel.progress import MODE_ENV, PREFIX_ENV, SAID_ENV, progress_mode
+
+    scratch = tempfile.mkdtemp(prefix="colorkit-bench-")
+    said = os.environ.get(SAID_ENV) or os.path.join(scratch, "said.txt")  # data reports: once among the workers
     base = [sys.executable, "-m", "colorkit", "bench", str(suite.path), "--out", str(out), "--jobs", "1",
             "--no-figures", *([] if progress else ["-q"])]
     mode = "off" if progress_mode() == "off" else "plain"
@@ -147,7 +151,8 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
             while pending and len(running) < jobs:
                 name, seed = pending.pop(0)
                 _log(log, f"worker: {run_name(name, seed)} ({len(running) + 1} of {jobs} running)")
-                env = {**os.environ, MODE_ENV: mode, PREFIX_ENV: f"[{run_name(name, seed)}] ", WORKER_ENV: "1"}
+                env = {**os.environ, MODE_ENV: mode, PREFIX_ENV: f"[{run_name(name, seed)}] ", WORKER_ENV: "1",
+                       SAID_ENV: str(said)}
                 proc = subprocess.Popen([*base, "--only", name, "--seeds", str(seed)], env=env)
                 running[proc] = (run_name(name, seed), time.perf_counter())
             time.sleep(0.2)
@@ -166,6 +171,7 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
                 proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
     return failed
 
 

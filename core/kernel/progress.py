@@ -31,6 +31,9 @@ from colorkit.kernel.errors import UsageError
 MODE_ENV = "COLORKIT_PROGRESS"
 EVERY_ENV = "COLORKIT_PROGRESS_EVERY"
 PREFIX_ENV = "COLORKIT_PROGRESS_PREFIX"
+#: a file of the report lines already printed by the processes that share it (bench workers):
+#: a line in it is not printed again
+SAID_ENV = "COLORKIT_SAID_FILE"
 DEFAULT_EVERY = 30.0
 MODES = ("auto", "bar", "plain", "off")
 
