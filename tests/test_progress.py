@@ -265,3 +265,27 @@ def test_bench_workers_print_plain_lines_prefixed_with_their_run(tmp_path, every
     started.clear()
     run_suite(suite, tmp_path / "out", log=None, figures=False, jobs=2, only=["l2"])
     assert started and all("-q" in args for args, _ in started)
+
+
+def test_a_time_budget_sets_the_expected_steps_of_the_display():
+    """A run of 500 epochs with a 10 CPU-minute budget shows the steps the budget allows (so its
+    ETA is the budget's), estimated from the share spent so far, never fewer than done."""
+    from types import SimpleNamespace
+
+    from colorkit.engine.schedules import expected_steps
+
+    t = SimpleNamespace(epochs=500, max_steps=None, max_minutes=None, max_cpu_minutes=10)
+    run = SimpleNamespace(t=t, step=300, per_epoch=700, train_seconds=200.0, cpu_seconds=120.0)
+    assert expected_steps(run, 350_000) == 1500  # 120 of 600 CPU-seconds spent in 300 steps
+    assert expected_steps(SimpleNamespace(**{**vars(run), "step": 0}), 350_000) == 350_000
+    assert expected_steps(SimpleNamespace(**{**vars(run), "cpu_seconds": 600.0}), 350_000) == 300
+    epochs_only = SimpleNamespace(**{**vars(run), "t": SimpleNamespace(**{**vars(t), "max_cpu_minutes": None})})
+    assert expected_steps(epochs_only, 350_000) == 350_000
+
+
+def test_plain_lines_follow_a_changed_total(every_update, capsys):
+    with progress_bar() as bar:
+        task = bar.add_task("train", total=1000, unit="step")
+        bar.update(task, advance=10, total=40)
+    err = capsys.readouterr().err
+    assert "step 10/40 (25%)" in err

@@ -35,6 +35,17 @@ def budget_progress(trainer: Any) -> float:
     return min(1.0, max(fractions))
 
 
+def expected_steps(trainer: Any, total: int) -> int:
+    """The steps the run will make, for its progress display: ``total`` (the epochs' or
+    ``max_steps``'), or fewer when a time budget will end it first, estimated from the share of
+    that budget spent so far."""
+    t = trainer.t
+    if (t.max_minutes is None and t.max_cpu_minutes is None) or trainer.step == 0:
+        return total
+    spent = budget_progress(trainer)
+    return total if spent <= 0 else min(total, max(trainer.step, round(trainer.step / spent)))
+
+
 def budget_reached(trainer: Any) -> bool:
     """``max_steps``, ``max_minutes`` (training wall time) or ``max_cpu_minutes`` (this process's
     CPU time in training steps) reached; the times add up across resumes."""

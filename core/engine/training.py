@@ -30,7 +30,7 @@ from colorkit.engine.components import Components, build_components, check_fit, 
 from colorkit.engine.devices import pick_device, resolve_precision, uses_channels_last
 from colorkit.engine.images import comparison_grid, save_png
 from colorkit.engine.loading import batches_per_epoch, epoch_loader, workers
-from colorkit.engine.schedules import budget_progress, budget_reached, make_scheduler, set_step_lr
+from colorkit.engine.schedules import budget_progress, budget_reached, expected_steps, make_scheduler, set_step_lr
 from colorkit.engine.scoring import ColourL1, build_metrics
 from colorkit.engine.seeding import seed_everything
 from colorkit.engine.trainer_state import keep_marks, unwrap
@@ -318,7 +318,7 @@ class Trainer:
             with progress_bar(self.progress, self.console) as bar:
                 task = bar.add_task(self.label, total=total, completed=min(self.step, total), unit="step",
                                     images=self.images)
-                self._loop(bar, task, per_epoch)
+                self._loop(bar, task, per_epoch, total)
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
@@ -335,7 +335,7 @@ class Trainer:
         best = {"metric": self.best_metric, "value": self.best_value} if self.best_metric else None
         return RunResult(self.run_dir, self.step, self.images, self.epoch_logs, seconds, best)
 
-    def _loop(self, bar: Any, task: Any, per_epoch: int) -> None:
+    def _loop(self, bar: Any, task: Any, per_epoch: int, total: int) -> None:
         t = self.t
         self.gen.train()
         if self.disc is not None:
@@ -362,7 +362,8 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == 1:
                     self._log({"event": "step", "step": self.step, "epoch": self.epoch, "images": self.images,
                                "lr": self.opt_g.param_groups[0]["lr"], **logs})
-                bar.update(task, advance=1, parts=_fmt_parts(logs) + self.val_text, images=self.images)
+                bar.update(task, advance=1, parts=_fmt_parts(logs) + self.val_text, images=self.images,
+                           total=expected_steps(self, total))
                 if t.val_every and self.step % t.val_every == 0:
                     self._after_validation(self.validate())
                 stop, budget = self._stop_requested, budget_reached(self)

@@ -224,6 +224,8 @@ class _PlainLines:
             return
         if "completed" in fields:
             t.completed = fields.pop("completed")
+        if "total" in fields:  # a run with a time budget refines its number of steps as it goes
+            t.total = fields.pop("total")
         t.completed += advance or 0
         t.fields.update(fields)
         now = time.monotonic()
