@@ -1,0 +1,60 @@
+"""Choose ``gen.ab_gain`` on val: evaluate one checkpoint at several gains against the floor.
+
+Each gain is a copy of the checkpoint with ``gen.ab_gain`` set in its experiment (the weights are
+untouched), evaluated by ``colorkit eval``'s code on the same images. Prints a markdown table and
+writes it as JSON with ``--json``.
+
+    python benchmarks/ab_gain_scan.py RUN/checkpoints/cpu-10min.pt --gains 1,1.2,1.4,1.6,1.8,2,2.2 \\
+        --data-root ../shared/data/cifar10-jpeg.tar.gz --split val --limit 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+METRICS = "mae,accuracy,psnr,colorfulness_gap"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--gains", default="1,1.2,1.4,1.6,1.8,2,2.2")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--split", default="val", help="val: choose here; report on test")
+    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    import torch
+
+    from colorkit.engine.evaluation import evaluate
+    from colorkit.kernel.files import atomic_path
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    names = METRICS.split(",")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for gain in [float(g) for g in args.gains.split(",")]:
+            state["experiment"]["gen"]["options"]["ab_gain"] = gain
+            path = Path(tmp) / f"gain-{gain:g}.pt"
+            torch.save(state, path)
+            ev, _, _ = evaluate([path], split=args.split, limit=args.limit, metrics=METRICS, device="cpu",
+                                data_root=args.data_root, batch_size=250)
+            floor, model = ev.rows[0], ev.rows[-1]
+            if not rows:
+                rows.append({"gain": "no colour", **{m: floor.values[m] for m in names}})
+            rows.append({"gain": gain, **{m: model.values[m] for m in names}})
+    print(f"{args.checkpoint}, {args.split} split, {args.limit} images\n")
+    print("| gain | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for r in rows:
+        print(f"| {r['gain']} | " + " | ".join(f"{r[m]:.2f}" for m in names) + " |")
+    if args.json:
+        with atomic_path(args.json) as p:
+            p.write_text(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "limit": args.limit,
+                                     "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
