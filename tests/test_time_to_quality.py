@@ -188,3 +188,26 @@ def test_results_md_includes_a_report_and_its_notes_with_links_that_resolve(tmp_
     assert "row 12.34" in text and "note 56.78" in text
     assert "](results/ttq-x/figures/curves.png)" in text and (tmp_path / "results/ttq-x/figures/curves.png").is_file()
     assert "Suite `ttq-x`" not in text  # not taken for a colorkit bench suite
+
+
+def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
+    """benchmarks/ab_gain_scan.py: gain 1 is the checkpoint as it is; a larger gain gives more colour."""
+    import subprocess
+    import sys
+
+    from colorkit.engine.evaluation import evaluate
+
+    out = tmp_path / "scan.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ab_gain_scan.py"), str(run_dir / "checkpoints" / "last.pt"),
+                           "--gains", "1,3", "--split", "val", "--limit", "8", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["gain"] for r in rows] == ["no colour", 1.0, 3.0]
+    plain, _, _ = evaluate([run_dir / "checkpoints" / "last.pt"], split="val", limit=8,
+                           metrics="mae,accuracy,psnr,colorfulness_gap", device="cpu")
+    for metric in ("mae", "psnr", "colorfulness_gap"):
+        assert rows[0][metric] == pytest.approx(plain.rows[0].values[metric])
+        assert rows[1][metric] == pytest.approx(plain.rows[-1].values[metric])
+    assert rows[2]["mae"] != pytest.approx(rows[1]["mae"])  # the gain reached the model's output
+    assert "| 3.0 |" in proc.stdout
