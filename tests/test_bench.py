@@ -256,7 +256,7 @@ def test_bench_says_what_it_will_run_before_the_first_run(tmp_path, registry):
         "1 run(s) to train, each for 3 steps; then each is evaluated on 6 images of the test split")
     lines.clear()
     run_suite(suite, tmp_path / "out", registry=registry, log=lines.append, figures=False, only=["l2"], seeds=[0])
-    assert lines[0].split("] ", 1)[1].startswith("nothing to train (every run is finished); then each is evaluated")
+    assert lines[0].split("] ", 1)[1].startswith("every run is trained already")
     # one finished seed: its values alone, no "± 0.00" (and no ± at all in that row)
     row = next(line for line in (tmp_path / "out" / "results.md").read_text().splitlines() if line.startswith("| l2 |"))
     assert "1 of 2" in row and "±" not in row

@@ -61,8 +61,9 @@ def budget_line(suite: Suite, exps: list[Any], jobs: int) -> str:
         else:
             bounded = False
         budgets.add(" or ".join(limits) if limits else f"{t.epochs} epochs")
-    line = (f"{len(exps)} run(s) to train, each for {' / '.join(sorted(budgets))}" if exps
-            else "nothing to train (every run is finished)")
+    if not exps:
+        return "every run is trained already; cached evaluations are reused, missing ones made"
+    line = f"{len(exps)} run(s) to train, each for {' / '.join(sorted(budgets))}"
     if minutes and bounded:
         line += f" (at most about {minutes / max(1, jobs):.0f} minutes at {jobs} job(s) side by side)"
     n = suite.protocol.images or suite.protocol.options.get("limit")
