@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import shutil
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,14 +116,10 @@ def _counts(ckpt: Path) -> dict[str, Any]:
             "cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 1)}
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
-
-
 def summarise(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
     """Per experiment, mark and set: mean, std and seeds of every metric."""
+    from colorkit.front.bench_results import mean_std
+
     out: dict[str, Any] = {}
     for e in suite.experiments:
         per_mark: dict[str, Any] = {}
@@ -135,8 +130,9 @@ def summarise(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[
                         if mark_label(m) in evals.get((e.name, s), {}).get("marks", {})]
                 stats = {}
                 for metric in suite.metrics:
-                    mean, std = mean_std([r[which][metric] for r in runs if r[which].get(metric) is not None])
-                    stats[metric] = {"mean": mean, "std": std}
+                    values = [r[which][metric] for r in runs if r[which].get(metric) is not None]
+                    mean, std = mean_std(values)
+                    stats[metric] = {"mean": mean, "std": std if len(values) > 1 else math.nan}  # no ± for one seed
                 cell[which] = {"seeds": len(runs), "metrics": stats,
                                "steps": mean_std([r["step"] for r in runs])[0],
                                "images": mean_std([r["images"] for r in runs])[0]}
