@@ -10,9 +10,9 @@ reused when its protocol is unchanged.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,7 +130,6 @@ def _run_workers(suite: Suite, out: Path, todo: list[tuple[str, int]], jobs: int
     --seeds SEED --jobs 1 --no-figures`` on the same output folder (one run directory each).
     Their progress is plain lines (bars of several processes would overwrite each other), each
     starting with the run's name (``COLORKIT_PROGRESS_PREFIX``)."""
-    import os
     import subprocess
     import sys
 
