@@ -68,6 +68,7 @@ def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *
     if exp is None:
         raise UsageError("nothing to train: give an experiment or --resume RUN_DIR")
     ckdist.init(info, pick_device(exp.train.device, info.local_rank))
+    trainer = None
     try:
         # Build everything first: a bad component or option leaves no empty run directory behind.
         trainer = Trainer.from_experiment(registry, exp, run_dir or Path(), progress=progress, console=console,
@@ -103,6 +104,7 @@ def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *
             trainer._log({"event": "resume", "step": trainer.step, "from": state["path"]})
         return trainer.run()
     finally:
+        trainer = None  # its DDP wrappers must go before their process group (see ckdist.shutdown)
         ckdist.shutdown()
 
 
