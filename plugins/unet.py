@@ -5,6 +5,7 @@ channels doubling; ``depth`` mirrored decoding units, each upsampling x2, a 2x2 
 channels, concatenation with the encoder activation of the same resolution, then two 3x3 conv +
 batch norm + ReLU; a final 1x1 conv to 3 (L*a*b*) or 2 (a*b*) channels (optionally started at
 zero, ``zero_out``: a*b* = 0 is the "no colour" floor, the point every result is judged against).
+``fold`` > 1 runs the network on pixel blocks folded into channels (a cheaper network per image).
 ``ab_gain`` scales the predicted a*b* outside training (a calibration chosen on val, not learned).
 """
 
@@ -27,6 +28,12 @@ class UNetOptions:
     output: Literal["ab", "lab"] = opt("ab", "predict a*b* and reuse the input L, or all of L*a*b* (the paper)")
     out_act: Literal["tanh", "none"] = opt("tanh", "output activation (the authors' code: tanh)")
     upsample: Literal["nearest", "bilinear"] = opt("nearest", "upsampling before each decoder's 2x2 conv")
+    fold: Literal[1, 2, 4] = opt(
+        1, "fold each fold x fold block of pixels into channels before the first unit (pixel unshuffle) and "
+        "unfold the output conv's channels back (pixel shuffle): the units work at 1/fold of the image's side, "
+        "a cheaper network per image (fold 2 at base 32, depth 2, the widths of base 16, depth 3 less the "
+        "full-size unit, made 1.4x the steps per CPU-minute on CIFAR-10); 1 is the paper's"
+    )
     zero_out: bool = opt(
         False, "start the output conv at zero (kept by train.init=he): with output=ab, step 0 predicts "
         "a* = b* = 0, exactly the 'no colour' floor, and training moves away from it"

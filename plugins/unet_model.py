@@ -45,10 +45,10 @@ class UNet(Generator):
         super().__init__()
         self.options = options
         self.output_space = options.output
-        self.size_multiple = 2**options.depth
+        self.size_multiple = 2**options.depth * options.fold
         widths = [options.base * 2**i for i in range(options.depth)]
         self.encoders = nn.ModuleList()
-        cin = 1
+        cin = options.fold**2
         for w in widths:
             self.encoders.append(_double_conv(cin, w, options.encoder_act))
             cin = w
@@ -61,7 +61,7 @@ class UNet(Generator):
             self.ups.append(_Up(cin, options.upsample))
             self.decoders.append(_double_conv(cin // 2 + w, cin // 2, "relu"))
             cin = cin // 2
-        self.head = nn.Conv2d(cin, 3 if options.output == "lab" else 2, 1)
+        self.head = nn.Conv2d(cin, (3 if options.output == "lab" else 2) * options.fold**2, 1)
         if options.zero_out:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -71,14 +71,16 @@ class UNet(Generator):
     def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
         self.check_input_size(l.shape[-2], l.shape[-1])
         skips = []
-        x = l
+        fold = self.options.fold
+        x = F.pixel_unshuffle(l, fold) if fold > 1 else l
         for enc in self.encoders:
             x = enc(x)
             skips.append(x)
             x = self.pool(x)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = dec(torch.cat((up(x), skip), dim=1))
-        out = self.out_act(self.head(x))
+        x = self.head(x)
+        out = self.out_act(F.pixel_shuffle(x, fold) if fold > 1 else x)
         gain = self.options.ab_gain
         if gain == 1.0 or self.training:
             return out

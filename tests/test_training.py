@@ -340,6 +340,33 @@ def test_unet_ab_gain_scales_a_b_outside_training_only(output):
         UNetOptions(ab_gain=0)
 
 
+@pytest.mark.parametrize("output", ["ab", "lab"])
+def test_unet_fold_runs_the_network_on_pixel_blocks(output):
+    """gen.fold=2: the units see 2x2 pixel blocks as channels (half the side); the output has the
+    image's full size, each pixel from its own output channel, and zero_out still starts at zero."""
+    from colorkit.plugins.unet import UNetOptions
+    from colorkit.plugins.unet_model import UNet
+    from colorkit.kernel.interfaces import Generator
+
+    torch.manual_seed(0)
+    net = UNet(UNetOptions(base=4, depth=2, output=output, fold=2)).eval()
+    n = 3 if output == "lab" else 2
+    assert net.encoders[0][0].in_channels == 4 and net.head.out_channels == 4 * n
+    assert net.size_multiple == 8
+    x = torch.randn(2, 1, 16, 24)
+    out = net(x)
+    assert out.shape == (2, n, 16, 24)
+    # the four pixels of one 2x2 block come from four different output channels: they differ
+    assert len({round(float(v), 6) for v in out[0, -1, :2, :2].flatten()}) == 4
+    # the first unit works at half the side
+    assert net.encoders[0][0](torch.nn.functional.pixel_unshuffle(x, 2)).shape[-2:] == (8, 12)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        net(torch.randn(1, 1, 12, 12))
+    zero = UNet(UNetOptions(base=4, depth=2, output="ab", fold=2, zero_out=True)).eval()
+    assert torch.equal(zero(x), torch.zeros(2, 2, 16, 24))
+    assert isinstance(net, Generator)
+
+
 def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
     from colorkit.plugins.conv_disc import ConvDiscOptions
     from colorkit.plugins.conv_disc_model import ConvDiscriminator
