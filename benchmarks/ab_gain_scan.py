@@ -26,6 +26,9 @@ def main() -> None:
     parser.add_argument("--split", default="val", help="val: choose here; report on test")
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="dataset.KEY=VALUE",
+                        help="a dataset option of the scored images, e.g. dataset.keep_gray=true to score val "
+                             "as the time-to-quality suite scores test (repeatable)")
     args = parser.parse_args()
     import torch
 
@@ -41,18 +44,18 @@ def main() -> None:
             path = Path(tmp) / f"gain-{gain:g}.pt"
             torch.save(state, path)
             ev, _, _ = evaluate([path], split=args.split, limit=args.limit, metrics=METRICS, device="cpu",
-                                data_root=args.data_root, batch_size=250)
+                                data_root=args.data_root, batch_size=250, sets=args.sets)
             floor, model = ev.rows[0], ev.rows[-1]
             if not rows:
                 rows.append({"gain": "no colour", **{m: floor.values[m] for m in names}})
             rows.append({"gain": gain, **{m: model.values[m] for m in names}})
-    print(f"{args.checkpoint}, {args.split} split, {args.limit} images\n")
+    print(f"{args.checkpoint}, {args.split} split, {args.limit} images{''.join(', ' + x for x in args.sets)}\n")
     print("| gain | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for r in rows:
         print(f"| {r['gain']} | " + " | ".join(f"{r[m]:.2f}" for m in names) + " |")
     if args.json:
         with atomic_path(args.json) as p:
-            p.write_text(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "limit": args.limit,
+            p.write_text(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "limit": args.limit, "sets": args.sets,
                                      "rows": rows}, indent=1))
 
 

@@ -211,3 +211,13 @@ def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
         assert rows[1][metric] == pytest.approx(plain.rows[-1].values[metric])
     assert rows[2]["mae"] != pytest.approx(rows[1]["mae"])  # the gain reached the model's output
     assert "| 3.0 |" in proc.stdout
+    # --set: the scored images take the dataset options given (as the suite's protocol sets them)
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ab_gain_scan.py"), str(run_dir / "checkpoints" / "last.pt"),
+                           "--gains", "1", "--split", "val", "--limit", "8", "--set", "dataset.eval_crops=2",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    blob = json.loads(out.read_text())
+    other, _, _ = evaluate([run_dir / "checkpoints" / "last.pt"], split="val", limit=8, sets=["dataset.eval_crops=2"],
+                           metrics="mae,accuracy,psnr,colorfulness_gap", device="cpu")
+    assert blob["sets"] == ["dataset.eval_crops=2"] and other.images != plain.images
+    assert blob["rows"][1]["mae"] == pytest.approx(other.rows[-1].values["mae"])
