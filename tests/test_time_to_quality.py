@@ -221,3 +221,29 @@ def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
                            metrics="mae,accuracy,psnr,colorfulness_gap", device="cpu")
     assert blob["sets"] == ["dataset.eval_crops=2"] and other.images != plain.images
     assert blob["rows"][1]["mae"] == pytest.approx(other.rows[-1].values["mae"])
+
+
+# Rows of the shipped suite that measure a preset without naming it (they were trained before the
+# preset existed, so they keep the layers they were trained with), and the preset they stand for.
+ROWS_AS_PRESETS = {"fast-fold2-gan-lam500": "fast-cifar10-fold2-gan"}
+
+
+@pytest.mark.parametrize("row, preset", sorted(ROWS_AS_PRESETS.items()))
+def test_a_suite_row_trains_exactly_the_preset_it_reports(row, preset):
+    from colorkit.front.bench_plan import build_experiment
+    from colorkit.front.bench_suite import load_suite
+    from colorkit.kernel.experiment import experiment_defaults, merge_layers, resolve
+    from colorkit.kernel.registry import build_registry
+
+    registry = build_registry()
+    suite = load_suite(REPO / "benchmarks" / "time-to-quality.yaml")
+    got = build_experiment(registry, suite, suite.experiment(row), 0)
+    want = resolve(registry, merge_layers([("defaults", experiment_defaults(registry)),
+                                           ("preset", dict(registry.preset(preset)))]))
+    assert (got.gen, got.disc, got.loss, got.dataset.name) == (want.gen, want.disc, want.loss, want.dataset.name)
+    for key in ("batch_size", "lr", "lr_d", "lr_schedule", "ema", "g_steps"):
+        assert getattr(got.train, key) == getattr(want.train, key), key
+    # the suite trains to 30 CPU-minutes and keeps the 15-minute mark: the GAN phase starts at the
+    # same CPU-minute as in the preset's own 15-minute budget
+    assert got.train.gan_start * got.train.max_cpu_minutes == want.train.gan_start * want.train.max_cpu_minutes
+    assert want.train.max_cpu_minutes in got.train.keep_cpu_minutes

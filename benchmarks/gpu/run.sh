@@ -2,7 +2,9 @@
 # One prepared run on a lent GPU machine, written and tried on the CPU first (GPU_SMOKE=1 shrinks
 # every budget so the whole script runs in minutes there). On an H200 (2026-12-04) phase 1 took
 # 202 s; phase 2 overran its first version (per-epoch validation and 450 MB checkpoints on top of
-# max_minutes), which this version bounds: about 7 minutes in all.
+# max_minutes), which this version bounds: about 7 minutes in all. Phase 1 has since gained the two
+# fold-2 rows (six runs, three at a time instead of two: about the same wall time, not yet tried
+# on a GPU).
 #
 #   1. the time-to-quality suite's GPU variant (benchmarks/gpu/time-to-quality-gpu.yaml);
 #   2. the paper's CIFAR-10 Table 1 rows (presets table1-cifar10-unet and -gan: batch 128, lr
