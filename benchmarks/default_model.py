@@ -10,7 +10,7 @@ resolved experiment is the preset's.
 
 1. The run's checkpoint (``--checkpoint``, default the run's ``last.pt``: the preset keeps no
    validation-selected one, so nothing is chosen on test) is scored on the CIFAR-10 ``test``
-   sample of the time-to-quality suite (2,000 images, seed 0, grayscale images kept) beside the
+   sample of the time-to-quality suite (2,000 images, seed 0, grayscale images skipped) beside the
    "no colour" floor.
 2. It is scored on the wheel photo set (``benchmarks/photoset.py``) at every working size of
    ``--sizes``, as ``colorkit colorize`` writes them; the size with the best PSNR becomes the
@@ -47,7 +47,14 @@ import photoset  # noqa: E402
 
 WEIGHTS = HERE.parent / "plugins" / "weights"
 METRICS = ["mae", "accuracy", "psnr", "colorfulness_gap"]
-CIFAR_OPTIONS = {"keep_gray": True, "limit": 2000, "seed": 0}
+
+
+def cifar_options() -> dict[str, Any]:
+    """The time-to-quality suite's CIFAR-10 test sample (its dataset options less the data root)."""
+    from colorkit.front.bench_suite import load_suite
+
+    options = load_suite(HERE / "time-to-quality.yaml").protocol.options
+    return {k: v for k, v in options.items() if k in ("keep_gray", "limit", "seed")}
 
 
 def _fmt(v: float, metric: str) -> str:
@@ -60,12 +67,14 @@ def measure(checkpoint: Path, data_root: str, sizes: list[int], registry: Any, l
 
     out: dict[str, Any] = {}
     if data_root:
-        log(f"CIFAR-10 test sample ({CIFAR_OPTIONS['limit']} images)")
+        options = cifar_options()
+        log(f"CIFAR-10 test sample ({options['limit']} images)")
         # the suite's sample: the dataset's own limit + seed draw 2,000 images of the split
-        sets = [f"dataset.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in CIFAR_OPTIONS.items()]
+        sets = [f"dataset.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()]
         result, _, _ = evaluate([checkpoint], registry=registry, dataset="cifar10", data_root=data_root, split="test",
                                 metrics=METRICS, batch_size=250, device="cpu", sets=sets, own_l_rows=False)
-        out["cifar10_test"] = {"images": result.images, "floor": result.rows[0].values, "model": result.rows[1].values}
+        out["cifar10_test"] = {"images": result.images, "options": options, "floor": result.rows[0].values,
+                               "model": result.rows[1].values}
     with tempfile.TemporaryDirectory() as tmp:
         records = photoset.write(tmp)
         out["photos"] = {"set": photoset.set_name([r["name"] for r in records]), "images": len(records), "sizes": {}}
@@ -158,7 +167,8 @@ def card(name: str, state: dict[str, Any], figures: dict[str, Any], size: int, f
     ]
     cifar = figures.get("cifar10_test")
     if cifar:
-        lines += [f"## CIFAR-10 `test` ({cifar['images']} images, seed 0, grayscale images kept)", "",
+        gray = "kept" if cifar.get("options", {}).get("keep_gray") else "skipped"
+        lines += [f"## CIFAR-10 `test` ({cifar['images']} images, seed 0, grayscale images {gray})", "",
                   "| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS),
                   "| no colour (floor) | " + " | ".join(_fmt(cifar["floor"][m], m) for m in METRICS) + " |",
                   f"| {name} | " + " | ".join(_fmt(cifar["model"][m], m) for m in METRICS) + " |", "",

@@ -175,8 +175,50 @@ def to_floor(summary: dict[str, Any], marks: list[float], info: dict[str, Any], 
     return f"not by {mark_label(measured[-1][0])}"
 
 
+#: issue 12's targets for a fast recipe, judged on the mean over seeds at one mark: (set, metric,
+#: what is compared, its words). "gap" is met at half the floor's colourfulness gap or less.
+TARGETS = (("cifar", "mae", "floor", "MAE"), ("cifar", "psnr", "floor", "PSNR"),
+           ("cifar", "colorfulness_gap", "half", "gap"), (PHOTOS, "psnr", "floor", "photo PSNR"))
+
+
+def targets_table(suite: Any, summary: dict[str, Any], info: dict[str, Any], floors: dict[str, dict[str, float]],
+                  mark: float) -> list[str]:
+    """Each recipe against the targets of :data:`TARGETS` at ``mark`` (lines of markdown; none when
+    the suite lacks one of the metrics or no recipe reached the mark)."""
+    if any(metric not in suite.metrics for _, metric, _, _ in TARGETS):
+        return []
+    label = mark_label(mark)
+    cols = []
+    for which, metric, kind, words in TARGETS:
+        floor = floors[which][metric]
+        line = floor / 2 if kind == "half" else floor
+        cols.append((which, metric, kind, line,
+                     f"{words} ({'at most half the floor: ' if kind == 'half' else 'floor '}{_fmt(line, _digits(metric))})"))
+    rows = []
+    for e in suite.experiments:
+        cells = summary[e.name].get(label)
+        if not cells or not cells["cifar"]["seeds"]:
+            continue
+        missed, parts = [], []
+        for which, metric, kind, line, words in cols:
+            value = cells[which]["metrics"][metric]["mean"]
+            ok = value <= line if kind == "half" else better(info[metric], value, line)
+            parts.append(("**" + _fmt(value, _digits(metric)) + "**") if ok else _fmt(value, _digits(metric)) + " (missed)")
+            if not ok:
+                missed.append(words.split(" (")[0])
+        rows.append(f"| {e.name} | {cells['cifar']['seeds']} | " + " | ".join(parts) + " | "
+                    + ("yes" if not missed else "no: " + ", ".join(missed)) + " |")
+    if not rows:
+        return []
+    return [f"### The fast recipe's targets at {label} CPU-minutes", "",
+            "Issue 12: MAE and PSNR better than the floor on the CIFAR-10 test sample, a colourfulness gap at most "
+            "half the floor's, and PSNR above the floor on the wheel photos; mean over the seeds run (bold: met).", "",
+            "| recipe | seeds | " + " | ".join(c[4] for c in cols) + " | all met |", "|" + "---|" * (3 + len(cols)),
+            *rows, ""]
+
+
 def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str, Any]], info: dict[str, Any],
-           figures: list[str], reproduce: list[str]) -> tuple[str, dict[str, Any]]:
+           figures: list[str], reproduce: list[str], target_mark: float = 15.0) -> tuple[str, dict[str, Any]]:
     summary = summarise(suite, marks, evals)
     any_eval = next(iter(evals.values()))
     floors = {"cifar": any_eval["cifar_floor"], PHOTOS: any_eval["photo_floor"]}
@@ -184,7 +226,7 @@ def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str
     photo_names = [n.removesuffix(".png") for n in any_eval["key"]["photos"]]
     set_titles = {"cifar": f"CIFAR-10 (JPEG mirror) {cifar['split']}, {cifar['images']:,} images (a seeded random "
                            f"sample: dataset.limit={cifar['options'].get('limit')}, seed {cifar['options'].get('seed', 0)}; "
-                           f"grayscale images kept: {cifar['options'].get('keep_gray')})",
+                           f"grayscale images {'kept' if cifar['options'].get('keep_gray') else 'skipped'})",
                   PHOTOS: f"{photoset.set_name(photo_names)}, each at full size, scored as `colorkit colorize` writes it "
                           f"(the model at its training size, a\\*b\\* upsampled onto the photo's own L\\*)"}
     lines = [f"## Time to quality: suite `{suite.name}`", "", suite.description, ""]
@@ -233,6 +275,7 @@ def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str
             lines.append(f"| {e.name} | " + " | ".join(
                 to_floor(summary, marks, info, floors, which, k, e.name) for k in suite.metrics) + " |")
         lines.append("")
+    lines += targets_table(suite, summary, info, floors, target_mark)
     lines += ["Recipes:", ""]
     for e in suite.experiments:
         lines.append(f"- `{e.name}`: {e.description}")
@@ -252,6 +295,10 @@ def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Pa
     panels = [("cifar", "psnr"), ("cifar", "colorfulness_gap"), (PHOTOS, "psnr"), (PHOTOS, "colorfulness_gap")]
     panels = [p for p in panels if p[1] in suite.metrics]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    # one colour and marker per recipe: the default cycle repeats its 10 colours
+    colours = plt.get_cmap("tab20").colors
+    styles = {e.name: {"color": colours[(2 * i) % 20 + (i // 10) % 2], "marker": "osD^v<>ph*"[i % 10],
+                       "linestyle": "-" if i < 10 else "--"} for i, e in enumerate(suite.experiments)}
     for ax, (which, metric) in zip(axes[0], panels):
         for e in suite.experiments:
             xs, ys, es = [], [], []
@@ -263,7 +310,7 @@ def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Pa
                     ys.append(st["mean"])
                     es.append(st["std"] if math.isfinite(st["std"]) else 0.0)
             if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=e.name)
+                ax.errorbar(xs, ys, yerr=es, capsize=3, label=e.name, **styles[e.name])
         ax.axhline(blob["floors"][which][metric], color="black", linestyle="--", linewidth=1, label="no colour (floor)")
         ax.set_xscale("log")
         ax.minorticks_off()
@@ -308,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite", type=Path, default=HERE / "time-to-quality.yaml")
     ap.add_argument("--out", type=Path, required=True, help="the suite's colorkit bench --out folder")
     ap.add_argument("--dest", type=Path, help="results folder (default: benchmarks/results/<suite name>)")
-    ap.add_argument("--grid-mark", type=float, default=15.0, help="the mark of the Figure-5 grids (CPU-minutes)")
+    ap.add_argument("--grid-mark", type=float, default=15.0,
+                    help="the mark of the Figure-5 grids and of the targets table (CPU-minutes)")
     args = ap.parse_args(argv)
 
     import torch
@@ -364,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     reproduce = [f"colorkit bench {args.suite.as_posix()} --out {args.out.as_posix()}",
                  f"python benchmarks/time_to_quality.py --suite {args.suite.as_posix()} --out {args.out.as_posix()}",
                  "python benchmarks/make_results.py"]
-    text, blob = report(suite, marks, evals, info, ["figures/curves.png", *figures], reproduce)
+    text, blob = report(suite, marks, evals, info, ["figures/curves.png", *figures], reproduce, target_mark=args.grid_mark)
     curves_figure(suite, marks, blob, figs_dir / "curves.png")
     (dest / "REPORT.md").write_text(text, encoding="utf-8")
     (dest / "results.json").write_text(json.dumps(blob, indent=2, allow_nan=True) + "\n", encoding="utf-8")

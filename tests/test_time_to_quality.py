@@ -122,6 +122,31 @@ def test_report_tables_are_mean_and_std_over_seeds_beside_the_floor(ttq):
     assert sorted(p.name for p in (dest / "runs" / "small-s0").iterdir()) == sorted(mod.SMALL_RUN_FILES)
 
 
+def test_the_targets_table_judges_each_recipe_at_the_grid_mark(ttq):
+    suite, out, dest, mod = ttq
+    blob = json.loads((dest / "results.json").read_text())
+    report = (dest / "REPORT.md").read_text()
+    assert "### The fast recipe's targets at 0.004 CPU-minutes" in report
+    cell, floors = blob["summary"]["small"]["0.004"], blob["floors"]
+    mean = {(w, m): cell[w]["metrics"][m]["mean"] for w in ("cifar", "photos") for m in ("mae", "psnr", "colorfulness_gap")}
+    met = {"MAE": mean["cifar", "mae"] < floors["cifar"]["mae"], "PSNR": mean["cifar", "psnr"] > floors["cifar"]["psnr"],
+           "gap": mean["cifar", "colorfulness_gap"] <= floors["cifar"]["colorfulness_gap"] / 2,
+           "photo PSNR": mean["photos", "psnr"] > floors["photos"]["psnr"]}
+    row = next(line for line in report.splitlines() if line.startswith("| small | 2 | ") and line.endswith(
+        "yes |" if all(met.values()) else "no: " + ", ".join(k for k, ok in met.items() if not ok) + " |"))
+    assert f"{mean['cifar', 'mae']:,.2f}" in row
+    assert f"at most half the floor: {floors['cifar']['colorfulness_gap'] / 2:,.2f}" in report
+    # a recipe judged on a mark: the same blob judged where every target is met or missed
+    info = {k: {"higher_is_better": k == "psnr"} for k in ("mae", "psnr", "colorfulness_gap")}
+    lenient = {w: {"mae": 1e9, "psnr": -1e9, "colorfulness_gap": 1e9} for w in ("cifar", "photos")}
+    strict = {w: {"mae": -1e9, "psnr": 1e9, "colorfulness_gap": -1e9} for w in ("cifar", "photos")}
+    from types import SimpleNamespace
+    s = SimpleNamespace(metrics=["mae", "psnr", "colorfulness_gap"], experiments=[SimpleNamespace(name="small")])
+    assert mod.targets_table(s, blob["summary"], info, lenient, 0.004)[-2].endswith("| yes |")
+    assert mod.targets_table(s, blob["summary"], info, strict, 0.004)[-2].endswith("| no: MAE, PSNR, gap, photo PSNR |")
+    assert mod.targets_table(s, blob["summary"], info, strict, 99.0) == []  # no recipe reached that mark
+
+
 def test_a_rerun_reuses_the_cached_evaluations(ttq, monkeypatch):
     suite, out, dest, mod = ttq
     import colorkit.engine.evaluation as evaluation
