@@ -70,6 +70,11 @@ def _environments(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _num(v: Any) -> float:
+    """A number of results.json: ``null`` (no spread for one seed, nothing measured) is NaN."""
+    return math.nan if v is None else float(v)
+
+
 def _fmt(v: Any, digits: int) -> str:
     try:
         f = float(v)
@@ -105,7 +110,7 @@ def _table(blob: dict[str, Any], rows: list[dict[str, str]]) -> list[str]:
                  for m in metrics]
         where = f"{s.get('eval_set', '')} | " if several else ""
         lines.append(f"| {s['experiment']} | {where}{s['n']} of {n_seeds} | {_fmt(s['steps'][0], 0)} | "
-                     f"{float(s['images_seen'][0]):,.0f} | " + " | ".join(cells) + " |")
+                     f"{_num(s['images_seen'][0]):,.0f} | " + " | ".join(cells) + " |")
     for label, v in sets.items():
         cells = [_fmt((v["floor"] or {}).get(m), METRIC_DIGITS.get(m, 3)) for m in metrics]
         lead = "| *no colour (floor: L\\* kept, a\\* = b\\* = 0)* | " + (f"{label} | " if several else "")
@@ -154,14 +159,14 @@ def _comparison(blob: dict[str, Any]) -> list[str]:
         for m in ("accuracy", "psnr", "mae", "auc", "ssim", "colorfulness_gap"):
             if m not in s or m not in floor or floor[m] is None:
                 continue
-            mean, std = float(s[m][0]), float(s[m][1])
+            mean, std = _num(s[m][0]), _num(s[m][1])
             higher = bool(info.get(m, {}).get("higher_is_better", True))
             better = mean > floor[m] if higher else mean < floor[m]
             d = 1 if m in ("accuracy", "auc") else 3 if m == "ssim" else 2
             spread = f" ± {std:.{d}f}" if s["n"] > 1 else ""
             bits.append(f"{m} {mean:.{d}f}{spread} is {'better' if better else 'worse'} than the floor's {floor[m]:.{d}f}")
-        line = f"- **{s['experiment']}** ({s['n']} seed{'s' if s['n'] != 1 else ''}, {float(s['steps'][0]):.0f} steps, " \
-               f"{float(s['images_seen'][0]):,.0f} images seen): " + "; ".join(bits) + "."
+        line = f"- **{s['experiment']}** ({s['n']} seed{'s' if s['n'] != 1 else ''}, {_num(s['steps'][0]):.0f} steps, " \
+               f"{_num(s['images_seen'][0]):,.0f} images seen): " + "; ".join(bits) + "."
         out.append(line)
     return out
 

@@ -132,7 +132,7 @@ def summarise(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[
                 for metric in suite.metrics:
                     values = [r[which][metric] for r in runs if r[which].get(metric) is not None]
                     mean, std = mean_std(values)
-                    stats[metric] = {"mean": mean, "std": std if len(values) > 1 else math.nan}  # no ± for one seed
+                    stats[metric] = {"mean": mean, "std": std}  # std NaN (null in results.json) for one seed
                 cell[which] = {"seeds": len(runs), "metrics": stats,
                                "steps": mean_std([r["step"] for r in runs])[0],
                                "images": mean_std([r["images"] for r in runs])[0]}
@@ -363,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from colorkit.front.bench_suite import load_suite, run_name
     from colorkit.kernel.errors import ColorkitError
+    from colorkit.kernel.files import atomic_write_bytes, json_text
     from colorkit.engine.scoring import metric_info
     from colorkit.front.figures import figure5_from_checkpoints
     from colorkit.kernel.registry import build_registry
@@ -415,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     text, blob = report(suite, marks, evals, info, ["figures/curves.png", *figures], reproduce, target_mark=args.grid_mark)
     curves_figure(suite, marks, blob, figs_dir / "curves.png")
     (dest / "REPORT.md").write_text(text, encoding="utf-8")
-    (dest / "results.json").write_text(json.dumps(blob, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    atomic_write_bytes(dest / "results.json", (json_text(blob, indent=2) + "\n").encode("utf-8"))
     for (name, seed) in evals:
         run_dir = args.out / "runs" / run_name(name, seed)
         target = dest / "runs" / run_dir.name

@@ -128,6 +128,38 @@ def test_mean_and_std_match_the_csv(done):
     assert f"{floor['psnr']:.2f}" in md
 
 
+def strict_json(text: str):
+    """json.loads that rejects NaN and Infinity, as jq and browsers do."""
+    def refuse(token: str):
+        raise AssertionError(f"{token} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_one_seed_has_no_spread_and_results_json_is_standard_json(done, tmp_path):
+    """A row with one finished seed has no standard deviation: null in results.json, no "±" in
+    results.md; the file parses where NaN is refused."""
+    import shutil
+
+    from colorkit.front.bench_results import write_results
+
+    suite, out, _ = done
+    part = tmp_path / "out"
+    for name in ("l2-s0", "gan-s0", "gan-s1"):
+        shutil.copytree(out / "runs" / name, part / "runs" / name)
+    write_results(load_suite(suite), part, figures=[])
+    summary = {s["experiment"]: s for s in strict_json((part / "results.json").read_text())["summary"]}
+    with open(out / "results.csv", newline="") as fh:
+        l2_s0 = next(r for r in csv.DictReader(fh) if (r["experiment"], r["seed"]) == ("l2", "0"))
+    md = (part / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| l2 "))
+    for metric in ("mae", "accuracy", "psnr"):
+        assert summary["l2"]["n"] == 1 and summary["l2"][metric][1] is None
+        assert summary["l2"][metric][0] == pytest.approx(float(l2_s0[metric]), abs=1e-5)
+        assert summary["gan"]["n"] == 2 and summary["gan"][metric][1] >= 0
+    assert "±" not in row and "n/a" not in row
+    strict_json((out / "results.json").read_text())
+
+
 def test_rerun_reuses_runs_and_evaluations(done, registry):
     suite, out, _ = done
     files = sorted((out / "runs").glob("*/metrics.jsonl")) + sorted((out / "runs").glob("*/eval-last.json"))

@@ -122,6 +122,24 @@ def test_report_tables_are_mean_and_std_over_seeds_beside_the_floor(ttq):
     assert sorted(p.name for p in (dest / "runs" / "small-s0").iterdir()) == sorted(mod.SMALL_RUN_FILES)
 
 
+def test_results_json_is_standard_json_with_null_for_no_spread(ttq):
+    """results.json parses where NaN is refused (jq, browsers); one seed's spread is null."""
+    from colorkit.front.bench_suite import load_suite
+    from colorkit.kernel.files import json_text
+
+    suite, out, dest, mod = ttq
+
+    def refuse(token: str):
+        raise AssertionError(f"{token} is not JSON")
+
+    blob = json.loads((dest / "results.json").read_text(), parse_constant=refuse)
+    assert blob["summary"]["small"]["0.004"]["cifar"]["metrics"]["mae"]["std"] >= 0
+    one = {("small", 0): json.loads((out / "runs" / "small-s0" / mod.CACHE).read_text())}
+    summary = json.loads(json_text(mod.summarise(load_suite(suite), [0.004], one)), parse_constant=refuse)
+    stat = summary["small"]["0.004"]["cifar"]["metrics"]["mae"]
+    assert stat["std"] is None and stat["mean"] == pytest.approx(one[("small", 0)]["marks"]["0.004"]["cifar"]["mae"])
+
+
 def test_the_targets_table_judges_each_recipe_at_the_grid_mark(ttq):
     suite, out, dest, mod = ttq
     blob = json.loads((dest / "results.json").read_text())

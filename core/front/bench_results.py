@@ -15,7 +15,7 @@ from typing import Any
 
 from colorkit.front.bench_suite import Protocol, Suite, config_hash, read_events, run_finished, run_name
 from colorkit.kernel.errors import UsageError
-from colorkit.kernel.files import atomic_write_bytes
+from colorkit.kernel.files import atomic_write_bytes, json_text
 
 
 def turing_column(suite: Suite) -> tuple[str, dict[str, str]] | None:
@@ -107,12 +107,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1; 0 for a single value)."""
+    """Mean and sample standard deviation (n - 1; NaN for a single value: no spread is known)."""
     vals = [v for v in values if math.isfinite(v)]
     if not vals:
         return float("nan"), float("nan")
     mean = statistics.fmean(vals)
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    std = statistics.stdev(vals) if len(vals) > 1 else math.nan
     return mean, std
 
 
@@ -291,5 +291,5 @@ def write_results(suite: Suite, out: Path, figures: list[str] | None = None) -> 
             "summary": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()} for s in summary],
             "paper": {e.name: e.paper for e in suite.experiments if e.paper},
             "descriptions": {e.name: e.description for e in suite.experiments}}
-    _write_text(out / "results.json", json.dumps(blob, indent=2, allow_nan=True, default=str) + "\n")
+    _write_text(out / "results.json", json_text(blob, indent=2, default=str) + "\n")
     return rows

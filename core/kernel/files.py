@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
 import stat
@@ -137,6 +138,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path) as fh:
         fh.write(data)
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None``, lists and dicts walked."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """Standard JSON for a results file: a value that is not a number (the spread of one seed, a
+    mark not reached) is written ``null``, never ``NaN``, which strict parsers (``jq``, browsers)
+    reject."""
+    return json.dumps(finite_or_none(obj), allow_nan=False, **kwargs)
 
 
 def atomic_copy(source: Path, path: Path) -> None:
