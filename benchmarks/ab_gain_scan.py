@@ -1,7 +1,7 @@
 """Choose ``gen.ab_gain`` on val: evaluate one checkpoint at several gains against the floor.
 
-Each gain is a copy of the checkpoint with ``gen.ab_gain`` set in its experiment (the weights are
-untouched), evaluated by ``colorkit eval``'s code on the same images. Prints a markdown table and
+Each gain is a model file of the checkpoint with ``gen.ab_gain`` set in its experiment (the weights
+untouched, full precision; as a suite's ``from`` row derives them), evaluated by ``colorkit eval``'s code on the same images. Prints a markdown table and
 writes it as JSON with ``--json``.
 
     python benchmarks/ab_gain_scan.py RUN/checkpoints/cpu-10min.pt --gains 1,1.2,1.4,1.6,1.8,2,2.2 \\
@@ -30,19 +30,18 @@ def main() -> None:
                         help="a dataset option of the scored images, e.g. dataset.keep_gray=true to score val "
                              "as the time-to-quality suite scores test (repeatable)")
     args = parser.parse_args()
-    import torch
 
+    from colorkit.engine.checkpoints import load_checkpoint, write_model_file
     from colorkit.engine.evaluation import evaluate
     from colorkit.kernel.files import atomic_path
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    experiment = load_checkpoint(args.checkpoint)["experiment"]
     names = METRICS.split(",")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for gain in [float(g) for g in args.gains.split(",")]:
-            state["experiment"]["gen"]["options"]["ab_gain"] = gain
-            path = Path(tmp) / f"gain-{gain:g}.pt"
-            torch.save(state, path)
+            experiment["gen"]["options"]["ab_gain"] = gain
+            path = write_model_file(args.checkpoint, Path(tmp) / f"gain-{gain:g}.pt", half=False, experiment=experiment)
             ev, _, _ = evaluate([path], split=args.split, limit=args.limit, metrics=METRICS, device="cpu",
                                 data_root=args.data_root, batch_size=250, sets=args.sets)
             floor, model = ev.rows[0], ev.rows[-1]

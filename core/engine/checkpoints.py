@@ -197,12 +197,16 @@ def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -
 
 
 def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
-                     working_size: int | None = None) -> Path:
+                     working_size: int | None = None, experiment: dict[str, Any] | None = None) -> Path:
     """Write the model file of a checkpoint or run directory: its experiment, plugin versions,
     counters and generator weights (the moving average where the run kept one), in half
     precision unless ``half`` is false, and the ``working_size`` colorize should use (default:
-    the training image size). Written atomically; returns ``out``."""
+    the training image size). ``experiment`` replaces the stored one (the same training with an
+    inference-time generator option changed, such as ``gen.ab_gain``). Written atomically;
+    returns ``out``."""
     state = load_checkpoint(source)
+    if experiment is not None:
+        state["experiment"] = experiment
     weights = state.get("gen_ema") or state.get("gen")
     if not isinstance(state.get("experiment"), dict) or not isinstance(weights, dict):
         raise UsageError(f"{state['path']}: the checkpoint lacks its experiment or generator weights")

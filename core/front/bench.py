@@ -74,6 +74,61 @@ def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], 
     return "trained"
 
 
+DERIVED_FILE = "derived.json"
+
+
+def _file_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def ensure_derived(registry: Any, exp: Any, run_dir: Path, source_dir: Path,
+                   log: Callable[[str], None] | None = None) -> str:
+    """The run of a ``from`` row: every checkpoint of the finished ``source_dir`` written again with
+    ``exp`` (the source's experiment with other inference-time generator options) as a model file
+    in full precision, the source's training log and environment copied, nothing trained. Returns
+    ``reused`` while ``derived.json`` matches the source's checkpoints, else ``derived``."""
+    from colorkit.engine.checkpoints import write_model_file
+    from colorkit.engine.inference import load_model
+    from colorkit.kernel.experiment import config_diff, experiment_from_dict, load_yaml_file
+    from colorkit.kernel.files import atomic_path, atomic_write_bytes, json_text, write_new_text
+
+    if not run_finished(source_dir):
+        raise UsageError(f"{run_dir.name}: derives from {source_dir.name}, which has not finished training; "
+                         f"train it first (colorkit bench SUITE --only {source_dir.name.rsplit('-s', 1)[0]})")
+    source_exp = experiment_from_dict(registry, load_yaml_file(source_dir / "config.yaml"),
+                                      str(source_dir / "config.yaml"))
+    changed = [d for d in config_diff(source_exp.to_dict(), exp.to_dict()) if not d.startswith(("gen.", "description"))]
+    if changed:  # the source run trained another config than the suite's source row asks for now
+        raise UsageError(f"{source_dir}: its config.yaml differs from what {run_dir.name} derives "
+                         f"({', '.join(changed[:3])}); move the run away or use another --out")
+    ckpts = sorted((source_dir / "checkpoints").glob("*.pt"))
+    stamp = {"source": source_dir.name, "checkpoints": {c.name: _file_key(c) for c in ckpts}}
+    marker = run_dir / DERIVED_FILE
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp and run_finished(run_dir):
+        if _saved_config_diff(registry, exp, run_dir):
+            raise UsageError(f"{run_dir}: holds a run of a different configuration than the suite now asks for; "
+                             "move it away or use another --out")
+        return "reused"
+    if run_dir.exists():  # derived files only (stale or cut short): made again from the source
+        shutil.rmtree(run_dir)
+    _log(log, f"derive {run_dir.name} from {source_dir.name}")
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for c in ckpts:
+        write_model_file(c, run_dir / "checkpoints" / c.name, half=False, experiment=exp.to_dict())
+    if ckpts:  # the options must fit the weights (gen.base would not): one line naming the file
+        load_model(run_dir / "checkpoints" / ckpts[-1].name, registry=registry)
+    write_new_text(run_dir / "config.yaml", exp.to_yaml() + f"# derived from {source_dir.name}: its checkpoints "
+                   "with the generator options above; not trained (colorkit bench, a `from` row)\n")
+    atomic_write_bytes(marker, (json_text(stamp, indent=2) + "\n").encode("utf-8"))
+    # byte copies, not links: a resumed source appends to its metrics.jsonl in place; metrics.jsonl
+    # last, as its end event marks the run done
+    for name in ("environment.json", "metrics.jsonl"):
+        with atomic_path(run_dir / name) as tmp:
+            shutil.copyfile(source_dir / name, tmp)
+    return "derived"
+
+
 def _protocol_key(protocol: Protocol, ckpt: Path) -> dict[str, Any]:
     return {"format": EVAL_FORMAT, "protocol": protocol.to_dict(), "checkpoint": ckpt.name,
             "checkpoint_bytes": ckpt.stat().st_size, "checkpoint_mtime_ns": ckpt.stat().st_mtime_ns}
@@ -207,11 +262,18 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, registry: A
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be at least 1")
     if not only_results and not os.environ.get(WORKER_ENV):  # the parent has said it for the workers
-        pending = [exp for e, seed, exp in todo if not run_finished(out_dir / "runs" / run_name(e.name, seed))]
+        pending = [exp for e, seed, exp in todo
+                   if not e.source and not run_finished(out_dir / "runs" / run_name(e.name, seed))]
         _log(log, budget_line(suite, pending, min(jobs, max(1, len(pending)))))
     failed: list[str] = []
     if jobs > 1 and not only_results:
-        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo], jobs, log, progress)
+        failed = _run_workers(suite, out_dir, [(e.name, seed) for e, seed, _ in todo if not e.source], jobs, log,
+                              progress)
+        for e, seed, exp in todo:  # `from` rows, once their sources are done (workers skip them)
+            if e.source and not any(f.startswith(run_name(e.source, seed) + ":") for f in failed):
+                failure = _train_and_evaluate(registry, suite, out_dir, e, seed, exp, log, progress)
+                if failure is not None:
+                    failed.append(failure)
     elif not only_results:
         for e, seed, exp in todo:
             failure = _train_and_evaluate(registry, suite, out_dir, e, seed, exp, log, progress)
@@ -251,7 +313,10 @@ def _train_and_evaluate(registry: Any, suite: Suite, out_dir: Path, e: Any, seed
     run_dir = out_dir / "runs" / run_name(e.name, seed)
     t0 = time.perf_counter()
     try:
-        how = ensure_trained(registry, exp, run_dir, log, progress)
+        if e.source:
+            how = ensure_derived(registry, exp, run_dir, out_dir / "runs" / run_name(e.source, seed), log)
+        else:
+            how = ensure_trained(registry, exp, run_dir, log, progress)
         if how != "reused":
             _log(log, f"{how} {run_dir.name} in {time.perf_counter() - t0:.0f} s")
         ensure_evaluated(registry, suite, run_dir, log, suite.protocol_for(e), progress)

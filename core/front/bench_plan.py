@@ -15,14 +15,16 @@ def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int)
     from colorkit.kernel.experiment import apply_sets, experiment_defaults, merge_layers, resolve
 
     where = f"{suite.path}: experiment '{e.name}'"
+    trained = suite.experiment(e.source) if e.source else e  # a `from` row: the source's training
+    sets = [*trained.sets, *e.sets] if e.source else e.sets
     layers: list[tuple[str, dict[str, Any]]] = [("registry.yaml defaults", experiment_defaults(registry))]
     try:
-        if e.preset:
-            layers.append((f"preset '{e.preset}'", dict(registry.preset(e.preset))))
+        if trained.preset:
+            layers.append((f"preset '{trained.preset}'", dict(registry.preset(trained.preset))))
         layers.append((f"{suite.path}: defaults", suite.defaults))
-        layers.append((f"{where} config", resolve_roots(e.config, suite.path.resolve().parent)))
+        layers.append((f"{where} config", resolve_roots(trained.config, suite.path.resolve().parent)))
         merged = merge_layers(layers)
-        merged = apply_sets(merged, [*e.sets, f"train.seed={seed}"])
+        merged = apply_sets(merged, [*sets, f"train.seed={seed}"])
         if e.description:
             merged["description"] = e.description
         return resolve(registry, merged)

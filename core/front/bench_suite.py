@@ -20,6 +20,9 @@ A suite is a YAML file::
         config: {loss: l2, train: {...}}  # optional: experiment keys (as in a --config file)
         set: [gen.base=32]                # optional: --set overrides
         paper: {label: "...", mae: 5.9, accuracy: 24.8}   # optional: the paper's numbers
+      - name: unet-l2-vivid               # a row that trains nothing: the checkpoints of an earlier
+        from: unet-l2                     # row (same seed) scored with other inference-time
+        set: [gen.ab_gain=1.5]            # generator options (only gen.* keys; weights unchanged)
     evaluation:
       dataset: cifar10                    # default: the experiments' dataset (with its options)
       options: {keep_gray: true}          # dataset options for the evaluation
@@ -39,7 +42,11 @@ A suite is a YAML file::
 
 Layering, lowest first: the experiment defaults of colorkit, the experiment's ``preset``, the
 suite's ``defaults`` (the suite-wide budget and data win over a preset's), the experiment's
-``config``, then ``set``; ``train.seed`` is set per seed last.
+``config``, then ``set``; ``train.seed`` is set per seed last. A row with ``from`` is the earlier
+row's experiment with its own ``set`` on top, which may change generator options only; its runs are
+derived (:func:`colorkit.front.bench.ensure_derived`): the source run's checkpoints with those
+options, training log and counters copied, so the lever is measured on the same weights at no
+training cost.
 
 Relative paths (a dataset ``root``) are resolved against the suite file's directory, then
 against the repository root (the nearest folder above the suite with ``pyproject.toml`` or
@@ -71,7 +78,7 @@ from colorkit.kernel.files import load_yaml
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
               "figures", "turing", "plugins"}
-EXPERIMENT_KEYS = {"name", "preset", "config", "set", "paper", "description", "evaluation"}
+EXPERIMENT_KEYS = {"name", "preset", "config", "set", "paper", "description", "evaluation", "from"}
 EXPERIMENT_EVAL_KEYS = {"dataset", "options", "split", "images"}
 EVAL_KEYS = {"dataset", "options", "split", "images", "metrics", "batch_size", "device"}
 FIGURE_KEYS = {"figure1", "figure5", "figure6", "curves"}
@@ -90,6 +97,8 @@ class SuiteExperiment:
     paper: dict[str, Any] | None
     description: str = ""
     evaluation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's protocol
+    #: ``from``: the earlier row whose runs this row derives (its checkpoints, other ``gen.*`` options)
+    source: str | None = None
 
 
 @dataclass
@@ -275,6 +284,9 @@ def _experiment(p: Path, where: str, item: Any, earlier: list[SuiteExperiment], 
         sets = [sets]
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
         raise _err(p, f"{where}.set", "must be a list of KEY=VALUE strings")
+    source = item.get("from")
+    if source is not None:
+        _derived_row(p, where, item, source, sets, earlier)
     paper = item.get("paper")
     if paper is not None:
         if not isinstance(paper, dict):
@@ -283,7 +295,23 @@ def _experiment(p: Path, where: str, item: Any, earlier: list[SuiteExperiment], 
             if k != "label" and (not isinstance(v, (int, float)) or isinstance(v, bool)):
                 raise _err(p, f"{where}.paper.{k}", "must be a number")
     return SuiteExperiment(name, preset, config, list(sets), paper, str(item.get("description") or ""),
-                           _evaluation_overrides(p, where, item.get("evaluation") or {}, suite_dir))
+                           _evaluation_overrides(p, where, item.get("evaluation") or {}, suite_dir), source)
+
+
+def _derived_row(p: Path, where: str, item: dict[str, Any], source: Any, sets: list[str],
+                 earlier: list[SuiteExperiment]) -> None:
+    """A ``from`` row: an earlier trained row, and ``gen.*`` sets only (nothing else it could train)."""
+    names = [e.name for e in earlier if e.source is None]
+    if not isinstance(source, str) or source not in names:
+        raise _err(p, f"{where}.from", f"must name an earlier row that trains ({', '.join(names) or 'none before it'}), "
+                                       f"got {source!r}")
+    for key in ("preset", "config"):
+        if item.get(key):
+            raise _err(p, f"{where}.{key}", f"cannot go with 'from' (the row uses the training of '{source}'); "
+                                            "give the row its own training without 'from'")
+    if not sets or not all(s.split("=", 1)[0].strip().startswith("gen.") and "=" in s for s in sets):
+        raise _err(p, f"{where}.set", "of a 'from' row must be generator options (gen.KEY=VALUE) that change "
+                                      "inference only, such as gen.ab_gain=1.5")
 
 
 def _evaluation_overrides(p: Path, where: str, ev_over: Any, suite_dir: Path) -> dict[str, Any]:
