@@ -20,9 +20,7 @@ A suite is a YAML file::
         config: {loss: l2, train: {...}}  # optional: experiment keys (as in a --config file)
         set: [gen.base=32]                # optional: --set overrides
         paper: {label: "...", mae: 5.9, accuracy: 24.8}   # optional: the paper's numbers
-      - name: unet-l2-vivid               # a row that trains nothing: the checkpoints of an earlier
-        from: unet-l2                     # row (same seed) scored with other inference-time
-        set: [gen.ab_gain=1.5]            # generator options (only gen.* keys; weights unchanged)
+      - {name: vivid, from: unet-l2, set: [gen.ab_gain=1.5]}   # trains nothing: unet-l2's checkpoints, gen.* changed
     evaluation:
       dataset: cifar10                    # default: the experiments' dataset (with its options)
       options: {keep_gray: true}          # dataset options for the evaluation
@@ -42,17 +40,13 @@ A suite is a YAML file::
 
 Layering, lowest first: the experiment defaults of colorkit, the experiment's ``preset``, the
 suite's ``defaults`` (the suite-wide budget and data win over a preset's), the experiment's
-``config``, then ``set``; ``train.seed`` is set per seed last. A row with ``from`` is the earlier
-row's experiment with its own ``set`` on top, which may change generator options only; its runs are
-derived (:func:`colorkit.front.bench.ensure_derived`): the source run's checkpoints with those
-options, training log and counters copied, so the lever is measured on the same weights at no
-training cost.
+``config``, then ``set``; ``train.seed`` is set per seed last. A ``from`` row is an earlier row's
+training with ``gen.*`` sets on top; its runs are derived, not trained (``bench.ensure_derived``).
 
-Relative paths (a dataset ``root``) are resolved against the suite file's directory, then
-against the repository root (the nearest folder above the suite with ``pyproject.toml`` or
-``.git``), then against the current directory: the first that exists is used (the repository
-root reading when none exists yet). So ``../shared/data/x.tar.gz`` in ``benchmarks/suite.yaml``
-is found beside the repository.
+Relative paths (a dataset ``root``) are resolved against the suite file's directory, then the
+repository root (the nearest folder above with ``pyproject.toml`` or ``.git``), then the current
+directory: the first that exists wins (the repository-root reading when none does yet), so
+``../shared/data/x.tar.gz`` in ``benchmarks/suite.yaml`` is found beside the repository.
 
 Outputs under ``--out DIR``: ``runs/<experiment>-s<seed>/`` (each a colorkit run directory,
 plus ``eval-<checkpoint>.json``, the cached evaluation), ``results.csv``, ``results.md``,
@@ -97,8 +91,7 @@ class SuiteExperiment:
     paper: dict[str, Any] | None
     description: str = ""
     evaluation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's protocol
-    #: ``from``: the earlier row whose runs this row derives (its checkpoints, other ``gen.*`` options)
-    source: str | None = None
+    source: str | None = None  # ``from``: the earlier row whose checkpoints this row scores
 
 
 @dataclass
@@ -284,9 +277,8 @@ def _experiment(p: Path, where: str, item: Any, earlier: list[SuiteExperiment], 
         sets = [sets]
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
         raise _err(p, f"{where}.set", "must be a list of KEY=VALUE strings")
-    source = item.get("from")
-    if source is not None:
-        _derived_row(p, where, item, source, sets, earlier)
+    if item.get("from") is not None:
+        _derived_row(p, where, item, sets, earlier)
     paper = item.get("paper")
     if paper is not None:
         if not isinstance(paper, dict):
@@ -295,21 +287,17 @@ def _experiment(p: Path, where: str, item: Any, earlier: list[SuiteExperiment], 
             if k != "label" and (not isinstance(v, (int, float)) or isinstance(v, bool)):
                 raise _err(p, f"{where}.paper.{k}", "must be a number")
     return SuiteExperiment(name, preset, config, list(sets), paper, str(item.get("description") or ""),
-                           _evaluation_overrides(p, where, item.get("evaluation") or {}, suite_dir), source)
+                           _evaluation_overrides(p, where, item.get("evaluation") or {}, suite_dir), item.get("from"))
 
 
-def _derived_row(p: Path, where: str, item: dict[str, Any], source: Any, sets: list[str],
-                 earlier: list[SuiteExperiment]) -> None:
+def _derived_row(p: Path, where: str, item: dict[str, Any], sets: list[str], earlier: list[SuiteExperiment]) -> None:
     """A ``from`` row: an earlier trained row, and ``gen.*`` sets only (nothing else it could train)."""
-    names = [e.name for e in earlier if e.source is None]
+    source, names = item["from"], [e.name for e in earlier if e.source is None]
     if not isinstance(source, str) or source not in names:
-        raise _err(p, f"{where}.from", f"must name an earlier row that trains ({', '.join(names) or 'none before it'}), "
-                                       f"got {source!r}")
-    for key in ("preset", "config"):
-        if item.get(key):
-            raise _err(p, f"{where}.{key}", f"cannot go with 'from' (the row uses the training of '{source}'); "
-                                            "give the row its own training without 'from'")
-    if not sets or not all(s.split("=", 1)[0].strip().startswith("gen.") and "=" in s for s in sets):
+        raise _err(p, f"{where}.from", f"must name an earlier row that trains ({', '.join(names)}), got {source!r}")
+    for key in [k for k in ("preset", "config") if item.get(k)]:
+        raise _err(p, f"{where}.{key}", f"cannot go with 'from' (the row uses the training of '{source}')")
+    if not sets or not all("=" in s and s.strip().startswith("gen.") for s in sets):
         raise _err(p, f"{where}.set", "of a 'from' row must be generator options (gen.KEY=VALUE) that change "
                                       "inference only, such as gen.ab_gain=1.5")
 
