@@ -58,17 +58,13 @@ def mark_label(m: float) -> str:
     return f"{m:g}"
 
 
-def _ckpt_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
 def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], photo_dir: Path,
                  log: Any = print) -> dict[str, Any]:
     """Evaluate every mark checkpoint of one run (cached in ``run_dir/ttq-eval.json``)."""
     from colorkit.front.bench import set_value
     from colorkit.engine.evaluation import evaluate, evaluate_images
     from colorkit.engine.trainer_state import mark_checkpoint_name
+    from colorkit.kernel.files import file_key
 
     cache_path = run_dir / CACHE
     cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
@@ -82,7 +78,7 @@ def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], p
         entry = cache["marks"].get(mark_label(m))
         if not ckpt.is_file():
             continue  # not reached yet, or the checkpoints were removed (the cached values stay)
-        if entry is None or entry.get("checkpoint_key") != _ckpt_key(ckpt):
+        if entry is None or entry.get("checkpoint_key") != file_key(ckpt):
             todo.append((m, ckpt))
     if todo:
         log(f"evaluate {run_dir.name} at {', '.join(mark_label(m) for m, _ in todo)} CPU-minutes")
@@ -99,7 +95,7 @@ def evaluate_run(registry: Any, suite: Any, run_dir: Path, marks: list[float], p
             cache["photo_images"] = photos.images
             state_counts = _counts(ckpt)
             cache["marks"][mark_label(m)] = {
-                "checkpoint_key": _ckpt_key(ckpt), **state_counts,
+                "checkpoint_key": file_key(ckpt), **state_counts,
                 "cifar": row.values, PHOTOS: photos.rows[1].values,
             }
         from colorkit.kernel.files import atomic_write_bytes
@@ -368,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     from colorkit.front.figures import figure5_from_checkpoints
     from colorkit.kernel.registry import build_registry
     from colorkit.engine.trainer_state import mark_checkpoint_name
+    from colorkit.kernel.files import file_key
 
     try:
         suite = load_suite(args.suite)

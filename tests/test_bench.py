@@ -443,6 +443,27 @@ def test_only_and_seeds_restrict_what_runs(tmp_path, registry):
         run_suite(suite, out, registry=registry, log=None, seeds=[7])
 
 
+def test_results_never_mix_evaluation_protocols(done, tmp_path, registry):
+    """After the suite's evaluation changes, a run scored on the old protocol leaves the table
+    (named as left out) until it is scored again; `--only` rescores just its runs."""
+    import shutil
+
+    suite, ref_out, _ = done
+    out = tmp_path / "out"
+    shutil.copytree(ref_out / "runs", out / "runs")
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text(suite.read_text(encoding="utf-8").replace("  images: 6\n", "  images: 5\n"), encoding="utf-8")
+    rows = run_suite(changed, out, registry=registry, log=None, figures=False, only=["l2"])
+    assert sorted((r["experiment"], r["seed"]) for r in rows) == [("l2", 0), ("l2", 1)]
+    assert {r["eval_images"] for r in rows} == {5}
+    md = (out / "results.md").read_text()
+    assert "Left out: 2 finished run(s) evaluated on another protocol" in md and "gan-s0, gan-s1" in md
+    assert "6 images" not in md
+    rows = run_suite(changed, out, registry=registry, log=None, figures=False)
+    assert len(rows) == 4 and {r["eval_images"] for r in rows} == {5}
+    assert "Left out" not in (out / "results.md").read_text()
+
+
 def test_parallel_jobs_give_the_sequential_results(done, tmp_path):
     """``jobs=2``: every run in a ``colorkit bench`` worker process of its own, two at a time,
     on one output folder; the same runs and, on the CPU with one thread, the same numbers."""

@@ -21,6 +21,7 @@ from colorkit.front.bench_plan import budget_line, build_experiment
 from colorkit.front.bench_results import write_results
 from colorkit.front.bench_suite import Protocol, Suite, load_suite, run_finished, run_name
 from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.files import file_key
 
 EVAL_FORMAT = 2  # 2: L*a*b* generators scored on the input L* (as colorize writes them)
 
@@ -77,11 +78,6 @@ def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], 
 DERIVED_FILE = "derived.json"
 
 
-def _file_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
 def ensure_derived(registry: Any, exp: Any, run_dir: Path, source_dir: Path,
                    log: Callable[[str], None] | None = None) -> str:
     """The run of a ``from`` row: every checkpoint of the finished ``source_dir`` written again with
@@ -103,7 +99,7 @@ def ensure_derived(registry: Any, exp: Any, run_dir: Path, source_dir: Path,
         raise UsageError(f"{source_dir}: its config.yaml differs from what {run_dir.name} derives "
                          f"({', '.join(changed[:3])}); move the run away or use another --out")
     ckpts = sorted((source_dir / "checkpoints").glob("*.pt"))
-    stamp = {"source": source_dir.name, "checkpoints": {c.name: _file_key(c) for c in ckpts}}
+    stamp = {"source": source_dir.name, "checkpoints": {c.name: file_key(c) for c in ckpts}}
     marker = run_dir / DERIVED_FILE
     if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp and run_finished(run_dir):
         if _saved_config_diff(registry, exp, run_dir):
@@ -130,8 +126,9 @@ def ensure_derived(registry: Any, exp: Any, run_dir: Path, source_dir: Path,
 
 
 def _protocol_key(protocol: Protocol, ckpt: Path) -> dict[str, Any]:
+    size, mtime_ns = file_key(ckpt)
     return {"format": EVAL_FORMAT, "protocol": protocol.to_dict(), "checkpoint": ckpt.name,
-            "checkpoint_bytes": ckpt.stat().st_size, "checkpoint_mtime_ns": ckpt.stat().st_mtime_ns}
+            "checkpoint_bytes": size, "checkpoint_mtime_ns": mtime_ns}
 
 
 def ensure_evaluated(registry: Any, suite: Suite, run_dir: Path, log: Callable[[str], None] | None = None,

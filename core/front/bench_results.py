@@ -49,9 +49,19 @@ def eval_set_label(ev: dict[str, Any]) -> str:
     return f"{(ev.get('dataset') or {}).get('name')}/{ev.get('split')}, {ev.get('images')} images"
 
 
-def collect(suite: Suite, out: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def public_protocol(prot: Protocol | dict[str, Any]) -> dict[str, Any]:
+    """A protocol without its dataset ``root`` (where the data lies on one machine)."""
+    d = dict(prot.to_dict() if isinstance(prot, Protocol) else prot)
+    d["options"] = {k: v for k, v in (d.get("options") or {}).items() if k != "root"}
+    return d
+
+
+def collect(suite: Suite, out: Path, stale: list[str] | None = None
+            ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """One row per finished and evaluated run, and per evaluation set (dataset, split, images)
-    the "no colour" floor values and an evaluation's header (``{label: {"floor", "header"}}``)."""
+    the "no colour" floor values and an evaluation's header (``{label: {"floor", "header"}}``).
+    A run whose evaluation used another protocol than the suite asks for now is left out (its
+    name appended to ``stale``): one table never mixes protocols."""
     rows: list[dict[str, Any]] = []
     sets: dict[str, dict[str, Any]] = {}
     for seed in suite.seeds:
@@ -61,6 +71,11 @@ def collect(suite: Suite, out: Path) -> tuple[list[dict[str, Any]], dict[str, di
             if not (run_finished(run_dir) and cache.is_file()):
                 continue
             ev = json.loads(cache.read_text(encoding="utf-8"))
+            used = (ev.get("key") or {}).get("protocol")
+            if used is not None and public_protocol(used) != public_protocol(suite.protocol_for(e)):
+                if stale is not None:
+                    stale.append(run_dir.name)
+                continue
             env = json.loads((run_dir / "environment.json").read_text(encoding="utf-8"))
             end = [x for x in read_events(run_dir) if x.get("event") == "end"][-1]
             model = ev["rows"][1]
@@ -240,7 +255,7 @@ def per_run_table(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def write_markdown(suite: Suite, out: Path, rows: list[dict[str, Any]], sets: dict[str, dict[str, Any]],
-                   figures: list[str]) -> str:
+                   figures: list[str], stale: list[str] | None = None) -> str:
     summary = summarise(suite, rows)
     total = len(suite.seeds) * len(suite.experiments)
     parts = [f"# Suite {suite.name}", ""]
@@ -250,6 +265,9 @@ def write_markdown(suite: Suite, out: Path, rows: list[dict[str, Any]], sets: di
               f"({len(suite.experiments)} experiments x seeds {', '.join(map(str, suite.seeds))}). "
               f"Values: mean ± sample standard deviation over the finished seeds (the value alone for a single seed), checkpoint "
               f"`{suite.checkpoint}.pt` of each run.", ""]
+    if stale:
+        parts += [f"Left out: {len(stale)} finished run(s) evaluated on another protocol than the suite's "
+                  f"({', '.join(stale)}); `colorkit bench` without `--only` scores them again.", ""]
     parts.append(results_table(suite, summary, sets))
     parts += protocol_text(suite, sets)
     parts += ["", "Per run (results.csv has every column):", ""] + per_run_table(suite, rows)
@@ -267,23 +285,18 @@ def _write_text(path: Path, text: str) -> None:
 
 def write_results(suite: Suite, out: Path, figures: list[str] | None = None) -> list[dict[str, Any]]:
     """Rewrite results.csv, results.md and results.json from the runs under ``out``."""
-    rows, sets = collect(suite, out)
+    stale: list[str] = []
+    rows, sets = collect(suite, out, stale)
     write_csv(suite, rows, out / "results.csv")
     if figures is None:
         fig_dir = out / "figures"
         figures = sorted(str(p) for p in fig_dir.glob("*.png")) if fig_dir.is_dir() else []
-    write_markdown(suite, out, rows, sets, figures)
+    write_markdown(suite, out, rows, sets, figures, stale)
     summary = summarise(suite, rows)
-
-    def public(prot: Protocol) -> dict[str, Any]:
-        d = prot.to_dict()
-        d["options"] = {k: v for k, v in d["options"].items() if k != "root"}
-        return d
-
     blob = {"suite": suite.name, "suite_file": suite.path.name, "description": suite.description,
             "seeds": suite.seeds, "checkpoint": suite.checkpoint,
-            "protocol": public(suite.protocol),
-            "experiment_protocols": {e.name: public(suite.protocol_for(e)) for e in suite.experiments if e.evaluation},
+            "protocol": public_protocol(suite.protocol),
+            "experiment_protocols": {e.name: public_protocol(suite.protocol_for(e)) for e in suite.experiments if e.evaluation},
             "eval_sets": {label: {"floor": v["floor"], "dataset": (v["header"].get("dataset") or {}).get("name"),
                                   "split": v["header"].get("split"), "images": v["header"].get("images")}
                           for label, v in sets.items()},

@@ -158,6 +158,12 @@ def json_text(obj: Any, **kwargs: Any) -> str:
     return json.dumps(finite_or_none(obj), allow_nan=False, **kwargs)
 
 
+def file_key(path: Path) -> list[int]:
+    """Size and modification time of a file: the identity caches compare to see it has not changed."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def atomic_copy(source: Path, path: Path) -> None:
     """Make ``path`` a copy of the finished file ``source`` atomically: a hard link where the file
     system has them (no extra space; replacing ``source`` later leaves ``path`` as it was), else
