@@ -37,6 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import levers  # noqa: E402
 import photoset  # noqa: E402
 
 CACHE = "ttq-eval.json"
@@ -272,6 +273,10 @@ def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str
                 to_floor(summary, marks, info, floors, which, k, e.name) for k in suite.metrics) + " |")
         lines.append("")
     lines += targets_table(suite, summary, info, floors, target_mark)
+    lever_columns = [(which, k, words) for which, k, words in (
+        ("cifar", "mae", "MAE"), ("cifar", "accuracy", "accuracy"), ("cifar", "psnr", "PSNR"),
+        ("cifar", "colorfulness_gap", "gap"), (PHOTOS, "psnr", "photo PSNR")) if k in suite.metrics]
+    lines += levers.lever_table(suite, evals, info, mark_label(target_mark), lever_columns)
     lines += ["Recipes:", ""]
     for e in suite.experiments:
         lines.append(f"- `{e.name}`: {e.description}")
@@ -352,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="the suite's colorkit bench --out folder")
     ap.add_argument("--dest", type=Path, help="results folder (default: benchmarks/results/<suite name>)")
     ap.add_argument("--grid-mark", type=float, default=15.0,
-                    help="the mark of the Figure-5 grids and of the targets table (CPU-minutes)")
+                    help="the mark of the Figure-5 grids, the targets table and the lever table (CPU-minutes)")
     args = ap.parse_args(argv)
 
     import torch
@@ -364,7 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     from colorkit.front.figures import figure5_from_checkpoints
     from colorkit.kernel.registry import build_registry
     from colorkit.engine.trainer_state import mark_checkpoint_name
-    from colorkit.kernel.files import file_key
 
     try:
         suite = load_suite(args.suite)

@@ -294,3 +294,38 @@ def test_a_suite_row_trains_exactly_the_preset_it_reports(suite_file, row, prese
     assert got.train.gan_start * got.train.max_cpu_minutes == want.train.gan_start * want.train.max_cpu_minutes
     if want.train.max_cpu_minutes <= got.train.max_cpu_minutes:
         assert want.train.max_cpu_minutes in got.train.keep_cpu_minutes
+
+
+def test_each_lever_is_measured_against_the_row_it_changes():
+    """Ablation rows pair with the unchanged row of their preset (a `from` row with its source);
+    the differences are paired by seed and bold only when their 95% interval excludes zero."""
+    from colorkit.front.bench_suite import load_suite
+
+    levers = _load("levers")
+    refs = levers.references(load_suite(REPO / "benchmarks" / "time-to-quality-ablation.yaml"))
+    assert refs["no-zero-out"] == refs["paper-width"] == refs["ab-gain-1.8"] == "fast"
+    assert refs["gan-lr-d-10"] == refs["gan-spectral-norm"] == "fast-gan"
+    assert "fast" not in refs and "fast-gan" not in refs
+
+    class E:  # a suite row as levers reads it
+        def __init__(self, name, preset=None, sets=(), source=None):
+            self.name, self.preset, self.sets, self.config, self.source = name, preset, list(sets), {}, source
+
+    class S:
+        experiments = [E("ref", "p"), E("noisy", "p", ["gen.x=1"]), E("same-weights", source="ref"), E("other", "q", ["a=1"])]
+
+    def mark(psnr, step):
+        return {"marks": {"10": {"step": step, "cifar": {"psnr": psnr}}}}
+
+    evals = {("ref", s): mark(25.0 + 0.1 * s, 100) for s in range(3)}
+    evals.update({("noisy", s): mark(25.0 + d, 50) for s, d in enumerate([0.1, 0.3, 0.2])})
+    evals.update({("same-weights", s): mark(24.5 + 0.1 * s, 100) for s in range(2)})
+    lines = levers.lever_table(S(), evals, {"psnr": {"higher_is_better": True}}, "10", [("cifar", "psnr", "PSNR")])
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ") and "---" not in line}
+    # noisy: differences 0.1, 0.2, 0.0 after pairing: mean 0.1, interval 4.303 x 0.1 / sqrt(3)
+    assert rows["noisy"] == "| noisy | ref | 3 | 0.50 | +0.10 ± 0.25 | no measured difference |"
+    assert rows["same-weights"] == "| same-weights | ref | 2 | 1.00 | **-0.50 ± 0.00** | worse: PSNR |"
+    assert "other" not in rows  # its preset has no unchanged row
+    spread = levers.interval([0.1, 0.2, 0.3])
+    assert spread[0] == pytest.approx(0.2) and spread[1] == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert math.isnan(levers.interval([0.4])[1])
