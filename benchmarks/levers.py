@@ -9,7 +9,8 @@ A row's reference is the row it changes one thing of:
 Differences are paired by seed (row minus reference, the seeds both have at the mark), so a
 ``from`` row's difference is free of seed noise. A difference counts as measured (bold) when the
 95% confidence interval of the mean paired difference (Student t, n - 1 degrees of freedom)
-excludes zero; with one seed pair nothing is judged.
+excludes zero at the precision the table prints (a +0.00 difference is not one, however tight);
+with one seed pair nothing is judged.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def lever_table(suite: Any, evals: dict[tuple[str, int], dict[str, Any]], info: 
             text = "–" if not math.isfinite(mean) else f"{mean:+.{digits}f}"
             if math.isfinite(half):
                 text += f" ± {half:.{digits}f}"
-                if abs(mean) > half:
+                if round(abs(mean), digits) > round(half, digits):  # judged at the precision shown
                     text = f"**{text}**"
                     up = mean > 0
                     (better if up == info[metric]["higher_is_better"] else worse).append(heading)

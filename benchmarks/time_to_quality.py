@@ -295,7 +295,11 @@ def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Pa
 
     panels = [("cifar", "psnr"), ("cifar", "colorfulness_gap"), (PHOTOS, "psnr"), (PHOTOS, "colorfulness_gap")]
     panels = [p for p in panels if p[1] in suite.metrics]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    # more than 8 recipes: the legend gets a panel of its own (it would hide the first one's curves)
+    side = len(suite.experiments) > 8
+    ncol_legend = 1 + (len(suite.experiments) - 1) // 16
+    fig, axes = plt.subplots(1, len(panels) + side, figsize=(4.2 * len(panels) + 2.4 * ncol_legend * side, 3.6),
+                             squeeze=False, width_ratios=[4.2] * len(panels) + [2.4 * ncol_legend] * side)
     # one colour and marker per recipe: the default cycle repeats its 10 colours
     colours = plt.get_cmap("tab20").colors
     styles = {e.name: {"color": colours[(2 * i) % 20 + (i // 10) % 2], "marker": "osD^v<>ph*"[i % 10],
@@ -319,7 +323,11 @@ def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Pa
         ax.set_xticklabels([mark_label(m) for m in marks])
         ax.set_xlabel("CPU-minutes of training (1 thread)")
         ax.set_title(f"{'CIFAR-10 test sample' if which == 'cifar' else 'wheel photos'}: {metric}", fontsize=9)
-    axes[0][0].legend(fontsize=7)
+    if side:
+        axes[0][-1].axis("off")
+        axes[0][-1].legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="center left", ncol=ncol_legend)
+    else:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
 

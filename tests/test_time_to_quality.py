@@ -312,7 +312,8 @@ def test_each_lever_is_measured_against_the_row_it_changes():
             self.name, self.preset, self.sets, self.config, self.source = name, preset, list(sets), {}, source
 
     class S:
-        experiments = [E("ref", "p"), E("noisy", "p", ["gen.x=1"]), E("same-weights", source="ref"), E("other", "q", ["a=1"])]
+        experiments = [E("ref", "p"), E("noisy", "p", ["gen.x=1"]), E("same-weights", source="ref"), E("other", "q", ["a=1"]),
+                       E("tiny", "p", ["gen.y=2"])]
 
     def mark(psnr, step):
         return {"marks": {"10": {"step": step, "cifar": {"psnr": psnr}}}}
@@ -320,12 +321,15 @@ def test_each_lever_is_measured_against_the_row_it_changes():
     evals = {("ref", s): mark(25.0 + 0.1 * s, 100) for s in range(3)}
     evals.update({("noisy", s): mark(25.0 + d, 50) for s, d in enumerate([0.1, 0.3, 0.2])})
     evals.update({("same-weights", s): mark(24.5 + 0.1 * s, 100) for s in range(2)})
+    evals.update({("tiny", s): mark(25.0 + 0.1 * s + 0.001 + 0.0001 * s, 100) for s in range(3)})
     lines = levers.lever_table(S(), evals, {"psnr": {"higher_is_better": True}}, "10", [("cifar", "psnr", "PSNR")])
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ") and "---" not in line}
     # noisy: differences 0.1, 0.2, 0.0 after pairing: mean 0.1, interval 4.303 x 0.1 / sqrt(3)
     assert rows["noisy"] == "| noisy | ref | 3 | 0.50 | +0.10 ± 0.25 | no measured difference |"
     assert rows["same-weights"] == "| same-weights | ref | 2 | 1.00 | **-0.50 ± 0.00** | worse: PSNR |"
     assert "other" not in rows  # its preset has no unchanged row
+    # a tight interval around a difference too small to print is not a measured difference
+    assert rows["tiny"] == "| tiny | ref | 3 | 1.00 | +0.00 ± 0.00 | no measured difference |"
     spread = levers.interval([0.1, 0.2, 0.3])
     assert spread[0] == pytest.approx(0.2) and spread[1] == pytest.approx(4.303 * 0.1 / math.sqrt(3))
     assert math.isnan(levers.interval([0.4])[1])
