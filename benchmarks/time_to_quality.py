@@ -343,7 +343,10 @@ def photo_grid(registry: Any, ckpts: list[tuple[str, Path]], photo_dir: Path, pa
     models = [(name, load_model(c, registry, device="cpu")) for name, c in ckpts]
     files = sorted(photo_dir.glob("*.png"))
     ncol = 2 + len(models)
-    fig, axes = plt.subplots(len(files), ncol, figsize=(1.9 * ncol, 1.5 * len(files) + 0.4), squeeze=False)
+    # at most 26 inches wide: a suite of 20 recipes would otherwise write a PNG of several MB
+    scale = min(1.0, 26.0 / (1.9 * ncol))
+    fig, axes = plt.subplots(len(files), ncol, figsize=(1.9 * ncol * scale, 1.5 * len(files) * scale + 0.4),
+                             squeeze=False)
     for i, f in enumerate(files):
         rgb = np.asarray(Image.open(f).convert("RGB"))
         grey = np.asarray(Image.open(f).convert("L"))
