@@ -58,6 +58,13 @@ def _rss_mib() -> float:
 
 
 def child(photo: str, working_size: int, runs: int, threads: int | None, backend: str = "torch") -> dict:
+    """One case, its photo, ONNX file and outputs in a scratch folder removed afterwards (each case
+    writes about 130 MB there)."""
+    with tempfile.TemporaryDirectory(prefix="colorkit-bench-") as scratch:
+        return _case(Path(scratch), photo, working_size, runs, threads, backend)
+
+
+def _case(folder: Path, photo: str, working_size: int, runs: int, threads: int | None, backend: str) -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -78,7 +85,6 @@ def child(photo: str, working_size: int, runs: int, threads: int | None, backend
     model = LoadedModel(gen=gen, path=Path("benchmark.pt"), experiment={}, plugins={}, working_size=working_size)
     width, height = PHOTOS[photo]
     image = np.asarray(Image.fromarray(data.coffee()).resize((width, height), Image.BICUBIC))
-    folder = Path(tempfile.mkdtemp(prefix="colorkit-bench-"))
     src = folder / "photo.jpg"
     Image.fromarray(image).save(src, quality=92)
     target: object = model

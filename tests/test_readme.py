@@ -15,7 +15,8 @@ whoever edits the docs:
   and ``my-colour-photos/`` (scikit-image's photos, small).
 - ``colorkit ...`` runs in this process (typer's test runner) and must exit 0; ``colorkit turing``
   with models serves a study: it is started in a subprocess, its page fetched, then stopped with
-  SIGTERM. ``python benchmarks/...`` runs in a subprocess and must exit 0.
+  SIGTERM. ``python benchmarks/...`` runs in a subprocess and must exit 0, leaving nothing in its
+  temporary folder (``TMPDIR``).
 - ``pip install ...`` is not run (this test runs inside the installed environment; ``.ci/run``
   installs on a fresh machine): the extras, folders and constraints it names must exist, and its
   ``name==version`` pins must be those of ``.ci/constraints.txt``. ``python -m pytest`` must be the
@@ -135,9 +136,14 @@ class Reader:
             assert result.exit_code == 0, f"{c.where}: $ {c.text} exited with {result.exit_code}:\n{result.output}"
             return self.ran.append(c.text)
         if words[:1] == ["python"] and words[1:2] and words[1].startswith("benchmarks/"):
-            proc = subprocess.run([sys.executable, *self.expand(words[1:])], cwd=self.folder,
-                                  capture_output=True, text=True, timeout=600)
+            scratch = self.home / "tmp"  # the benchmark's temporary files: none may outlive it
+            scratch.mkdir(exist_ok=True)
+            proc = subprocess.run([sys.executable, *self.expand(words[1:])], cwd=self.folder, capture_output=True,
+                                  text=True, timeout=600, env={**os.environ, "TMPDIR": str(scratch)})
             assert proc.returncode == 0, f"{c.where}: $ {c.text} exited with {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+            # .ses: ONNX Runtime's telemetry session file (51 bytes, shared by every process), not ours
+            left = sorted(f.name for f in scratch.iterdir() if f.name != ".ses")
+            assert not left, f"{c.where}: $ {c.text} left temporary files behind: {left}"
             return self.ran.append(c.text)
         raise AssertionError(f"{c.where}: no handler for {c.text!r}; add one to tests/test_readme.py or mark "
                              "what it needs in its comment")
