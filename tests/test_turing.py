@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -227,12 +228,12 @@ CHROMEDRIVER, CHROMIUM = "/usr/bin/chromedriver", "/usr/bin/chromium"
 class WebDriver:
     """Just enough of the W3C WebDriver protocol, over the standard library's HTTP client."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, profile: Path) -> None:
         self.port = port
         caps = {"browserName": "chrome", "goog:chromeOptions": {"binary": CHROMIUM, "args": [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--window-size=900,800"]}}
+            "--window-size=900,800", f"--user-data-dir={profile}"]}}
         self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
 
     def _call(self, method: str, path: str, body: dict | None = None):
@@ -275,13 +276,20 @@ class WebDriver:
 
 @pytest.fixture
 def webdriver():
+    """chromedriver and the browser it starts keep their profile and temporary folders (TMPDIR) in
+    one folder removed afterwards, so a test run leaves nothing of theirs in /tmp. The folder has a
+    short path: the browser's sockets live there, and a Unix socket's path is at most 107 bytes."""
     if not (os.access(CHROMEDRIVER, os.X_OK) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"no browser here ({CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver); "
                     "the HTTP-level tests above still ran")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    driver = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch_dir = tempfile.TemporaryDirectory(prefix="colorkit-browser-", ignore_cleanup_errors=True)
+    scratch = Path(scratch_dir.name)
+    (scratch / "tmp").mkdir()
+    driver = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "TMPDIR": str(scratch / "tmp")})
     try:
         deadline = time.time() + 30
         while True:
@@ -292,12 +300,13 @@ def webdriver():
                 pass
             assert time.time() < deadline, "chromedriver did not start"
             time.sleep(0.1)
-        browser = WebDriver(port)
+        browser = WebDriver(port, scratch / "profile")
         yield browser
         browser.quit()
     finally:
         driver.terminate()
         driver.wait(timeout=10)
+        scratch_dir.cleanup()
 
 
 def test_ten_photos_answered_with_keyboard_and_buttons_in_a_real_browser(webdriver, photos, tmp_path):
