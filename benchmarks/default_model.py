@@ -198,6 +198,21 @@ def card(name: str, state: dict[str, Any], figures: dict[str, Any], size: int, f
     return "\n".join(lines)
 
 
+def list_model(out_dir: Path, name: str, model_path: Path, description: str) -> str:
+    """Enter a shipped model file in ``out_dir/models.yaml`` with its SHA-256 (returned) and card."""
+    from colorkit.kernel.models import sha256_file
+
+    digest = sha256_file(model_path)
+    manifest_path = out_dir / "models.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    manifest = manifest or {"models": {}}
+    manifest["models"][name] = {"file": model_path.name, "sha256": digest, "card": f"{name}.md",
+                                "description": description}
+    manifest_path.write_text("# Written by benchmarks/default_model.py and photo_model.py: the built-in pretrained models.\n"
+                             + yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+    return digest
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path, help="run directory (or checkpoint file)")
@@ -232,18 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / f"{args.name}.json").write_text(json.dumps({"name": args.name, "working_size": size, "sha256": digest,
                                                            "source": str(ckpt), **figures}, indent=2) + "\n",
                                                encoding="utf-8")
-    manifest_path = out_dir / "models.yaml"
-    manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
-    manifest = manifest or {"models": {}}
     gen = state["experiment"]["gen"].get("options", {})
     description = args.description or (
         f"U-Net base {gen.get('base')}, depth {gen.get('depth')}, {gen.get('output')} output, "
         f"{_loss_name(state['experiment'])} loss, trained on CIFAR-10 "
         f"for {float(state.get('cpu_seconds', 0)) / 60:.0f} CPU-minutes; working size {size}")
-    manifest["models"][args.name] = {"file": model_path.name, "sha256": digest, "card": f"{args.name}.md",
-                                     "description": description}
-    manifest_path.write_text("# Written by benchmarks/default_model.py: the built-in pretrained models.\n"
-                             + yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+    list_model(out_dir, args.name, model_path, description)
     report_dir = args.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     run_dir = args.run if args.run.is_dir() else None

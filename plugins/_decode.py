@@ -104,10 +104,16 @@ def _to_rgb(im: Image.Image, sixteen_bit: bool) -> tuple[Image.Image, int]:
     return im.convert("RGB"), OTHER_MODE
 
 
-def _fit(im: Image.Image, size: int, random_crop: bool) -> Image.Image:
-    """Resize so the shorter side is ``size`` and crop a ``size x size`` square (centre or random)."""
+def _fit(im: Image.Image, size: int, random_crop: bool, crop: bool = True) -> Image.Image:
+    """Resize so the shorter side is ``size`` and crop a ``size x size`` square (centre or random);
+    ``crop=False`` keeps the whole image (the longer side scaled alike, rounded)."""
     w, h = im.size
     s = min(w, h)
+    if not crop:
+        if s == size:
+            return im
+        out = (max(size, round(w * size / s)), max(size, round(h * size / s)))
+        return im.resize(out, Image.Resampling.BILINEAR, reducing_gap=None)
     if random_crop:
         x0 = int(torch.randint(0, w - s + 1, ()).item()) if w > s else 0
         y0 = int(torch.randint(0, h - s + 1, ()).item()) if h > s else 0
@@ -120,12 +126,13 @@ def _fit(im: Image.Image, size: int, random_crop: bool) -> Image.Image:
 
 
 def decode_image(source: str | os.PathLike | bytes, *, keep_gray: bool = False, size: int | None = None,
-                 random_crop: bool = False, min_side: int = MIN_SIDE) -> tuple[np.ndarray | None, int]:
+                 random_crop: bool = False, min_side: int = MIN_SIDE, crop: bool = True) -> tuple[np.ndarray | None, int]:
     """Decode one image to an ``H x W x 3`` uint8 RGB array, or ``(None, reason code)``.
 
     ``size`` resizes the shorter side to ``size`` and crops a square (random when
-    ``random_crop``); JPEGs are decoded at a reduced scale when that is enough. Never raises for
-    bad data: see the module docstring for what is skipped and what is converted.
+    ``random_crop``), or with ``crop=False`` keeps the whole resized image (what a decoded cache
+    stores, for random crops later); JPEGs are decoded at a reduced scale when that is enough.
+    Never raises for bad data: see the module docstring for what is skipped and what is converted.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -160,7 +167,7 @@ def decode_image(source: str | os.PathLike | bytes, *, keep_gray: bool = False, 
                 im.draft(im.mode, (size, size))
             im.load()
             rgb, code = _to_rgb(im, sixteen)
-            out = _fit(rgb, size, random_crop) if size is not None else rgb
+            out = _fit(rgb, size, random_crop, crop) if size is not None else rgb
             arr = np.asarray(out)
             # A colour photo almost never gives an exactly gray crop, so the whole image is only
             # looked at when the crop is gray (a crop of a gray wall must not skip the photo).

@@ -5,7 +5,8 @@
   train/cat/0001.jpg (unreadable)``, to stderr; datasets keep their reports in
   ``dataset.reports``) are :mod:`colorkit.plugins._decode`;
 * :class:`ArraySplit` serves images decoded once into one ``N x 3 x S x S`` uint8 tensor;
-  :class:`LazySplit` decodes files as they are read, for data too big to hold in memory.
+  :class:`LazySplit` decodes files as they are read, for data too big to hold in memory (splits
+  decoded once into the cache are :mod:`colorkit.plugins._packed`);
 * :class:`ImageDataOptions` are the options every file-based dataset shares (``root``, ``size``,
   ``limit``, ``seed``, ``flip``, ``keep_gray``, ``cache``).
 
@@ -122,31 +123,44 @@ def file_signature(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
-def save_cache(folder: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bool:
+def save_cache(folder: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+               move: dict[str, Path] | None = None) -> bool:
     """Write ``arrays`` (``.npy``) and ``meta`` (JSON) into ``folder`` atomically; ``False`` when the
-    cache cannot be written (a read-only place is not an error)."""
+    cache cannot be written (a read-only place is not an error). ``move`` maps file names in
+    ``folder`` to files already written (on the same file system, e.g. streamed while decoding)
+    that are moved in; they are moved back when the cache cannot be written."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     except OSError:
         return False
+    moved: list[tuple[Path, Path]] = []
     try:
+        for name, src in (move or {}).items():
+            os.replace(src, staging / name)
+            moved.append((staging / name, Path(src)))
         for name, arr in arrays.items():
             np.save(staging / f"{name}.npy", arr, allow_pickle=False)
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         os.replace(staging, folder)
         return True
     except OSError:
+        for dst, src in moved:
+            try:
+                os.replace(dst, src)
+            except OSError:
+                pass
         return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_cache(folder: Path, names: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """Arrays and meta written by :func:`save_cache`, or ``None`` when absent or damaged."""
+def load_cache(folder: Path, names: Sequence[str], mmap: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Arrays and meta written by :func:`save_cache`, or ``None`` when absent or damaged;
+    ``mmap``: the arrays memory-mapped read-only, not read."""
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False) for n in names}
+        arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False, mmap_mode="r" if mmap else None) for n in names}
     except (OSError, ValueError, EOFError):
         return None
     return arrays, meta
@@ -329,11 +343,8 @@ class LazySplit(TorchDataset):
         j = i
         for _ in range(min(MAX_TRIES, n)):
             if codes[j] < FIRST_SKIP:
-                arr, code = decode_image(self.paths[j], keep_gray=self.keep_gray, size=self.size,
-                                         random_crop=self.random_crop, min_side=self.min_side)
-                codes[j] = code
-                if arr is not None:
-                    x = to_chw(arr)
+                x = self.read(j)
+                if x is not None:
                     if self.augment and torch.rand(()) < 0.5:
                         x = x.flip(-1).contiguous()
                     return x
@@ -342,6 +353,13 @@ class LazySplit(TorchDataset):
             f"{self.where}: {min(MAX_TRIES, n)} images in a row from {self.paths[i]} are unusable "
             f"({self.report().line()}); check the data"
         )
+
+    def read(self, j: int) -> torch.Tensor | None:
+        """Image ``j`` at the working size (``None`` when unusable; its status code is recorded)."""
+        arr, code = decode_image(self.paths[j], keep_gray=self.keep_gray, size=self.size,
+                                 random_crop=self.random_crop, min_side=self.min_side)
+        self.codes[j] = code
+        return None if arr is None else to_chw(arr)
 
     def report(self) -> LoadReport:
         return LoadReport.from_codes(self.where, self.codes.copy(), self.paths.__getitem__, of=len(self.paths))

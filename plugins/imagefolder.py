@@ -22,14 +22,26 @@ Every image is resized so its shorter side is ``size`` and cropped to a square: 
 evaluation, at a random position for training (``random_crop``), plus random horizontal flips
 (``flip``). JPEGs are decoded at a reduced scale when that is enough (PIL ``draft``).
 
-Bad images: folders can be large, so images are decoded as they are read
-(:class:`colorkit.plugins._images.LazySplit`). At load time every zero-byte file is known from
-the listing, and when a split has at most ``precheck`` images every file's header is opened too
-(about 0.1 ms each), which finds non-images, grayscale-mode files, tiny and oversized images
-before training; the result is printed once and kept in ``dataset.reports[split]``. What only
-decoding can find (truncated data, RGB files that are grayscale) is replaced by the next good
-image, counted in a status byte shared with loader workers, and reported in one line by
-``split.end_epoch()`` or at exit.
+Decoded once: with the cache on (``cache``), each split is decoded the first time it is asked
+for, at the working size, into the cache folder, and later runs map it from there (a fraction
+of a second per thousand photos): training splits keep each whole photo with its shorter side
+at ``size`` (the same draft decoding and bilinear resampling as reading the files), so random
+crops and flips still differ at every read; evaluation splits keep the centre crops, the very
+pixels that reading the files gives. The cache is keyed by the list of files with their sizes
+and modification times, and by the options that choose or change them (``size``, ``keep_gray``,
+``min_side``, ``limit``, ``seed`` ...): a changed, added or removed photo decodes the split again
+(and the stale copy is deleted). Splits larger than
+``cache_gb`` (estimated), and every split when the cache is off, are decoded as they are read
+(:class:`colorkit.plugins._images.LazySplit`), as are the few images ``colorkit eval --limit``
+asks for before the split is cached.
+
+Bad images: at load time every zero-byte file is known from the listing, and when a split has at
+most ``precheck`` images every file's header is opened too (about 0.1 ms each), which finds
+non-images, grayscale-mode files, tiny and oversized images before training; the result is
+printed once and kept in ``dataset.reports[split]``. What only decoding can find (truncated data,
+RGB files that are grayscale) is replaced by the next good image, counted in a status byte
+shared with loader workers, and reported in one line by ``split.end_epoch()`` or at exit (a
+cached split knows every image's status from the start).
 """
 
 from __future__ import annotations
@@ -49,6 +61,9 @@ class ImageFolderOptions(ImageDataOptions):
     random_crop: bool = opt(True, "random square crops for training (evaluation: centre crops)")
     min_side: int = opt(MIN_SIDE, "skip images whose shorter side is below this many pixels")
     precheck: int = opt(20000, "check every file's header at load time when a split has at most this many images (0: never)")
+    cache_gb: float = opt(8.0, "decode each split once at the working size into the cache folder when that takes at most "
+                               "this many GB (estimated as 3 x size x size bytes a photo, x1.5 for training's whole "
+                               "photos); larger splits are decoded as they are read; 0: always as read")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,6 +76,8 @@ class ImageFolderOptions(ImageDataOptions):
             raise ValueError("dataset.min_side must be at least 1")
         if self.precheck < 0:
             raise ValueError("dataset.precheck must be >= 0")
+        if not self.cache_gb >= 0:
+            raise ValueError("dataset.cache_gb must be >= 0")
 
 
 @colorkit.hookimpl

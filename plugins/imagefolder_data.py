@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -11,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from torch.utils.data import Subset
 
 from colorkit.kernel.download import safe_extract
 from colorkit.kernel.errors import UsageError
@@ -27,11 +31,21 @@ from colorkit.plugins._images import (
     file_signature,
     checked_table,
     require_root,
+    save_cache,
     seeded_pick,
     source_key,
     walk_images,
 )
+from colorkit.plugins._packed import PackedImages, PackedSplit, decode_packed
 from colorkit.plugins.imagefolder import ImageFolderOptions
+
+
+#: Bumped when what the decoded cache holds changes (its layout, the decoding).
+CACHE_VERSION = 1
+
+
+#: Decoded splits live in ``<cache>/imagefolder-decoded/``.
+DECODED = "imagefolder-decoded"
 
 
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -110,11 +124,23 @@ class ImageFolder(Dataset):
                 raise UsageError(f"imagefolder: the {split} split under {root} has no images; {LAYOUT}")
         #: What loading found in each split (files skipped before training).
         self.reports: dict[str, LoadReport] = {}
+        #: Splits decoded into the cache, ``(split, "whole" or "crop")``: ``"cache"`` when mapped
+        #: from an earlier run's cache, ``"decoded"`` when decoded by this one.
+        self.decoded: dict[tuple[str, str], str] = {}
         self._tables: dict[str, tuple[PathTable, torch.Tensor]] = {}
+        self._packed: dict[tuple[str, str], PackedImages | None] = {}
 
     @property
     def size(self) -> int:
         return self.options.size
+
+    @property
+    def from_cache(self) -> bool | None:
+        """Whether every split decoded so far came from the cache (``None``: none was decoded
+        into it: the cache is off, or the splits are too large, or none was asked for yet)."""
+        if not self.decoded:
+            return None
+        return all(v == "cache" for v in self.decoded.values())
 
     def _assign(self, folder: Path) -> dict[str, list[tuple[str, int]]]:
         """``(path relative to folder, bytes)`` of the images of each split."""
@@ -162,9 +188,114 @@ class ImageFolder(Dataset):
         self._tables[split] = (table, status)
         return self._tables[split]
 
+    # -- decoded once, into the cache ------------------------------------------------------------
+    def _mode(self, train: bool) -> str:
+        """``whole`` photos for random training crops, else ``crop`` (centre crops)."""
+        return "whole" if train and self.options.random_crop else "crop"
+
+    def _cache_dir(self, base: Path, name: str, mode: str, table: PathTable) -> tuple[Path, str]:
+        """The cache folder of split ``name`` in ``mode``, and the stem it shares with stale
+        copies of itself (same folder, split and options; other files). The options that choose
+        the files are in the stem too, so that two runs with, say, different ``limit`` keep
+        their own copies."""
+        o = self.options
+        config = source_key(CACHE_VERSION, self.folder.resolve(), name, mode, o.size, o.keep_gray, o.min_side,
+                            Image.MAX_IMAGE_PIXELS, o.limit, o.seed, o.val_fraction, o.test_fraction, o.precheck)
+        signatures = []
+        for i in range(len(table)):
+            rel = table.name(i)
+            try:
+                st = os.stat(os.path.join(table.base, rel))
+                signatures.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}")
+            except OSError:
+                signatures.append(f"{rel}\0missing")
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.folder.name)[:40] or "photos"
+        stem = f"{label}-{name}-{o.size}px-{mode}-{config}"
+        return base / DECODED / f"{stem}-{source_key(*signatures)}", stem
+
+    def _decoded_split(self, name: str, mode: str, decode: bool = True) -> PackedImages | None:
+        """Split ``name`` decoded once (``mode`` ``whole`` or ``crop``): mapped from the cache,
+        else decoded into it (unless ``decode`` is false); ``None`` when the cache is off or the
+        split is over ``cache_gb``."""
+        key = (name, mode)
+        if key in self._packed:
+            return self._packed[key]
+        o = self.options
+        table, _ = self._table(name)
+        base = cache_root(o.cache)
+        estimate = len(table) * 3 * o.size * o.size * (1.5 if mode == "whole" else 1.0)
+        if base is None or estimate > o.cache_gb * 1e9:
+            self._packed[key] = None
+            return None
+        folder, stem = self._cache_dir(base, name, mode, table)
+        images = PackedImages.load(folder, len(table))
+        if images is not None:
+            self.decoded[key] = "cache"
+        elif not decode:
+            return None
+        else:
+            images = self._decode_into(folder, stem, name, mode, table)
+            self.decoded[key] = "decoded"
+        self._packed[key] = images
+        return images
+
+    def _decode_into(self, folder: Path, stem: str, name: str, mode: str, table: PathTable) -> PackedImages:
+        """Decode the split, streaming the pixels to a file beside ``folder``, then move it in with
+        the offsets, shapes and codes; in memory when the cache cannot be written."""
+        o = self.options
+        what = (f"imagefolder {name} into the cache ({len(table):,} images, "
+                f"{'shorter side' if mode == 'whole' else 'centre crops'} at {o.size} px, once)")
+        args = dict(size=o.size, crop=mode == "crop", keep_gray=o.keep_gray, min_side=o.min_side)
+        tmp: Path | None = None
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".pixels.", dir=folder.parent)
+            tmp = Path(tmp_name)
+            with os.fdopen(fd, "wb") as sink:
+                offsets, shapes, codes = decode_packed(what, table, sink, **args)
+        except BaseException as exc:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):  # interrupted: leave nothing behind
+                raise
+            buffer = io.BytesIO()  # a read-only or full cache: decode into memory instead
+            offsets, shapes, codes = decode_packed(what, table, buffer, **args)
+            return PackedImages(np.frombuffer(buffer.getbuffer(), dtype=np.uint8), offsets, shapes, codes)
+        nbytes = tmp.stat().st_size
+        meta = {"version": CACHE_VERSION, "root": str(self.root), "folder": str(self.folder), "split": name,
+                "mode": mode, "size": o.size, "keep_gray": o.keep_gray, "min_side": o.min_side,
+                "images": len(table), "pixels_bytes": nbytes}
+        saved = save_cache(folder, {"offsets": offsets, "shapes": shapes, "codes": codes}, meta,
+                           move={PackedImages.PIXELS: tmp})
+        if saved:
+            for stale in folder.parent.glob(f"{stem}-*"):  # the same split before its files changed
+                if stale != folder and stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+        images = PackedImages.load(folder, len(table))  # ours, or another process's that won the race
+        if images is None:  # not writable: keep the decoded pixels in memory
+            images = PackedImages(np.fromfile(folder / PackedImages.PIXELS if saved else tmp, dtype=np.uint8),
+                                  offsets, shapes, codes)
+        tmp.unlink(missing_ok=True)
+        return images
+
     def split(self, name: str, train: bool = False) -> LazySplit:
+        """Split ``name``: decoded once into the cache (:class:`PackedSplit`) or, with the cache
+        off or over ``cache_gb``, decoded as read (:class:`LazySplit`)."""
         self.check_split(name)
-        return LazySplit.of(f"imagefolder {name}", *self._table(name), self.options, train)
+        table, status = self._table(name)
+        images = self._decoded_split(name, self._mode(train))
+        if images is None:
+            return LazySplit.of(f"imagefolder {name}", table, status, self.options, train)
+        return PackedSplit.of(f"imagefolder {name}", table, images, self.options, train)
+
+    def head(self, name: str, n: int) -> torch.utils.data.Dataset:
+        """The first ``n`` evaluation images of split ``name``: from the cache when the split is
+        there, else decoded as read (the same pixels), without decoding the whole split."""
+        self.check_split(name)
+        if self._decoded_split(name, "crop", decode=False) is not None:
+            return super().head(name, n)
+        data = LazySplit.of(f"imagefolder {name}", *self._table(name), self.options, False)
+        return Subset(data, range(min(n, len(data))))
 
     @classmethod
     def example_options(cls, folder: Path) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""The losses ``ns_l1``, ``minimax_l1``, ``l2``, ``l1`` and ``huber`` (their options and registration are in :mod:`colorkit.plugins.losses`)."""
+"""The losses ``ns_l1``, ``minimax_l1``, ``l2``, ``l1``, ``huber`` and ``bins_ce`` (their options and registration are in :mod:`colorkit.plugins.losses`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from colorkit.kernel import abbins, color
 from colorkit.kernel.interfaces import Discriminator, Loss, LossParts, Prediction
-from colorkit.plugins.losses import RegressionOptions, AdversarialL1Options
+from colorkit.plugins.losses import AdversarialL1Options, BinsOptions, RegressionOptions
 
 
 def _chroma(lab: torch.Tensor) -> torch.Tensor:
@@ -33,7 +34,7 @@ class _AdversarialL1(Loss):
         raise NotImplementedError(f"{type(self).__name__} must define gan_term")
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        l1 = F.l1_loss(batch.pred, batch.target)
+        l1 = F.l1_loss(batch.colour, batch.target)
         parts = {"l1": l1}
         reconstruction = l1
         if self.options.chroma > 0:
@@ -84,7 +85,7 @@ class _Regression(Loss):
         raise NotImplementedError
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
-        value = self.fn(batch.pred, batch.target)
+        value = self.fn(batch.colour, batch.target)
         parts = {"total": value, self.key: value}
         if self.options.chroma > 0:
             chroma = chroma_error(batch)
@@ -119,3 +120,48 @@ class Huber(_Regression):
 
     def fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.huber_loss(pred, target, delta=self.options.delta)
+
+
+class BinsCrossEntropy(Loss):
+    """Classification over quantised a*b* cells with class rebalancing (Zhang et al. 2016, eq. 2-4):
+    each pixel's true a*b* is a soft label over the 4 cells around it (bilinear weights), the loss is
+    its cross-entropy with the predicted cell distribution, weighted by the rebalancing weight of the
+    pixel's nearest cell, ``w ∝ 1 / ((1 - mix) p + mix / Q)`` with ``p`` the cells' frequencies over
+    a seeded sample of the train split (:meth:`prepare`), averaged over pixels (logits predicted
+    at a lower resolution are compared with the target's area means). Optionally plus
+    ``l1`` times the L1 error of the distribution's mean colour."""
+
+    trains_on = "ab_bins"
+
+    def __init__(self, options: BinsOptions) -> None:
+        self.options = options
+        self.weights = torch.ones(abbins.count())
+
+    def prepare(self, data: torch.utils.data.Dataset) -> None:
+        """The cells' frequencies over up to ``images`` train images (a seeded sample)."""
+        n = len(data)  # type: ignore[arg-type]
+        picks = torch.randperm(n, generator=torch.Generator().manual_seed(0))[: self.options.images].tolist()
+        counts = torch.zeros(abbins.count(), dtype=torch.float64)
+        for start in range(0, len(picks), 64):
+            rgb = torch.stack([data[i] for i in picks[start:start + 64]])
+            ab = color.rgb_to_model(rgb)[:, 1:]
+            counts += torch.bincount(abbins.nearest(ab).flatten(), minlength=len(counts)).double()
+        self.weights = abbins.rebalance_weights(counts, self.options.mix)
+
+    def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
+        logits = batch.pred
+        if logits.shape[1] != len(self.weights):
+            raise ValueError(f"bins_ce needs logits over {len(self.weights)} a*b* cells, got {logits.shape[1]} channels")
+        target = batch.target
+        if target.shape[-2:] != logits.shape[-2:]:  # logits at a lower resolution: the target's area means
+            target = F.adaptive_avg_pool2d(target, logits.shape[-2:])
+        indices, soft = abbins.soft_encode(target)
+        log_probs = F.log_softmax(logits.float(), dim=1)
+        ce = -(log_probs.gather(1, indices) * soft).sum(dim=1)
+        weight = self.weights.to(logits.device)[abbins.nearest(target)]
+        value = (weight * ce).mean()
+        parts = {"total": value, "ce": value}
+        if self.options.l1 > 0:
+            parts["l1"] = F.l1_loss(batch.colour, batch.target)
+            parts["total"] = value + self.options.l1 * parts["l1"]
+        return parts

@@ -9,7 +9,13 @@ import torch
 from colorkit.kernel.color import rgb_to_lab
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.interfaces import Metric
-from colorkit.plugins.metrics import AccuracyOptions
+from colorkit.plugins.metrics import (
+    AccuracyOptions,
+    ColorfulnessGapOptions,
+    ColorfulnessOptions,
+    HistogramOptions,
+    RebalancedAUCOptions,
+)
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor, who: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,29 +187,36 @@ class SSIM(_PerImage):
         self._add(piq.ssim(p, t, data_range=1.0, reduction="none"))
 
 
-def colorfulness_per_image(rgb: torch.Tensor) -> torch.Tensor:
+def colorfulness_per_image(rgb: torch.Tensor, opponent: str = "signed") -> torch.Tensor:
     """Hasler & Suesstrunk (2003) colourfulness of each image of ``B x 3 x H x W`` RGB in [0, 1].
 
-    On 0..255 values, ``rg = R - G`` and ``yb = (R + G) / 2 - B`` (signed opponent components);
+    On 0..255 values, ``rg = R - G`` and ``yb = (R + G) / 2 - B``;
     ``M = sqrt(std(rg)^2 + std(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2)`` with population
-    standard deviations over the image's pixels.
+    standard deviations over the image's pixels. ``opponent="signed"`` (the paper) uses the signed
+    ``rg`` and ``yb``, so the mean term is the length of the mean opponent colour (a colour cast);
+    ``opponent="absolute"`` replaces them by ``|rg|`` and ``|yb|`` before both the means and the
+    standard deviations, as DDColor's ``calculate_cf`` (copied from pyimagesearch) does.
     """
     x = rgb.to(torch.float64) * 255.0
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     rg = (r - g).flatten(1)
     yb = (0.5 * (r + g) - b).flatten(1)
+    if opponent == "absolute":
+        rg, yb = rg.abs(), yb.abs()
     spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False)).sqrt()
     centre = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2).sqrt()
     return spread + 0.3 * centre
 
 
 class Colorfulness(_PerImage):
-    """Colourfulness of the prediction (Hasler & Suesstrunk 2003, signed rg/yb form).
+    """Colourfulness of the prediction (Hasler & Suesstrunk 2003).
 
     Per image, on RGB in 0..255: ``rg = R - G``, ``yb = (R + G) / 2 - B``,
     ``M = sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2)`` (population standard
-    deviations); the metric is the mean of ``M`` over the predicted images. The ground truth is
-    not used. Unitless (0 for a gray image; about 15 "slightly", 33 "moderately", 59 "quite",
+    deviations, signed means: the paper's form); the metric is the mean of ``M`` over the
+    predicted images. ``opponent=absolute`` takes ``|rg|`` and ``|yb|`` first (both terms), as
+    DDColor's code does; its values are not comparable with the signed form's. The ground truth
+    is not used. Unitless (0 for a gray image; about 15 "slightly", 33 "moderately", 59 "quite",
     82 "highly" colourful on the authors' scale). Higher means more colourful, which is better
     for a colorizer only up to the ground truth's level: compare ``colorfulness_gap``.
     """
@@ -211,23 +224,183 @@ class Colorfulness(_PerImage):
     unit = ""
     higher_is_better = True
 
+    def __init__(self, options: ColorfulnessOptions | None = None) -> None:
+        super().__init__(options or ColorfulnessOptions())
+
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         p, _ = _check(pred, target, "colorfulness")
-        self._add(colorfulness_per_image(p))
+        self._add(colorfulness_per_image(p, self.options.opponent))
 
 
-class ColorfulnessGap(_PerImage):
-    """Mean over images of ``|M(prediction) - M(ground truth)|``, with ``M`` the Hasler &
-    Suesstrunk (2003) colourfulness of :class:`Colorfulness`.
+class ColorfulnessGap(Metric):
+    """DDColor's colourfulness gap ("delta CF"): ``|mean_i M(pred_i) - mean_i M(truth_i)|``, with
+    ``M`` the Hasler & Suesstrunk (2003) colourfulness of :class:`Colorfulness` and the means
+    over the images of the set.
 
-    The difference is taken per image before averaging, so a model that is too colourful on
-    some images and too dull on others is not let off by the two cancelling (it is never less
-    than the difference of the two set means). Unitless. Lower is better; 0 is a perfect match.
+    This compares the set's average colourfulness only: a model too colourful on some images
+    and too dull on others can score 0. ``per_image=true`` gives instead the mean over images of
+    ``|M(pred_i) - M(truth_i)|``, which is never smaller. Unitless. Lower is better; 0 is a
+    perfect match.
     """
 
     unit = ""
     higher_is_better = False
 
+    def __init__(self, options: ColorfulnessGapOptions | None = None) -> None:
+        self.options = options or ColorfulnessGapOptions()
+        self.reset()
+
+    def reset(self) -> None:
+        self.total_pred = 0.0
+        self.total_true = 0.0
+        self.total_abs = 0.0
+        self.count = 0
+
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         p, t = _check(pred, target, "colorfulness_gap")
-        self._add((colorfulness_per_image(p) - colorfulness_per_image(t)).abs())
+        mp = colorfulness_per_image(p, self.options.opponent)
+        mt = colorfulness_per_image(t, self.options.opponent)
+        self.total_pred += float(mp.sum())
+        self.total_true += float(mt.sum())
+        self.total_abs += float((mp - mt).abs().sum())
+        self.count += mp.numel()
+
+    def compute(self) -> float:
+        if self.count == 0:
+            return math.nan
+        if self.options.per_image:
+            return float(self.total_abs / self.count)
+        return float(abs(self.total_pred / self.count - self.total_true / self.count))
+
+
+#: a*b* of every sRGB colour lies within |a|, |b| < 130 (a in [-86.2, 98.3], b in [-107.9, 94.5])
+AB_RANGE = 130.0
+
+
+def ab_bin_count(side: float) -> int:
+    """Bins per a*b* axis: centres ``k * side`` for ``|k| <= K``, the smallest ``K`` whose bins
+    cover ``[-130, 130)`` (side 10: 27 bins, ``[-135, 135)``)."""
+    return 2 * math.ceil(AB_RANGE / side - 0.5) + 1
+
+
+def ab_bin_index(ab: torch.Tensor, side: float) -> torch.Tensor:
+    """The flat a*b* bin of each pixel of ``B x 2 x H x W`` a*b* (``B x H x W`` int64).
+
+    Bins are squares of side ``side`` centred on multiples of it (as Zhang et al.'s 313-bin grid),
+    so a = b = 0 is a bin's centre and grey pixels, whose a*b* is 0 only up to rounding, stay in
+    one bin. Values beyond the outer bins (none for sRGB colours) are counted in them.
+    """
+    n = ab_bin_count(side)
+    k = n // 2
+    idx = torch.floor(ab / side + 0.5).clamp(-k, k).to(torch.int64) + k
+    return idx[:, 0] * n + idx[:, 1]
+
+
+class RebalancedAUC(Metric):
+    """Class-rebalanced AuC of Zhang et al. (2016), "Colorful Image Colorization", section 3.1.
+
+    For each pixel, ``d = sqrt(da^2 + db^2)`` between the prediction's and the ground truth's
+    a*b* (L*a*b* units) and a weight ``w = 1 / ((1 - lam) p + lam / Q)``, where ``p`` is the
+    frequency, over all pixels of the whole evaluated set, of the a*b* bin of the pixel's true
+    colour (square bins of side ``bin`` = 10 centred on multiples of 10, see
+    :func:`ab_bin_index`) and ``Q`` the number of bins occupied in the set. The metric is
+    ``100 / 151 * sum over t = 0, 1, ..., 150 of F(t)`` with ``F(t) = sum w [d <= t] / sum w``:
+    the mean of the weighted fraction of pixels within ``t`` over the 151 thresholds.
+
+    ``lam = 0`` (the default, the paper's "Equation 4, setting lambda = 0") weighs pixels by
+    ``1 / p``: the value is the mean, over the occupied true-colour bins, of each bin's own AuC,
+    so a saturated colour seen on a few pixels counts as much as grey. ``lam = 0.5`` is the
+    paper's training-loss weighting; ``lam = 1`` weighs every pixel alike (plain AuC at integer
+    thresholds). Zhang et al. take ``p`` from their training set, smoothed with a Gaussian
+    (sigma 5), over Q = 313 in-gamut bins; here ``p`` is the evaluated set's unsmoothed ground
+    truth, so values are comparable only between runs on the same images. Predicting grey or
+    the commonest colour everywhere scores lower here than on plain ``auc``. Unit: percent.
+    Higher is better; 100 is a perfect a*b* match.
+
+    Because ``p`` is known only at the end, ``update`` keeps per true-colour bin the number of
+    pixels and the number of (pixel, threshold) pairs with ``d <= t`` (``151 - ceil(d)`` per
+    pixel, 0 beyond 150): integer tensors of fixed size, summed by ``merge``.
+    """
+
+    unit = "%"
+    higher_is_better = True
+    max_distance = 150
+
+    def __init__(self, options: RebalancedAUCOptions | None = None) -> None:
+        self.options = options or RebalancedAUCOptions()
+        self.reset()
+
+    @property
+    def bins(self) -> int:
+        """Number of a*b* bins (a property: ``merge`` adds every numeric attribute)."""
+        return ab_bin_count(self.options.bin) ** 2
+
+    def reset(self) -> None:
+        self.pixels = torch.zeros(self.bins, dtype=torch.int64)
+        self.within = torch.zeros(self.bins, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        p, t = _check(pred, target, "auc_rebal")
+        ab_t = rgb_to_lab(t)[:, 1:]
+        d = (rgb_to_lab(p)[:, 1:] - ab_t).pow(2).sum(dim=1).sqrt()
+        # d <= t for an integer t exactly when ceil(d) <= t: a pixel passes 151 - ceil(d) thresholds
+        passed = (self.max_distance + 1 - d.ceil()).clamp(min=0).flatten()
+        idx = ab_bin_index(ab_t, self.options.bin).flatten()
+        self.pixels += torch.bincount(idx, minlength=self.bins).cpu()
+        within = torch.bincount(idx, weights=passed, minlength=self.bins)  # float64: exact below 2^53
+        self.within += within.round().to(torch.int64).cpu()
+
+    def compute(self) -> float:
+        n = self.pixels.to(torch.float64)
+        total = n.sum()
+        if total == 0:
+            return math.nan
+        occupied = n > 0
+        lam = self.options.lam
+        mix = (1.0 - lam) * n / total + lam / occupied.sum()
+        w = torch.where(occupied, 1.0 / mix.clamp_min(1e-300), torch.zeros_like(n))
+        steps = self.max_distance + 1
+        return float(100.0 * (w * self.within.to(torch.float64)).sum() / (steps * (w * n).sum()))
+
+
+class HistogramIntersection(Metric):
+    """Intersection of the pooled a*b* histograms of the predictions and of the ground truth.
+
+    Every pixel of every image of the set is counted in a square a*b* bin (side ``bin`` = 10,
+    centred on multiples of 10, covering ``|a|, |b| <= 135``, see :func:`ab_bin_index`); each of
+    the two histograms is divided by its total, and the metric is ``sum over bins of
+    min(h_pred, h_truth)``. 1 means the same colour distribution; the floor (a = b = 0
+    everywhere) puts every pixel in the grey bin and scores the fraction of true pixels there.
+    It ignores where the colours are placed (permuting a perfect prediction's pixels scores 1)
+    and lightness. Unitless, 0..1. Higher is better.
+    """
+
+    unit = ""
+    higher_is_better = True
+
+    def __init__(self, options: HistogramOptions | None = None) -> None:
+        self.options = options or HistogramOptions()
+        self.reset()
+
+    @property
+    def bins(self) -> int:
+        """Number of a*b* bins (a property: ``merge`` adds every numeric attribute)."""
+        return ab_bin_count(self.options.bin) ** 2
+
+    def reset(self) -> None:
+        self.pred_counts = torch.zeros(self.bins, dtype=torch.int64)
+        self.true_counts = torch.zeros(self.bins, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        p, t = _check(pred, target, "hist_intersection")
+        for counts, rgb in ((self.pred_counts, p), (self.true_counts, t)):
+            idx = ab_bin_index(rgb_to_lab(rgb)[:, 1:], self.options.bin).flatten()
+            counts += torch.bincount(idx, minlength=self.bins).cpu()
+
+    def compute(self) -> float:
+        np_, nt = self.pred_counts.sum(), self.true_counts.sum()
+        if nt == 0:
+            return math.nan
+        hp = self.pred_counts.to(torch.float64) / np_
+        ht = self.true_counts.to(torch.float64) / nt
+        return float(torch.minimum(hp, ht).sum())

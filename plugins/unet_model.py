@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorkit.kernel import abbins
 from colorkit.kernel.interfaces import Generator, keep_init
 from colorkit.plugins.unet import UNetOptions
 
@@ -28,14 +29,14 @@ def _double_conv(cin: int, cout: int, act: str) -> nn.Sequential:
 class _Up(nn.Module):
     """Upsample x2, then a 2x2 conv (asymmetric 'same' padding) that halves the channels."""
 
-    def __init__(self, cin: int, mode: str) -> None:
+    def __init__(self, cin: int, mode: str, pad: str = "replicate") -> None:
         super().__init__()
-        self.mode = mode
+        self.mode, self.pad = mode, ("constant" if pad == "zeros" else pad)
         self.conv = nn.Conv2d(cin, cin // 2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode=self.mode)
-        return self.conv(F.pad(x, (0, 1, 0, 1), mode="replicate"))
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad))
 
 
 class UNet(Generator):
@@ -44,7 +45,9 @@ class UNet(Generator):
     def __init__(self, options: UNetOptions) -> None:
         super().__init__()
         self.options = options
-        self.output_space = options.output
+        self.bins = options.output == "bins"
+        self.output_space = "ab" if self.bins else options.output
+        self.training_output = "ab_bins" if self.bins else "colour"
         self.size_multiple = 2**options.depth * options.fold
         widths = [options.base * 2**i for i in range(options.depth)]
         self.encoders = nn.ModuleList()
@@ -58,13 +61,17 @@ class UNet(Generator):
         # Decoding unit i (deepest first) takes `cin` channels, halves them, concatenates the
         # mirrored encoder activation (widths[i]) and returns half of what it took.
         for w in reversed(widths):
-            self.ups.append(_Up(cin, options.upsample))
+            self.ups.append(_Up(cin, options.upsample, options.pad))
             self.decoders.append(_double_conv(cin // 2 + w, cin // 2, "relu"))
             cin = cin // 2
-        self.head = nn.Conv2d(cin, (3 if options.output == "lab" else 2) * options.fold**2, 1)
+        channels = {"lab": 3, "ab": 2, "bins": abbins.count()}[options.output]
+        self.head = nn.Conv2d(cin, channels * options.fold**2, 1)
         if options.zero_out:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+            if self.bins:  # the broadest distribution over the cells with mean a*b* = 0
+                with torch.no_grad():
+                    self.head.bias.copy_(abbins.grey_logits().repeat_interleave(options.fold**2))
             keep_init(self.head)
         self.out_act = nn.Tanh() if options.out_act == "tanh" else nn.Identity()
 
@@ -79,10 +86,25 @@ class UNet(Generator):
             x = self.pool(x)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = dec(torch.cat((up(x), skip), dim=1))
-        x = self.head(x)
-        out = self.out_act(F.pixel_shuffle(x, fold) if fold > 1 else x)
+        stride = self.options.bins_stride if self.bins else 1
+        x = self.head(F.avg_pool2d(x, stride) if stride > 1 else x)
+        x = F.pixel_shuffle(x, fold) if fold > 1 else x
+        if self.bins:
+            if self.training:
+                return x  # the logits bins_ce trains on
+            out = self._upsample(abbins.annealed_mean(x, self.options.temperature))
+        else:
+            out = self.out_act(x)
         gain = self.options.ab_gain
         if gain == 1.0 or self.training:
             return out
         out = torch.cat((out[:, :-2], out[:, -2:] * gain), dim=1)  # a*, b*: the last two channels
-        return out.clamp(-1, 1) if self.options.out_act == "tanh" else out
+        return out.clamp(-1, 1) if self.options.out_act == "tanh" or self.bins else out
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """With output=bins: the mean a*b* of the predicted distribution (T = 1, differentiable)."""
+        return self._upsample(abbins.annealed_mean(out)) if self.bins else out
+
+    def _upsample(self, ab: torch.Tensor) -> torch.Tensor:
+        stride = self.options.bins_stride
+        return F.interpolate(ab, scale_factor=float(stride), mode="bilinear", align_corners=False) if stride > 1 else ab

@@ -27,6 +27,7 @@ from colorkit.plugins import (
     _cifar10_files,
     _decode,
     _images,
+    _packed,
     cifar10,
     cifar10_data,
     imagefolder,
@@ -691,7 +692,7 @@ def test_imagefolder_seeded_split_and_crops(tmp_path):
         _write(root / f"d{i % 3}" / f"p{i:02d}.jpg", _jpeg(_colour(20, 40, i)))
 
     def make(**kw):
-        return _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(root), size=16, **kw)
+        return _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(root), **{"size": 16, **kw})
 
     a, b = make(val_fraction=0.25), make(val_fraction=0.25)
     train, val, test = (set(a._files[s]) for s in ("train", "val", "test"))
@@ -739,6 +740,109 @@ def test_imagefolder_archive_and_errors(tmp_path):
             _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(bad))
         assert what in str(info.value) and str(bad) in str(info.value) and "\n" not in str(info.value)
         assert "expected image files" in str(info.value)
+
+
+def _folder_ds(root: Path, **kw) -> imagefolder_data.ImageFolder:
+    return _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(root), **{"size": 16, **kw})
+
+
+def _photo_tree(root: Path) -> Path:
+    """train/ with 7 photos of several shapes and a truncated one, val/ with 3, test/ with 2."""
+    for i, (h, w) in enumerate([(20, 40), (40, 22), (16, 16), (30, 31), (18, 50), (33, 20), (24, 24)]):
+        _write(root / "train" / f"a{i % 2}" / f"p{i}.jpg", _jpeg(_colour(h, w, 300 + i)))
+    whole = _jpeg(_colour(40, 40, 320))
+    _write(root / "train" / "a0" / "p3b.jpg", whole[: len(whole) * 3 // 5])  # found only by decoding
+    for i in range(3):
+        _write(root / "val" / f"v{i}.jpg", _jpeg(_colour(20 + 5 * i, 30, 330 + i)))
+    for i in range(2):
+        _write(root / "test" / f"t{i}.png", _png(Image.fromarray(_colour(26, 20, 340 + i))))
+    return root
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """How many images were decoded (by the cache's decode pass or by lazily read splits)."""
+    seen = {"n": 0}
+    original = _images.decode_image
+
+    def counting(*args, **kwargs):
+        seen["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_images, "decode_image", counting)
+    monkeypatch.setattr(_packed, "decode_image", counting)
+    return seen
+
+
+def test_imagefolder_decodes_each_split_once_into_the_cache(tmp_path, decodes):
+    root = _photo_tree(tmp_path / "photos")
+    ds = _folder_ds(root)
+    assert ds.from_cache is None
+    tr, va, te = ds.split("train", train=True), ds.split("val"), ds.split("test")
+    assert all(isinstance(d, _packed.PackedSplit) for d in (tr, va, te))
+    assert decodes["n"] == 8 + 3 + 2 and ds.from_cache is False
+    assert tr.report().skipped == {"unreadable": 1} and len(tr) == 8  # a bad image is still counted
+    ds.split("train", train=True), ds.split("val")
+    assert decodes["n"] == 13  # held, not decoded again
+    again = _folder_ds(root)
+    tr2, va2 = again.split("train", train=True), again.split("val")
+    assert decodes["n"] == 13 and again.from_cache is True  # mapped from the cache
+    assert isinstance(tr2.images.pixels, np.memmap)
+    assert tr2.report().skipped == {"unreadable": 1}
+    # training: the whole photo is kept, random crops and flips drawn from torch's stream, seeded
+    torch.manual_seed(0)
+    a = [tr[i] for i in range(len(tr)) for _ in range(3)]
+    torch.manual_seed(0)
+    b = [tr2[i] for i in range(len(tr2)) for _ in range(3)]
+    assert all(torch.equal(x, y) and tuple(x.shape) == (3, 16, 16) for x, y in zip(a, b))
+    assert len({tr[0].numpy().tobytes() for _ in range(12)}) > 2
+    assert tuple(tr.images.image(0).shape) == (3, 16, 32)  # 20 x 40: shorter side at 16, whole
+    # loader workers (forked, or spawned and given the split pickled) map the same cache
+    clone = pickle.loads(pickle.dumps(va2))
+    assert all(torch.equal(clone[i], va[i]) for i in range(len(va)))
+    assert len(list(DataLoader(tr2, batch_size=4, num_workers=2))) == 2
+
+
+def test_imagefolder_cached_evaluation_pixels_equal_reading_the_files(tmp_path, decodes):
+    root = _photo_tree(tmp_path / "photos")
+    cached, lazy = _folder_ds(root), _folder_ds(root, cache="off")
+    head = cached.head("val", 2)  # before the split is cached: decodes only what it serves
+    head = [head[i] for i in range(len(head))]
+    assert decodes["n"] == 2 and cached.decoded == {}
+    for name in cached.splits:
+        c, z = cached.split(name), lazy.split(name)
+        assert isinstance(c, _packed.PackedSplit) and type(z) is _images.LazySplit
+        assert len(c) == len(z)
+        for i in range(len(c)):  # the truncated photo is replaced by the next good one in both
+            assert torch.equal(c[i], z[i]), (name, i)
+        assert c.report().counts == z.report().counts
+    assert all(torch.equal(head[i], cached.split("val")[i]) for i in range(2))
+    n = decodes["n"]
+    assert len(cached.head("test", 1)) == 1 and decodes["n"] == n  # from the cache now
+    off = _folder_ds(root, cache_gb=0)  # the size limit: decoded as read, as with the cache off
+    assert type(off.split("train", train=True)) is _images.LazySplit and off.from_cache is None
+
+
+def test_imagefolder_cache_follows_the_files(tmp_path, decodes, monkeypatch):
+    root = _photo_tree(tmp_path / "photos")
+    decoded_dir = tmp_path / "colorkit-cache" / imagefolder_data.DECODED
+    first = _folder_ds(root).split("val")
+    assert decodes["n"] == 3 and len(list(decoded_dir.iterdir())) == 1
+    _write(root / "val" / "v1.jpg", _jpeg(_colour(25, 30, 999)))  # changed content and size
+    changed = _folder_ds(root).split("val")
+    assert decodes["n"] == 6 and not torch.equal(changed[1], first[1])
+    assert torch.equal(changed[1], _folder_ds(root, cache="off").split("val")[1])  # one more decode
+    assert len(list(decoded_dir.iterdir())) == 1  # the stale copy is gone
+    _write(root / "val" / "v9.jpg", _jpeg(_colour(30, 30, 998)))  # an added photo
+    added = _folder_ds(root)
+    assert len(added.split("val")) == 4 and decodes["n"] == 11 and added.from_cache is False
+    assert _folder_ds(root, size=12).split("val")[0].shape[-1] == 12 and decodes["n"] == 15  # size is in the key
+    monkeypatch.setattr(imagefolder_data, "save_cache", lambda *a, **k: False)  # a cache that cannot be written
+    unsaved = _folder_ds(root, size=8)
+    data = unsaved.split("val")
+    assert decodes["n"] == 19 and unsaved.from_cache is False and tuple(data[3].shape) == (3, 8, 8)
+    assert not any(p.name.startswith(".") for p in decoded_dir.iterdir())  # nothing left behind
+    assert _folder_ds(root, size=8).split("val") and decodes["n"] == 23  # and nothing was cached
 
 
 # =================================================================================================

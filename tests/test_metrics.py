@@ -17,7 +17,8 @@ from colorkit.kernel.experiment import experiment_defaults
 from colorkit.kernel.registry import build_registry
 from colorkit.kernel.testing import check_metric
 
-ALL = ("mae", "rmse", "accuracy", "psnr", "ssim", "colorfulness", "colorfulness_gap", "auc")
+ALL = ("mae", "rmse", "accuracy", "psnr", "ssim", "colorfulness", "colorfulness_gap", "auc", "auc_rebal",
+       "hist_intersection")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -150,20 +151,42 @@ def test_ssim_downsamples_large_images_like_wangs_code(registry):
     assert value(registry, "ssim", to_tensor([p]), to_tensor([t])) == pytest.approx(expected, abs=1e-6)
 
 
-def _colorfulness(x: np.ndarray) -> float:
+def _colorfulness(x: np.ndarray, absolute: bool = False) -> float:
     r, g, b = (x * 255.0).transpose(2, 0, 1)
     rg, yb = r - g, 0.5 * (r + g) - b
+    if absolute:  # DDColor's calculate_cf: np.absolute before the means and standard deviations
+        rg, yb = np.abs(rg), np.abs(yb)
     return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
 
 
-def test_colorfulness_and_gap_match_numpy(registry, photos):
+@pytest.mark.parametrize("opponent", ["signed", "absolute"])
+def test_colorfulness_and_gap_match_numpy(registry, photos, opponent):
     pred, target, preds, targets = photos
-    cp = [_colorfulness(p) for p in preds]
-    ct = [_colorfulness(t) for t in targets]
-    assert value(registry, "colorfulness", pred, target) == pytest.approx(np.mean(cp), rel=1e-10)
-    assert value(registry, "colorfulness_gap", pred, target) == pytest.approx(
+    absolute = opponent == "absolute"
+    cp = [_colorfulness(p, absolute) for p in preds]
+    ct = [_colorfulness(t, absolute) for t in targets]
+    assert value(registry, "colorfulness", pred, target, opponent=opponent) == pytest.approx(np.mean(cp), rel=1e-10)
+    # DDColor's delta-CF: the difference of the two set means
+    assert value(registry, "colorfulness_gap", pred, target, opponent=opponent) == pytest.approx(
+        abs(np.mean(cp) - np.mean(ct)), rel=1e-10)
+    assert value(registry, "colorfulness_gap", pred, target, opponent=opponent, per_image=True) == pytest.approx(
         np.mean(np.abs(np.subtract(cp, ct))), rel=1e-10)
     assert 10 < np.mean(ct) < 120  # real photos: "moderately" to "highly" colourful
+
+
+def test_signed_and_absolute_colorfulness_differ_where_opponents_change_sign(registry, photos):
+    """On warm photos R - G and (R + G)/2 - B hardly change sign and the forms nearly agree; on a
+    photo with blue sky and orange ground (scikit-image's rocket) they do not."""
+    _, target, _, _ = photos
+    signed = value(registry, "colorfulness", target, target)
+    absolute = value(registry, "colorfulness", target, target, opponent="absolute")
+    assert signed == pytest.approx(absolute, rel=0.02)
+    rocket = to_tensor([skdata.rocket().astype(np.float64) / 255.0])
+    signed = value(registry, "colorfulness", rocket, rocket)
+    absolute = value(registry, "colorfulness", rocket, rocket, opponent="absolute")
+    assert signed == pytest.approx(_colorfulness(skdata.rocket() / 255.0), rel=1e-10)
+    assert absolute == pytest.approx(_colorfulness(skdata.rocket() / 255.0, absolute=True), rel=1e-10)
+    assert signed > 1.2 * absolute
 
 
 def test_auc_matches_a_fine_threshold_sweep(registry, photos):
@@ -241,11 +264,172 @@ def test_colorfulness_by_hand(registry):
     m = 1.3 * math.hypot(127.5, 63.75)
     assert value(registry, "colorfulness", red_black, grey) == pytest.approx(m)
     assert value(registry, "colorfulness", grey, red_black) == pytest.approx(0.0)
-    # per image: both images are off by m, although the two set means are equal
+    # both images are off by m, but the two set means are equal: DDColor's gap is 0, per image m
     pred = torch.cat([red_black, grey])
     target = torch.cat([grey, red_black])
-    assert value(registry, "colorfulness_gap", pred, target) == pytest.approx(m)
+    assert value(registry, "colorfulness_gap", pred, target) == pytest.approx(0.0)
+    assert value(registry, "colorfulness_gap", pred, target, per_image=True) == pytest.approx(m)
+    assert value(registry, "colorfulness_gap", pred, grey.expand(2, 3, 1, 2)) == pytest.approx(m / 2)
     assert value(registry, "colorfulness_gap", target, target) == pytest.approx(0.0)
+
+
+def test_signed_and_absolute_opponents_by_hand(registry):
+    # a red and a green pixel: rg = (255, -255), yb = (127.5, 127.5)
+    red_green = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]).view(1, 3, 1, 2)
+    # signed: sd(rg) = 255, sd(yb) = 0, mean(rg) = 0, mean(yb) = 127.5
+    assert value(registry, "colorfulness", red_green, red_green) == pytest.approx(255 + 0.3 * 127.5)
+    # absolute: |rg| = (255, 255) and |yb| = (127.5, 127.5) have no spread; the means are 255 and 127.5
+    assert value(registry, "colorfulness", red_green, red_green, opponent="absolute") == pytest.approx(
+        0.3 * math.hypot(255, 127.5))
+
+
+# -- photo metrics over the a*b* distribution: rebalanced AuC and histogram intersection -----------
+
+
+def _floor(images: list[np.ndarray]) -> torch.Tensor:
+    """Each image's lightness with a* = b* = 0 (the grey 'floor' prediction), computed by skimage."""
+    out = []
+    for x in images:
+        lab = skcolor.rgb2lab(x)
+        lab[..., 1:] = 0.0
+        out.append(np.clip(skcolor.lab2rgb(lab), 0.0, 1.0))
+    return to_tensor(out)
+
+
+def _bins(ab: np.ndarray, side: float = 10.0) -> np.ndarray:
+    """Independent a*b* binning: square bins centred on multiples of ``side``, as (ka, kb) codes."""
+    k = np.floor(ab / side + 0.5).astype(np.int64)
+    return k[..., 0] * 1000 + k[..., 1]
+
+
+def _auc_rebal(pred: list[np.ndarray], target: list[np.ndarray], lam: float, side: float = 10.0) -> float:
+    ab_p, ab_t = _lab(pred)[..., 1:], _lab(target)[..., 1:]
+    d = np.sqrt(((ab_p - ab_t) ** 2).sum(-1)).ravel()
+    codes = _bins(ab_t, side).ravel()
+    uniq, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    p = counts / counts.sum()
+    w = (1.0 / ((1.0 - lam) * p + lam / len(uniq)))[inverse]
+    curve = [np.sum(w * (d <= t)) / np.sum(w) for t in range(151)]
+    return 100.0 * float(np.mean(curve))
+
+
+def test_perfect_prediction_scores_the_maximum(registry, photos):
+    _, target, _, _ = photos
+    assert value(registry, "auc_rebal", target, target) == pytest.approx(100.0, abs=1e-9)
+    assert value(registry, "auc_rebal", target, target, lam=0.5) == pytest.approx(100.0, abs=1e-9)
+    assert value(registry, "hist_intersection", target, target) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_auc_rebal_matches_numpy_on_real_photos(registry, photos, lam):
+    pred, target, preds, targets = photos
+    expected = _auc_rebal(preds, targets, lam)
+    assert 30.0 < expected < 99.0  # a test that can tell right from wrong
+    assert value(registry, "auc_rebal", pred, target, lam=lam) == pytest.approx(expected, abs=1e-3)
+
+
+def test_auc_rebal_without_rebalancing_is_plain_auc_at_integer_thresholds(registry, photos):
+    pred, target, _, _ = photos
+    plain = value(registry, "auc", pred, target)
+    assert abs(value(registry, "auc_rebal", pred, target, lam=1.0) - plain) <= 0.34
+
+
+def test_grey_scores_lower_on_auc_rebal_than_on_plain_auc(registry, photos):
+    """The point of rebalancing: grey is close to the many unsaturated pixels, far from the rare
+    saturated ones, which weigh more."""
+    _, target, _, targets = photos
+    floor = _floor(targets)
+    plain = value(registry, "auc", floor, target)
+    assert value(registry, "auc_rebal", floor, target, lam=0.5) < plain - 2.0
+    assert value(registry, "auc_rebal", floor, target, lam=0.0) < value(registry, "auc_rebal", floor, target)
+    assert value(registry, "auc_rebal", floor, target) == pytest.approx(_auc_rebal(_floor_np(targets), targets, 0.5),
+                                                                         abs=1e-3)
+
+
+def _floor_np(images: list[np.ndarray]) -> list[np.ndarray]:
+    return list(_floor(images).permute(0, 2, 3, 1).numpy())
+
+
+def test_auc_rebal_by_hand(registry):
+    # three grey pixels (bin (0, 0)) and one coloured pixel (bin (30, 20)); the prediction is grey
+    target = _pixels_from_lab([(60, 0, 0), (60, 0, 0), (60, 0, 0), (60, 33, 21)])
+    pred = _pixels_from_lab([(60, 0, 0), (60, 0, 0), (60, 0, 0), (60, 0, 0)])
+    d = math.hypot(33, 21)  # 39.1: within t for t = 40 .. 150, i.e. 111 of the 151 thresholds
+    assert math.ceil(d) == 40
+    coloured = (151 - 40) / 151
+    for lam in (0.0, 0.5, 1.0):
+        p_grey, p_col, q = 3 / 4, 1 / 4, 2
+        w_grey, w_col = 1 / ((1 - lam) * p_grey + lam / q), 1 / ((1 - lam) * p_col + lam / q)
+        expected = 100 * (3 * w_grey * 1.0 + w_col * coloured) / (3 * w_grey + w_col)
+        assert value(registry, "auc_rebal", pred, target, lam=lam) == pytest.approx(expected, abs=1e-9)
+    # lam = 0: each bin counts once -> mean of the grey bin's 100 and the coloured bin's 73.5
+    assert value(registry, "auc_rebal", pred, target, lam=0.0) == pytest.approx(100 * (1 + coloured) / 2, abs=1e-9)
+    # lam = 1: every pixel counts once
+    assert value(registry, "auc_rebal", pred, target, lam=1.0) == pytest.approx(100 * (3 + coloured) / 4, abs=1e-9)
+
+
+def test_auc_rebal_bins_the_true_colour_with_the_bin_option(registry):
+    # lam = 0 (each bin weighs the same); true a* = 12 and 18: one bin of side 40 (one weight), two of side 10 (each its own)
+    target = _pixels_from_lab([(60, 12, 0), (60, 18, 0), (60, 18, 0)])
+    pred = _pixels_from_lab([(60, 12, 0), (60, 18, 40.5), (60, 18, 40.5)])  # d = 0, 40.5, 40.5
+    far = (151 - 41) / 151
+    assert value(registry, "auc_rebal", pred, target, bin=40, lam=0.0) == pytest.approx(100 * (1 + 2 * far) / 3, abs=1e-9)
+    assert value(registry, "auc_rebal", pred, target, bin=10, lam=0.0) == pytest.approx(100 * (1 + far) / 2, abs=1e-9)
+
+
+def test_hist_intersection_by_hand(registry):
+    # truth: 2 pixels in bin (30, 0), 2 in bin (0, 30); prediction: 1 in (30, 0), 3 in (0, -30)
+    target = _pixels_from_lab([(60, 30, 0), (60, 31, 2), (60, 0, 30), (60, 3, 28)])
+    pred = _pixels_from_lab([(60, 29, -1), (60, 0, -30), (60, 2, -31), (60, -3, -29)])
+    # min(1/2, 1/4) + min(1/2, 0) + min(0, 3/4)
+    assert value(registry, "hist_intersection", pred, target) == pytest.approx(0.25)
+    # it ignores where colours are: the truth's pixels in another order score 1
+    shuffled = target[..., [2, 3, 0, 1]]
+    assert value(registry, "hist_intersection", shuffled, target) == pytest.approx(1.0)
+    assert value(registry, "auc", shuffled, target) < 80.0
+
+
+def test_hist_intersection_of_the_floor_is_the_grey_fraction_of_the_truth(registry, photos):
+    _, target, _, targets = photos
+    ab = _lab(targets)[..., 1:]
+    grey = float(np.mean((np.abs(ab[..., 0]) < 5) & (np.abs(ab[..., 1]) < 5)))
+    assert 0.02 < grey < 0.9  # a coloured set with some near-grey pixels
+    assert value(registry, "hist_intersection", _floor(targets), target) == pytest.approx(grey, abs=1e-4)
+    wide = float(np.mean((np.abs(ab[..., 0]) < 15) & (np.abs(ab[..., 1]) < 15)))
+    assert value(registry, "hist_intersection", _floor(targets), target, bin=30) == pytest.approx(wide, abs=1e-4)
+
+
+def test_hist_intersection_matches_numpy_on_real_photos(registry, photos):
+    pred, target, preds, targets = photos
+    cp, ct = _bins(_lab(preds)[..., 1:]).ravel(), _bins(_lab(targets)[..., 1:]).ravel()
+    codes = np.union1d(cp, ct)
+    hp = np.array([np.mean(cp == c) for c in codes])
+    ht = np.array([np.mean(ct == c) for c in codes])
+    expected = float(np.minimum(hp, ht).sum())
+    assert 0.1 < expected < 0.95
+    assert value(registry, "hist_intersection", pred, target) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["auc_rebal", "hist_intersection", "colorfulness_gap"])
+def test_set_metrics_split_and_merge_like_one_update(registry, name, photos):
+    """p, Q and the histograms belong to the whole set: two updates, or two metric objects fed
+    one half each and merged, give the value of one update over everything."""
+    pred, target, _, targets = photos
+    pred = torch.cat([pred, _floor(targets)])  # a mixed set: halves with different colour statistics
+    target = torch.cat([target, target])
+    whole = metric(registry, name)
+    whole.update(pred, target)
+    two = metric(registry, name)
+    two.update(pred[:2], target[:2])
+    two.update(pred[2:], target[2:])
+    a, b = metric(registry, name), metric(registry, name)
+    a.update(pred[:3], target[:3])  # the recoloured photos
+    b.update(pred[3:], target[3:])  # the grey floor
+    alone = a.compute()
+    a.merge(b)
+    assert two.compute() == pytest.approx(whole.compute(), rel=1e-12, abs=1e-12)
+    assert a.compute() == pytest.approx(whole.compute(), rel=1e-12, abs=1e-12)
+    assert alone != pytest.approx(whole.compute(), rel=1e-3)  # the halves alone differ: merging matters
 
 
 def test_bad_shapes_and_options_are_rejected(registry):
@@ -257,6 +441,20 @@ def test_bad_shapes_and_options_are_rejected(registry):
         registry.get("metric", "accuracy").build({"threshold": -1})
     with pytest.raises(OptionError, match="did you mean"):
         registry.get("metric", "accuracy").build({"treshold": 1})
+    for name, bad in [("auc_rebal", {"lam": 1.5}), ("auc_rebal", {"lam": -0.1}), ("auc_rebal", {"bin": 0.5}),
+                      ("hist_intersection", {"bin": 0}), ("colorfulness", {"opponent": "abs"})]:
+        with pytest.raises(OptionError):
+            registry.get("metric", name).build(bad)
+
+
+def test_descriptions_state_the_definitions(registry):
+    """What ``colorkit list metric`` prints names the exact choices."""
+    d = {name: registry.get("metric", name).description for name in ALL}
+    assert "signed" in d["colorfulness"] and "absolute" in d["colorfulness"]
+    assert "mean over images of M(prediction) - mean over images of M(truth)" in d["colorfulness_gap"]
+    assert "rewards grey" in d["auc"]
+    assert "1/((1-lam) p + lam/Q)" in d["auc_rebal"] and "t = 0..150" in d["auc_rebal"]
+    assert "min(h_pred, h_truth)" in d["hist_intersection"]
 
 
 def test_mae_says_what_it_measures_not_that_it_is_the_papers(registry):

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from colorkit.engine.chroma_numpy import check_chroma
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import atomic_open
 from colorkit.kernel.models import MODEL_FILE_KIND
@@ -197,13 +198,18 @@ def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -
 
 
 def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
-                     working_size: int | None = None, experiment: dict[str, Any] | None = None) -> Path:
+                     working_size: int | None = None, experiment: dict[str, Any] | None = None,
+                     chroma: str | None = None) -> Path:
     """Write the model file of a checkpoint or run directory: its experiment, plugin versions,
     counters and generator weights (the moving average where the run kept one), in half
-    precision unless ``half`` is false, and the ``working_size`` colorize should use (default:
-    the training image size). ``experiment`` replaces the stored one (the same training with an
-    inference-time generator option changed, such as ``gen.ab_gain``). Written atomically;
-    returns ``out``."""
+    precision unless ``half`` is false, the ``working_size`` colorize should use and how it
+    upsamples the predicted a*b*, ``chroma`` (``bilinear`` or ``guided``, recorded as
+    ``chroma_upsample``); each defaults to what ``source`` records (a model file), else to the
+    training image size and to bilinear at load time. ``experiment`` replaces the stored one
+    (the same training with an inference-time generator option changed, such as
+    ``gen.ab_gain``). Written atomically; returns ``out``."""
+    if chroma is not None:
+        check_chroma(chroma)
     state = load_checkpoint(source)
     if experiment is not None:
         state["experiment"] = experiment
@@ -212,11 +218,14 @@ def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
         raise UsageError(f"{state['path']}: the checkpoint lacks its experiment or generator weights")
     if half:
         weights = {k: v.half() if torch.is_floating_point(v) else v for k, v in weights.items()}
-    kept = {k: state[k] for k in ("experiment", "plugins", "epoch", "step", "images", "cpu_seconds") if k in state}
+    kept = {k: state[k] for k in ("experiment", "plugins", "epoch", "step", "images", "cpu_seconds", "working_size",
+                                  "chroma_upsample") if k in state}
     out = Path(out)
     if working_size is not None:
         if working_size < 1:
             raise UsageError(f"--working-size must be at least 1, got {working_size}")
         kept["working_size"] = int(working_size)
+    if chroma is not None:
+        kept["chroma_upsample"] = chroma
     save_checkpoint(out, {**kept, "kind": MODEL_FILE_KIND, "gen": weights})
     return out

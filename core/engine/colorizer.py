@@ -31,6 +31,7 @@ import numpy as np
 
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.interfaces import Generator
+from colorkit.engine.chroma_numpy import check_chroma
 from colorkit.engine.inference import LoadedModel, colorize_array, load_model
 from colorkit.kernel.files import atomic_open
 
@@ -216,6 +217,7 @@ def colorize_files(
     console: Any = None,
     on_problem: Callable[[Path, str], None] | None = None,
     backend: str = "torch",
+    chroma: str | None = None,
 ) -> ColorizeReport:
     """Colorize image files and folders into ``out`` (see the module docs for the rules).
 
@@ -227,7 +229,12 @@ def colorize_files(
         colorized.
     :param backend: ``torch``, or ``onnxruntime`` for an ONNX file from ``colorkit export``
         (:mod:`colorkit.engine.onnx_backend`: no PyTorch computation).
+    :param chroma: how the predicted a*b* is upsampled to the photo's size: ``bilinear``, or
+        ``guided`` by the photo's own L* (sharper colour edges); default: what the model file
+        records, else ``bilinear``.
     """
+    if chroma is not None:
+        check_chroma(chroma)
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, got {quality}")
     jobs, report = plan_jobs(inputs, out, fmt, overwrite)
@@ -241,7 +248,7 @@ def colorize_files(
         if model is None or not str(model).endswith(".onnx"):
             raise UsageError(f"--backend onnxruntime runs an exported .onnx file, not {model or 'the default model'}; "
                              "write one with colorkit export MODEL --format onnx --out FILE.onnx")
-        loaded: Any = onnx_backend.load_onnx(model, working_size)
+        loaded: Any = onnx_backend.load_onnx(model, working_size, chroma=chroma)
         run = onnx_backend.colorize_array
     elif backend == "torch":
         loaded, run = _model(model, device, working_size, registry), colorize_array
@@ -259,7 +266,7 @@ def colorize_files(
         for job in jobs:
             try:
                 image = read_image(job.source)
-                rgb = run(loaded, image.rgb, working_size=working_size)
+                rgb = run(loaded, image.rgb, working_size=working_size, chroma=chroma)
             except Exception as exc:
                 # PIL reports a bad file as OSError (unidentified, truncated), ValueError,
                 # SyntaxError (malformed headers) or its own DecompressionBombError.
@@ -297,6 +304,7 @@ def colorize(
     *,
     working_size: int | None = None,
     device: str | None = None,
+    chroma: str | None = None,
 ) -> Any:
     """Colorize one image and return it as a ``PIL.Image`` (RGB, or RGBA for an RGBA input).
 
@@ -309,6 +317,8 @@ def colorize(
         in ``[0, 1]``); colour is used as its luminance.
     :param working_size: override the size the model runs at (default: its training size).
     :param device: ``auto``, ``cpu``, ``cuda``, ... (default: ``auto`` for a path).
+    :param chroma: ``bilinear`` or ``guided``: how the predicted colour is upsampled to the
+        image's size (default: what the model file records, else ``bilinear``).
 
     Example::
 
@@ -316,6 +326,8 @@ def colorize(
         colorize(None, "grandma.jpg").save("grandma-colour.png")          # the default model
         colorize("runs/my-run", "grandma.jpg").save("grandma-colour.png")  # a model you trained
     """
+    if chroma is not None:
+        check_chroma(chroma)
     if isinstance(model, (LoadedModel, Generator)):
         loaded = model
     else:
@@ -343,5 +355,5 @@ def colorize(
         img = _from_pil(ImageOps.exif_transpose(image))
     else:
         raise TypeError(f"image must be a path, a PIL image or a numpy array, not {type(image).__name__}")
-    rgb = colorize_array(loaded, img.rgb, working_size=working_size)
+    rgb = colorize_array(loaded, img.rgb, working_size=working_size, chroma=chroma)
     return _to_pil(rgb, img.alpha)

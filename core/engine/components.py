@@ -91,6 +91,10 @@ def check_fit(c: Components) -> None:
         if obj is not None and not isinstance(obj, base):
             package = (c.plugins.get(kind) or {}).get("package", "the caller")
             raise UsageError(f"{kind} '{component_name(c, kind)}' from {package} is not a colorkit {base.__name__}")
+    if c.loss.trains_on != "colour" and getattr(c.gen, "training_output", "colour") != c.loss.trains_on:
+        raise UsageError(f"loss '{component_name(c, 'loss')}' trains on {c.loss.trains_on} but generator "
+                         f"'{component_name(c, 'generator')}' gives {getattr(c.gen, 'training_output', 'colour')} "
+                         f"in training: choose a generator (or its output option) that gives {c.loss.trains_on}")
     size = c.dataset.size
     try:
         c.gen.check_input_size(size, size)

@@ -242,6 +242,7 @@ def evaluate(
     progress: bool = False,
     console: Any = None,
     own_l_rows: bool = True,
+    chroma: str | None = None,
 ) -> tuple[Evaluation, list[LoadedModel], Any]:
     """Evaluate checkpoints (files or run directories) on a dataset split.
 
@@ -249,6 +250,8 @@ def evaluate(
     :param split: split name (default: the dataset's held-out split).
     :param metrics: names (default: the checkpoint's ``metrics``, else mae, accuracy, psnr).
     :param own_l_rows: add an ``(own L*)`` row for each generator that predicts L* too.
+    :param chroma: how predicted a*b* is upsampled where an image's size does not suit a generator
+        (``bilinear`` or ``guided``; default: each model's own, see :func:`load_model`).
     :returns: the :class:`Evaluation`, the loaded models and the split evaluated (for grids).
     """
     if not targets:
@@ -262,7 +265,7 @@ def evaluate(
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     dev = pick_device(device)
-    models = [load_model(t, registry, device=dev) for t in targets]
+    models = [load_model(t, registry, device=dev, chroma=chroma) for t in targets]
     dataset_sets, metric_options = parse_sets(sets)
     spec = _dataset_spec(models, dataset)
     ds, resolved = build_eval_dataset(registry, spec, data_root, dataset_sets)
@@ -279,6 +282,7 @@ def evaluate(
         gens, data, names, registry, dev, batch_size=batch_size, limit=limit,
         progress=progress, baseline=True, metric_options=metric_options, workers=workers, console=console,
         description=f"{resolved['name']}/{split_name}", own_l=[False] * len(models) + [True] * len(lab_models),
+        chroma=[m.chroma for m in models] + [models[i].chroma for i in lab_models],
     )
     seconds = time.perf_counter() - start
     plain = [m.label for m in models]
@@ -294,7 +298,7 @@ def evaluate(
     result = Evaluation(
         metrics=names, info=info, rows=rows, images=images, dataset=resolved, split=split_name,
         seconds=seconds, device=str(dev), batch_size=batch_size,
-        extra={"limit": limit, "metric_options": metric_options},
+        extra={"limit": limit, "metric_options": metric_options, "chroma": [m.chroma for m in models]},
     )
     return result, models, data
 
@@ -349,6 +353,7 @@ def evaluate_images(
     progress: bool = False,
     console: Any = None,
     on_problem: Any = None,
+    chroma: str | None = None,
 ) -> Evaluation:
     """Evaluate one checkpoint on every photo of a folder (recursively), at each photo's own
     size, scored on exactly the image ``colorkit colorize`` writes for it (the model at its
@@ -358,7 +363,8 @@ def evaluate_images(
     Photos that are already grayscale (R = G = B everywhere) have no colour to compare with and
     are left out, as are files that cannot be read; each is passed to ``on_problem(path,
     reason)``. Metrics see one photo per batch, so per-image metrics average over photos and
-    pooled ones over all their pixels.
+    pooled ones over all their pixels. ``chroma`` overrides how the predicted a*b* is upsampled
+    (``bilinear`` or ``guided``; default: the model's own), as for ``colorize``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -371,7 +377,7 @@ def evaluate_images(
     if dataset_sets:
         raise UsageError("--images evaluates photos as they are: dataset.KEY=VALUE settings do not apply")
     dev = pick_device(device)
-    model = load_model(target, registry, device=dev, working_size=working_size)
+    model = load_model(target, registry, device=dev, working_size=working_size, chroma=chroma)
     names = parse_metric_names(metrics) if metrics else default_metrics([model], registry)
     info = metric_info(registry, names)
     found, _ = find_inputs([folder], folder / ".colorkit-no-output")
@@ -392,5 +398,5 @@ def evaluate_images(
         metrics=names, info=info, rows=rows, images=len(used),
         dataset={"name": "images", "options": {"root": str(folder)}}, split="as colorize writes them",
         seconds=seconds, device=str(dev), batch_size=1,
-        extra={"working_size": model.working_size, "files": used, "metric_options": metric_options},
+        extra={"working_size": model.working_size, "chroma": model.chroma, "files": used, "metric_options": metric_options},
     )

@@ -10,13 +10,15 @@ joining the upsampled a*b* to the full-size L*, fitting the gamut) is done by th
 Formats:
 
 * ``onnx``: opset 18, dynamic batch, height and width. The file's metadata holds
-  ``colorkit.size_multiple``, ``colorkit.working_size``, ``colorkit.model`` and
+  ``colorkit.size_multiple``, ``colorkit.working_size``, ``colorkit.chroma_upsample`` (how
+  colorize brings a*b* to the photo's size: ``bilinear`` or ``guided``), ``colorkit.model`` and
   ``colorkit.format`` (see :data:`METADATA_KEYS`). Needs the ``onnx`` extra (``pip install
   "colorkit[onnx]"``).
 * ``torchscript``: ``torch.jit.trace`` of the same module; loads with ``torch.jit.load`` and
   carries the same metadata as ``colorkit.json`` in its extra files.
-* ``model``: a colorkit model file (half-precision weights, experiment, working size), the
-  format ``register_models`` ships (:func:`colorkit.engine.checkpoints.write_model_file`).
+* ``model``: a colorkit model file (half-precision weights, experiment, working size, chroma
+  upsampling), the format ``register_models`` ships
+  (:func:`colorkit.engine.checkpoints.write_model_file`).
 
 Every file is written to a temporary name in the destination folder and renamed when complete,
 so a failed export leaves nothing behind.
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from colorkit.engine.chroma_numpy import DEFAULT_CHROMA, check_chroma
 from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import atomic_path
@@ -38,7 +41,8 @@ from colorkit.kernel.files import atomic_path
 FORMATS = ("onnx", "torchscript", "model")
 #: The format tag an exported ONNX or TorchScript file carries.
 EXPORT_FORMAT = "colorkit-export/1"
-METADATA_KEYS = ("colorkit.format", "colorkit.model", "colorkit.size_multiple", "colorkit.working_size")
+METADATA_KEYS = ("colorkit.format", "colorkit.model", "colorkit.size_multiple", "colorkit.working_size",
+                 "colorkit.chroma_upsample")
 ONNX_OPSET = 18
 
 
@@ -61,6 +65,7 @@ def metadata(model: Any) -> dict[str, str]:
         "colorkit.model": model.label,
         "colorkit.size_multiple": str(int(model.gen.size_multiple)),
         "colorkit.working_size": str(int(model.working_size)),
+        "colorkit.chroma_upsample": str(getattr(model, "chroma", DEFAULT_CHROMA)),
     }
 
 
@@ -105,14 +110,18 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, meta: dict[str,
 
 
 def export_model(target: str | Path | None, fmt: str, out: str | Path, *, registry: Any = None,
-                 working_size: int | None = None, half: bool = True) -> Path:
+                 working_size: int | None = None, half: bool = True, chroma: str | None = None) -> Path:
     """Export a model name, run directory or checkpoint to ``out`` in ``fmt`` (see the module docs).
 
     :param working_size: the working size recorded in the file (default: the model's own).
     :param half: for ``fmt="model"``, store the weights in half precision.
+    :param chroma: the chroma upsampling recorded in the file, ``bilinear`` or ``guided``
+        (default: the model's own).
     """
     from colorkit.engine.inference import load_model
 
+    if chroma is not None:
+        check_chroma(chroma)
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -125,9 +134,9 @@ def export_model(target: str | Path | None, fmt: str, out: str | Path, *, regist
 
         path, _ = resolve_model(target, registry or build_registry())
         with atomic_path(out) as tmp:
-            write_model_file(path, tmp, half=half, working_size=working_size)
+            write_model_file(path, tmp, half=half, working_size=working_size, chroma=chroma)
         return out
-    model = load_model(target, registry, device="cpu", working_size=working_size)
+    model = load_model(target, registry, device="cpu", working_size=working_size, chroma=chroma)
     module = ExportedColorizer(model.gen).eval()
     example = example_input(model)
     meta = metadata(model)

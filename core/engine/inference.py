@@ -14,9 +14,11 @@ Any-size inference (:func:`colorize_array`):
    size a model file names (``colorkit export --working-size``, chosen by measurement), else to
    the image size the model was trained at (``dataset.size`` in the checkpoint), so the model sees
    scenes at the scale it learnt colour at and the cost does not grow with the photo's size;
-3. the predicted a*b* is upsampled bilinearly to the full resolution and joined to the input's
-   full-resolution L* (a generator that predicts L*a*b* has its L* discarded), so the output
-   keeps every detail of the original's brightness;
+3. the predicted a*b* is upsampled to the full resolution (``chroma``: ``bilinear``, or ``guided``
+   by the photo's own L* so that colour edges follow its lightness edges; see
+   :mod:`colorkit.engine.chroma_numpy`; the default is what a model file records, else bilinear)
+   and joined to the input's full-resolution L* (a generator that predicts L*a*b* has its L*
+   discarded), so the output keeps every detail of the original's brightness;
 4. L*a*b* goes to sRGB with the chroma of out-of-gamut pixels reduced (hue and L* kept) until
    the colour fits, instead of clipping RGB, which would change L*. Written as 8-bit, the
    output's L* equals the input's within 1 (about 0.3 at worst from the 8-bit rounding).
@@ -35,6 +37,8 @@ import torch.nn.functional as F
 from colorkit.kernel import color
 from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
 from colorkit.kernel.interfaces import Generator
+from colorkit.engine.chroma import guided_upsample
+from colorkit.engine.chroma_numpy import CHROMA_UPSAMPLING, DEFAULT_CHROMA, check_chroma
 from colorkit.engine.devices import uses_channels_last
 from colorkit.engine.shapes import CHUNK_PIXELS, working_shape
 
@@ -58,6 +62,7 @@ class LoadedModel:
     epoch: int | None = None
     notes: list[str] = field(default_factory=list)
     name: str | None = None  # the registered model name, when it was loaded by name
+    chroma: str = DEFAULT_CHROMA  # how predicted a*b* is upsampled (see colorkit.engine.chroma_numpy)
 
     @property
     def label(self) -> str:
@@ -112,6 +117,7 @@ def load_model(
     registry: Any = None,
     device: str | torch.device = "cpu",
     working_size: int | None = None,
+    chroma: str | None = None,
 ) -> LoadedModel:
     """Rebuild the generator of a pretrained model, a checkpoint or a run directory.
 
@@ -122,18 +128,22 @@ def load_model(
     :param device: where the generator runs.
     :param working_size: override the working size (default: the model's own, else the
         training image size).
+    :param chroma: how predicted a*b* is upsampled to the photo's size, ``bilinear`` or
+        ``guided`` (default: what the model file records, else ``bilinear``).
     :raises UsageError: one line naming the model and its package, or the file, or the plugin
         package and version to install.
     """
     from colorkit.kernel.models import resolve_model
 
+    if chroma is not None:
+        check_chroma(chroma)
     if registry is None:
         from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
     path, entry = resolve_model(target, registry)
     try:
-        model = _load_generator(path, registry, device, working_size)
+        model = _load_generator(path, registry, device, working_size, chroma)
     except UsageError as exc:
         if entry is None:
             raise
@@ -142,7 +152,8 @@ def load_model(
     return model
 
 
-def _load_generator(target: Path, registry: Any, device: str | torch.device, working_size: int | None) -> LoadedModel:
+def _load_generator(target: Path, registry: Any, device: str | torch.device, working_size: int | None,
+                    chroma: str | None = None) -> LoadedModel:
     from colorkit.engine.checkpoints import load_checkpoint
 
     state = load_checkpoint(target, map_location="cpu")
@@ -195,9 +206,14 @@ def _load_generator(target: Path, registry: Any, device: str | torch.device, wor
     size = working_size or state.get("working_size") or _training_size(experiment)
     if size < 1:
         raise UsageError(f"working size must be at least 1 pixel, got {size}")
+    recorded_chroma = state.get("chroma_upsample")
+    if chroma is None and recorded_chroma is not None and recorded_chroma not in CHROMA_UPSAMPLING:
+        raise UsageError(f"{path}: records chroma_upsample {recorded_chroma!r}, which this colorkit does not know "
+                         f"({', '.join(CHROMA_UPSAMPLING)}); upgrade colorkit or pass --chroma")
+    chroma = chroma or recorded_chroma or DEFAULT_CHROMA
     return LoadedModel(
         gen=gen, path=path, experiment=experiment, plugins=plugins, working_size=int(size),
-        step=state.get("step"), epoch=state.get("epoch"), notes=notes,
+        step=state.get("step"), epoch=state.get("epoch"), notes=notes, chroma=chroma,
     )
 
 
@@ -225,14 +241,17 @@ def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_lab(gen: Generator, l_star: torch.Tensor, shape: tuple[int, int] | None = None,
-                keep_l: bool = True) -> torch.Tensor:
+                keep_l: bool = True, chroma: str = DEFAULT_CHROMA) -> torch.Tensor:
     """Full-resolution L*a*b* (not normalised) for L* (``B x 1 x H x W``, in ``[0, 100]``).
 
     :param shape: run the model at this ``(h, w)`` (resize L*, upsample a*b*); ``None`` runs it
         at the input's own size, which must suit the generator.
     :param keep_l: join the prediction to the input L* (always true for a*b* generators); with
         ``False`` an L*a*b* generator's own L* is used (at the model's resolution).
+    :param chroma: how a*b* is upsampled when the model ran at another size: ``bilinear``, or
+        ``guided`` by the input L* (:func:`colorkit.engine.chroma.guided_upsample`).
     """
+    check_chroma(chroma)
     height, width = l_star.shape[-2:]
     small = l_star
     if shape is not None and tuple(shape) != (height, width):
@@ -245,18 +264,24 @@ def predict_lab(gen: Generator, l_star: torch.Tensor, shape: tuple[int, int] | N
     else:
         raise ColorkitError(f"generator {type(gen).__name__} returned {out.shape[1]} channels; expected 2 or 3")
     if ab.shape[-2:] != (height, width):
-        ab = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
+        if chroma == "guided":
+            if small.shape[-2:] != ab.shape[-2:]:  # a generator whose output is not the size of its input
+                small = F.interpolate(l_star, size=tuple(ab.shape[-2:]), mode="bilinear", align_corners=False,
+                                      antialias=True)
+            ab = guided_upsample(small, l_star, ab)
+        else:
+            ab = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
         if out_l is not None:
             out_l = F.interpolate(out_l, size=(height, width), mode="bilinear", align_corners=False)
     lum = l_star if keep_l or out_l is None else (out_l + 1.0) * color.L_SCALE
     return torch.cat((lum.to(ab.dtype), ab * color.AB_SCALE), dim=1)
 
 
-def _as_model(model: LoadedModel | Generator) -> tuple[Generator, int]:
+def _as_model(model: LoadedModel | Generator) -> tuple[Generator, int, str]:
     if isinstance(model, LoadedModel):
-        return model.gen, model.working_size
+        return model.gen, model.working_size, model.chroma
     if isinstance(model, Generator):
-        return model, FALLBACK_WORKING_SIZE
+        return model, FALLBACK_WORKING_SIZE, DEFAULT_CHROMA
     raise TypeError(f"expected a LoadedModel or a Generator, got {type(model).__name__}")
 
 
@@ -264,6 +289,7 @@ def colorize_array(
     model: LoadedModel | Generator,
     image: np.ndarray,
     working_size: int | None = None,
+    chroma: str | None = None,
 ) -> np.ndarray:
     """Colorize one image of any size; returns ``H x W x 3`` uint8 RGB.
 
@@ -271,11 +297,14 @@ def colorize_array(
     :param image: ``H x W`` (grayscale) or ``H x W x 3`` / ``H x W x 4`` (colour, used as its
         luminance; alpha ignored), uint8 or float in ``[0, 1]``.
     :param working_size: override the model's working size (see the module docs).
+    :param chroma: override how predicted a*b* is upsampled, ``bilinear`` or ``guided`` (default:
+        the model's, :attr:`LoadedModel.chroma`; ``bilinear`` for a bare generator).
 
     The generator runs in eval mode on the device its parameters are on.
     """
-    gen, default_size = _as_model(model)
+    gen, default_size, default_chroma = _as_model(model)
     size = int(working_size or default_size)
+    chroma = check_chroma(chroma or default_chroma)
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[..., :3]
@@ -301,7 +330,7 @@ def colorize_array(
     was_training = gen.training
     gen.eval()
     try:
-        lab = predict_lab(gen, l_star, (h, w), keep_l=True)
+        lab = predict_lab(gen, l_star, (h, w), keep_l=True, chroma=chroma)
     finally:
         gen.train(was_training)
     out = np.empty((height, width, 3), dtype=np.uint8)

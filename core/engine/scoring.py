@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from colorkit.engine.chroma_numpy import DEFAULT_CHROMA
 from colorkit.engine.inference import predict_lab, to_uint8
 from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
@@ -104,13 +105,14 @@ def _model_shape(gen: Any, height: int, width: int) -> tuple[int, int] | None:
 
 
 @torch.inference_mode()
-def predict_rgb8(gen: Any, rgb: torch.Tensor, own_l: bool = False) -> torch.Tensor:
+def predict_rgb8(gen: Any, rgb: torch.Tensor, own_l: bool = False, chroma: str = DEFAULT_CHROMA) -> torch.Tensor:
     """The 8-bit RGB image (as floats in ``[0, 1]``) a generator makes of a batch of RGB
     images (uint8 or float), as evaluation measures it: the input's L* joined with the predicted
-    a*b* (``own_l``: an L*a*b* generator's own L* instead). ``gen`` must be in eval mode."""
+    a*b* (``own_l``: an L*a*b* generator's own L* instead; ``chroma``: how a*b* is upsampled when
+    the images' size does not suit the generator). ``gen`` must be in eval mode."""
     rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
     l_star = color.rgb_to_lab(rgb)[:, :1]
-    lab = predict_lab(gen, l_star, _model_shape(gen, *rgb.shape[-2:]), keep_l=not own_l)
+    lab = predict_lab(gen, l_star, _model_shape(gen, *rgb.shape[-2:]), keep_l=not own_l, chroma=chroma)
     return to_uint8(color.lab_to_rgb_fitted(lab)).float() / 255.0
 
 
@@ -194,6 +196,7 @@ def score(
     *,
     reference: dict[str, Metric] | None = None,
     own_l: Sequence[bool] | None = None,
+    chroma: Sequence[str] | None = None,
     batch_size: int = 64,
     workers: int = 0,
     progress: bool = False,
@@ -207,10 +210,12 @@ def score(
     :param metrics: one dict of metric instances per generator, updated in place (not reset).
     :param reference: metrics of the "no colour" reference, updated in place.
     :param own_l: per generator, score an L*a*b* generator on its own L* (default: the input's).
+    :param chroma: per generator, how a*b* is upsampled (default: bilinear; see ``predict_lab``).
     :returns: the number of images scored.
     """
     device = torch.device(device)
     flags = list(own_l) if own_l is not None else [False] * len(gens)
+    upsampling = list(chroma) if chroma is not None else [DEFAULT_CHROMA] * len(gens)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
     images = 0
@@ -221,8 +226,8 @@ def score(
                 batch = batch[0]
             batch = batch.to(device, non_blocking=True)
             target = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
-            for gen, own, ms in zip(gens, flags, metrics):
-                pred = predict_rgb8(gen, batch, own_l=own)
+            for gen, own, how, ms in zip(gens, flags, upsampling, metrics):
+                pred = predict_rgb8(gen, batch, own_l=own, chroma=how)
                 for metric in ms.values():
                     metric.update(pred, target)
             if reference is not None:
@@ -249,12 +254,14 @@ def evaluate_generators(
     console: Any = None,
     description: str = "evaluating",
     own_l: Sequence[bool] | None = None,
+    chroma: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, float] | None, int]:
     """Metrics of several generators (and of the "no colour" reference) on the same images.
 
     :param data: a ``torch.utils.data.Dataset`` of uint8 RGB ``3 x H x W`` tensors (a split).
     :param limit: only the first ``limit`` items (deterministic).
     :param own_l: per generator, whether to score it on its own L* (see :func:`score`).
+    :param chroma: per generator, how a*b* is upsampled (see :func:`score`).
     :returns: one dict of metric values per generator, the reference's dict (or ``None``) and
         the number of images.
     """
@@ -263,7 +270,7 @@ def evaluate_generators(
         raise UsageError("the evaluation split is empty")
     per_model = [fresh_metrics(metric_names, registry, metric_options) for _ in gens]
     reference = fresh_metrics(metric_names, registry, metric_options) if baseline else None
-    images = score(gens, data, per_model, device, reference=reference, own_l=own_l, batch_size=batch_size,
+    images = score(gens, data, per_model, device, reference=reference, own_l=own_l, chroma=chroma, batch_size=batch_size,
                    workers=workers, progress=progress, console=console, description=description)
     values = [{n: float(m.compute()) for n, m in metrics.items()} for metrics in per_model]
     ref = {n: float(m.compute()) for n, m in reference.items()} if reference is not None else None

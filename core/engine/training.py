@@ -106,8 +106,9 @@ class Trainer:
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.train_data = dataset.split(dataset.train_split, train=True)
-        self.val_data = dataset.split(dataset.val_split, train=False)
+        if type(loss).prepare is not Loss.prepare:  # a loss that needs statistics of the data (a colour prior)
+            loss.prepare(dataset.split(dataset.train_split, train=False))
+        self.train_data, self.val_data = dataset.split(dataset.train_split, train=True), dataset.split(dataset.val_split)
         for role, data in (("train", self.train_data), ("val", self.val_data)):
             if len(data) == 0:
                 raise UsageError(f"dataset '{component_name(self.c, 'dataset')}': its {role} split "
@@ -207,14 +208,16 @@ class Trainer:
         lab = self._to_model(rgb)
         l, target = split_target(self.c.gen, lab)  # noqa: E741
         parts: dict[str, torch.Tensor] = {}
+        decode = unwrap(self.gen).decode  # the colour of the training output (class logits: their mean)
         with self._autocast():
             pred = self.gen(l)
+            colour = decode(pred)
         adversarial = self.disc is not None and self.budget_progress() >= self.t.gan_start
         if adversarial:
             assert self.opt_d is not None
             self.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
-                d_parts = self.c.loss.discriminator_loss(Prediction(l, pred.detach(), target), self.disc)
+                d_parts = self.c.loss.discriminator_loss(Prediction(l, pred, target, colour).detached(), self.disc)
             self.scaler_d.scale(d_parts["total"]).backward()
             self.scaler_d.step(self.opt_d)
             self.scaler_d.update()
@@ -228,9 +231,10 @@ class Trainer:
                 if k > 0:
                     with self._autocast():
                         pred = self.gen(l)
+                        colour = decode(pred)
                 self.opt_g.zero_grad(set_to_none=True)
                 with self._autocast():
-                    g_parts = self.c.loss.generator_loss(Prediction(l, pred, target), plain_disc)
+                    g_parts = self.c.loss.generator_loss(Prediction(l, pred, target, colour), plain_disc)
                 self.scaler_g.scale(g_parts["total"]).backward()
                 self.scaler_g.step(self.opt_g)
                 self.scaler_g.update()
@@ -239,10 +243,8 @@ class Trainer:
                 plain_disc.requires_grad_(True)
         self._update_ema()
         parts.update({("g_total" if k == "total" else k): v.detach() for k, v in g_parts.items()})
-        parts["train_l1"] = (pred.detach().float() - target).abs().mean()
-        names = list(parts)
-        values = torch.stack([parts[n].float() for n in names]).tolist()  # one device sync per step
-        logs = dict(zip(names, values))
+        parts["train_l1"] = (colour.detach().float() - target).abs().mean()
+        logs = dict(zip(parts, torch.stack([v.float() for v in parts.values()]).tolist()))  # one device sync per step
         for name, value in logs.items():
             if not math.isfinite(value):
                 raise ColorkitError(
@@ -257,7 +259,6 @@ class Trainer:
         return validate(self)
 
     # -- outputs ------------------------------------------------------------------------------------
-
     def write_grid(self, path: Path | None = None) -> Path:
         """``samples.png``: grayscale | original | prediction of ``grid_rows`` val images (a
         seeded sample across the split), predicted by the checkpoint eval and colorize read

@@ -14,6 +14,10 @@ import typer
 
 from colorkit.front.cli_common import get_registry, handle_errors
 
+CHROMA_HELP = ("How the predicted colour is upsampled to the photo's size: bilinear, or guided by the photo's own "
+               "L* (colour edges follow its lightness edges); default: what the model file records, else bilinear.")
+
+
 class ImageFormat(str, enum.Enum):
     png = "png"
     jpeg = "jpeg"
@@ -30,6 +34,7 @@ def eval_command(
     split: Annotated[Optional[str], typer.Option("--split", help="Split to evaluate (default: the dataset's test split; val is what training selected on).")] = None,
     images: Annotated[Optional[Path], typer.Option("--images", help="Instead of a dataset: every photo in this folder (recursively) at its own size, scored on the image `colorkit colorize` writes.")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="With --images: the working size the model runs at (default: its training size), as colorize --size.")] = None,
+    chroma: Annotated[Optional[str], typer.Option("--chroma", help=CHROMA_HELP, show_default=False)] = None,
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names (default: the checkpoint's, else mae,accuracy,psnr); see `colorkit list metric`.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images of the split.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
@@ -72,7 +77,7 @@ def eval_command(
             raise UsageError(f"--size must be at least 1, got {size}")
         result = evaluate_images(
             checkpoints[0], images, registry=get_registry(ctx), metrics=metrics, working_size=size, device=device,
-            sets=list(set_ or []), progress=not quiet,
+            sets=list(set_ or []), progress=not quiet, chroma=chroma,
             on_problem=lambda path, reason: typer.echo(f"note: {path}: {reason}", err=True))
         models, data = [], None
     else:
@@ -83,7 +88,7 @@ def eval_command(
         result, models, data = evaluate(
             checkpoints, registry=get_registry(ctx), dataset=dataset, data_root=data_root, split=split,
             metrics=metrics, limit=limit, batch_size=batch_size, device=device, sets=list(set_ or []),
-            workers=workers, progress=not quiet,
+            workers=workers, progress=not quiet, chroma=chroma,
         )
     for m in models:
         for note in m.notes:
@@ -113,6 +118,7 @@ def colorize_command(
     fmt: Annotated[ImageFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = ImageFormat.png,
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality (1-100).")] = 95,
     size: Annotated[Optional[int], typer.Option("--size", help="Working size the model runs at, in pixels (default: its training size); the aspect ratio is kept.")] = None,
+    chroma: Annotated[Optional[str], typer.Option("--chroma", help=CHROMA_HELP, show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="torch, or onnxruntime to run an exported .onnx file (--model FILE.onnx) without PyTorch.")] = "torch",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")] = False,
@@ -138,6 +144,7 @@ def colorize_command(
     report = colorize_files(
         model, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
         overwrite=overwrite, progress=not quiet, registry=get_registry(ctx), on_problem=problem, backend=backend,
+        chroma=chroma,
     )
     if skipped_existing:
         typer.echo(f"note: {skipped_existing} output(s) exist already and were left alone; pass --overwrite to replace them", err=True)
@@ -158,6 +165,7 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="The file to write (written whole or not at all).", show_default=False)],
     fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript, or model (a colorkit model file, half precision).")] = "onnx",
     size: Annotated[Optional[int], typer.Option("--working-size", help="The working size recorded in the file (default: the model's own).")] = None,
+    chroma: Annotated[Optional[str], typer.Option("--chroma", help="The chroma upsampling recorded in the file, bilinear or guided (default: the model's own); colorize honours it.", show_default=False)] = None,
 ) -> None:
     """Export a model to ONNX or TorchScript (L* in, a*b* out, any size) or to a model file."""
     from colorkit.kernel.errors import UsageError
@@ -165,5 +173,5 @@ def export_command(
 
     if size is not None and size < 1:
         raise UsageError(f"--working-size must be at least 1, got {size}")
-    path = export_model(model, fmt, out, registry=get_registry(ctx), working_size=size)
+    path = export_model(model, fmt, out, registry=get_registry(ctx), working_size=size, chroma=chroma)
     typer.echo(f"exported {model} as {fmt} to {path} ({path.stat().st_size / 1e6:.2f} MB)")

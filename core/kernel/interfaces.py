@@ -21,6 +21,9 @@ from torch import nn
 from colorkit.kernel.color import as_lab
 
 OutputSpace = Literal["ab", "lab"]
+#: What a generator's training-mode output is, and what a loss trains on: ``"colour"`` (the
+#: output space) or ``"ab_bins"`` (logits over the a*b* cells of :mod:`colorkit.kernel.abbins`).
+TrainingOutput = Literal["colour", "ab_bins"]
 
 #: The attribute :func:`keep_init` sets; ``train.init=he`` leaves a module that has it as it is.
 KEEP_INIT = "colorkit_keep_init"
@@ -44,6 +47,9 @@ class Generator(nn.Module):
     """
 
     output_space: OutputSpace = "ab"
+    #: What :meth:`forward` returns in training mode (see :data:`TrainingOutput`); a loss whose
+    #: ``trains_on`` is not ``"colour"`` needs a generator with the same value.
+    training_output: TrainingOutput = "colour"
     size_multiple: int = 1
     #: True when the plugin's own initialisation must stand: ``train.init=he`` then leaves the
     #: whole generator alone (for one layer only, wrap it in :func:`keep_init`).
@@ -60,7 +66,17 @@ class Generator(nn.Module):
 
     @abc.abstractmethod
     def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
-        """Predict normalised colour for the normalised L channel ``l``."""
+        """Predict normalised colour for the normalised L channel ``l``.
+
+        In eval mode the result is always colour (``output_space``). In training mode a generator
+        may return what its loss trains on instead (class logits over a*b* cells, say);
+        :meth:`decode` then turns that into colour, differentiably."""
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """The colour (``output_space``) of a training-mode :meth:`forward` output, with gradients:
+        what colour losses, the discriminator and the logged ``train_l1`` see. The default is the
+        output itself, for generators whose training output already is colour."""
+        return out
 
 
 class Discriminator(nn.Module):
@@ -83,24 +99,33 @@ class Discriminator(nn.Module):
 class Prediction:
     """What a loss sees of one batch.
 
-    ``pred`` and ``target`` are in the generator's output space (2 or 3 channels, normalised);
-    ``fake_lab`` and ``real_lab`` are the full normalised L*a*b* images a discriminator takes.
+    ``pred`` is the generator's training-mode output and ``colour`` its colour
+    (:meth:`Generator.decode`; the same tensor for most generators, omitted then); ``target`` is in
+    the generator's output space (2 or 3 channels, normalised); ``fake_lab`` and ``real_lab`` are
+    the full normalised L*a*b* images a discriminator takes. Colour losses compare ``colour`` with
+    ``target``; a loss on another kind of output (class logits) reads ``pred``.
     """
 
     l: torch.Tensor
     pred: torch.Tensor
     target: torch.Tensor
+    decoded: torch.Tensor | None = None
+
+    @property
+    def colour(self) -> torch.Tensor:
+        return self.pred if self.decoded is None else self.decoded
 
     @property
     def fake_lab(self) -> torch.Tensor:
-        return as_lab(self.l, self.pred)
+        return as_lab(self.l, self.colour)
 
     @property
     def real_lab(self) -> torch.Tensor:
         return as_lab(self.l, self.target)
 
     def detached(self) -> Prediction:
-        return Prediction(self.l, self.pred.detach(), self.target)
+        decoded = None if self.decoded is None else self.decoded.detach()
+        return Prediction(self.l, self.pred.detach(), self.target, decoded)
 
 
 LossParts = dict[str, torch.Tensor]
@@ -119,9 +144,19 @@ class Loss(abc.ABC):
 
     #: Whether training needs a discriminator for this loss.
     needs_discriminator: ClassVar[bool] = False
+    #: What the loss reads of the prediction: ``"colour"`` (``Prediction.colour``: any generator
+    #: will do) or a generator's ``training_output`` such as ``"ab_bins"`` (``Prediction.pred``).
+    trains_on: ClassVar[TrainingOutput] = "colour"
     #: How a figure names the adversarial term (Figure 1's legend, after the loss's registered
     #: name), e.g. ``r"$-\log D(G(z))$ (non-saturating)"``; empty: the name alone.
     gan_label: ClassVar[str] = ""
+
+    def prepare(self, data: torch.utils.data.Dataset) -> None:
+        """Called once before training with the train split (no augmentation; items are uint8
+        RGB ``3 x H x W``): a loss that needs statistics of the data (the colour prior of a
+        class-rebalanced loss) computes them here, deterministically, so that a resumed run
+        computes the same. The trainer calls it only for a loss that overrides it (reading the
+        split can cost a pass over the data)."""
 
     def gan_term(self, fake_logits: torch.Tensor) -> torch.Tensor | None:
         """The generator's adversarial cost at the discriminator's logits of generated images,

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 import yaml
 
-from colorkit.kernel import color
+from colorkit.kernel import abbins, color
 from colorkit.kernel.errors import OptionError
 from colorkit.kernel.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
 from colorkit.kernel.options import build_options, convert, describe_options, options_to_dict
@@ -140,6 +141,9 @@ def check_loss(loss: Loss, disc: Discriminator | None = None, size: int = 32, ba
         assert disc is not None, "check_loss needs a discriminator for an adversarial loss"
     lab = random_lab(batch, size)
     l = lab[:, :1]  # noqa: E741
+    if loss.trains_on == "ab_bins":
+        _check_bins_loss(loss, lab)
+        return
     for channels in (2, 3):
         target = lab[:, 1:] if channels == 2 else lab
         pred = (target + 0.1 * torch.randn_like(target)).requires_grad_(True)
@@ -157,6 +161,19 @@ def check_loss(loss: Loss, disc: Discriminator | None = None, size: int = 32, ba
     worse = loss.generator_loss(Prediction(l, -lab[:, 1:], lab[:, 1:]), disc if loss.needs_discriminator else None)
     if not loss.needs_discriminator:
         assert perfect["total"].item() < worse["total"].item(), f"{type(loss).__name__}: a perfect prediction is not better"
+
+
+def _check_bins_loss(loss: Loss, lab: torch.Tensor) -> None:
+    """A loss on a*b* cell logits: finite parts, a gradient to the logits, and logits on each pixel's true cell beat the opposite colour's."""
+    l, target = lab[:, :1], lab[:, 1:]  # noqa: E741
+    logits = torch.randn(lab.shape[0], abbins.count(), *lab.shape[-2:], requires_grad=True)
+    parts = loss.generator_loss(Prediction(l, logits, target, abbins.annealed_mean(logits)), None)
+    _check_parts(parts, type(loss).__name__, "generator_loss")
+    parts["total"].backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0, f"{type(loss).__name__}: no gradient to the logits"
+    peaked = [20.0 * F.one_hot(abbins.nearest(ab), abbins.count()).permute(0, 3, 1, 2).float() for ab in (target, -target)]
+    right, wrong = (loss.generator_loss(Prediction(l, p, target, abbins.annealed_mean(p)), None)["total"].item() for p in peaked)
+    assert right < wrong, f"{type(loss).__name__}: logits on the true cells are not better"
 
 
 def _check_parts(parts: Any, who: str, method: str) -> None:
