@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from colorkit.kernel.color import rgb_to_lab
 from colorkit.kernel.errors import UsageError
@@ -176,15 +177,37 @@ class SSIM(_PerImage):
     kernel_size = 11
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        import piq
-
         p, t = _check(pred, target, "ssim")
         if min(p.shape[-2:]) < self.kernel_size:
             raise UsageError(
                 f"metric ssim needs images of at least {self.kernel_size}x{self.kernel_size} pixels, "
                 f"got {p.shape[-2]}x{p.shape[-1]}"
             )
-        self._add(piq.ssim(p, t, data_range=1.0, reduction="none"))
+        self._add(ssim_per_image(p, t, self.kernel_size))
+
+
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor, kernel_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM of each image (as ``piq.ssim(data_range=1)``: Wang's downsampling, "valid" Gaussian
+    windows, channels averaged), with the Gaussian window applied as two 1-D passes: the 11x11
+    convolution of piq costs about 10x more on the CPU for the same numbers."""
+    factor = max(1, round(min(x.shape[-2:]) / 256))
+    if factor > 1:
+        x, y = F.avg_pool2d(x, factor), F.avg_pool2d(y, factor)
+    b, c, h, w = x.shape
+    coords = torch.arange(kernel_size, dtype=x.dtype, device=x.device) - (kernel_size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        z = F.conv2d(z.reshape(b * c, 1, *z.shape[-2:]), g.view(1, 1, 1, -1))
+        return F.conv2d(z, g.view(1, 1, -1, 1))
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    ssim = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs
+    return ssim.mean(dim=(-2, -1)).view(b, c).mean(dim=1)
 
 
 def colorfulness_per_image(rgb: torch.Tensor, opponent: str = "signed") -> torch.Tensor:
