@@ -105,7 +105,7 @@ def _row(name: str, values: dict[str, float]) -> str:
 
 
 def card(name: str, state: dict[str, Any], chosen: dict[str, Any], test: dict[str, Any], cifar: dict[str, Any],
-         srcs: list[dict[str, str]], file_size: int, limits: str) -> str:
+         srcs: list[dict[str, str]], file_size: int, limits: str, cifar_label: str = "colorkit-cifar10") -> str:
     exp, floor = state["experiment"], test["floor"]
     gen, train = exp["gen"], exp["train"]
     met = photos.targets_met(test["values"], floor)
@@ -138,7 +138,7 @@ def card(name: str, state: dict[str, Any], chosen: dict[str, Any], test: dict[st
         f"{float(state.get('cpu_seconds', 0)) / 60:.1f} CPU-minutes of training steps on one thread of this 2-core CPU "
         "(no GPU).", "",
         f"## photos9k `test` ({test['images']} photos at their stored size, as `colorkit colorize` writes them)", "",
-        head, _row("*no colour (floor)*", floor), _row("colorkit-cifar10", cifar["values"]), _row(f"**{name}**", test["values"]), "",
+        head, _row("*no colour (floor)*", floor), _row(cifar_label, cifar["values"]), _row(f"**{name}**", test["values"]), "",
         "Targets (issue 32, on test): " + "; ".join(
             f"{m} {'met' if ok else '**not met**'}" for m, ok in met.items()) + ". "
         + ("Below the floor on: " + ", ".join(below) + "." if below else "Better than the floor on every metric."), "",
@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limits", type=Path, default=REPORT_DIR / "LIMITS.md")
     ap.add_argument("--out-dir", type=Path, default=default_model.WEIGHTS)
     ap.add_argument("--report-dir", type=Path, default=REPORT_DIR)
+    ap.add_argument("--strip-dir", type=Path, default=HERE.parent / "docs", help="where before-after.png goes")
+    ap.add_argument("--strip-sources", default=",".join(CC0_SOURCES), help="photos9k sources the strip may show")
+    ap.add_argument("--cifar", default="colorkit-cifar10", help="the model compared with (test table, grid)")
+    ap.add_argument("--cache", type=Path, default=photos.DEFAULT_CACHE)
     args = ap.parse_args(argv)
     import torch
 
@@ -177,16 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = photos.photo_folder(args.photos)
     ckpt = args.run / "checkpoints" / args.checkpoint
     state = load_checkpoint(ckpt)
-    results = photos.scan(ckpt, folder, "val", args.sets, args.chroma, args.sizes)
+    results = photos.scan(ckpt, folder, "val", args.sets, args.chroma, args.sizes, args.cache)
     chosen = photos.choose(results)
-    test = photos.score(ckpt, folder, "test", chosen["variant"], chosen["chroma"], size=chosen["working_size"])
-    cifar = photos.score("colorkit-cifar10", folder, "test")
+    test = photos.score(ckpt, folder, "test", chosen["variant"], chosen["chroma"], args.cache, chosen["working_size"])
+    cifar = photos.score(args.cifar, folder, "test", cache=args.cache)
     experiment = state["experiment"]
     experiment["gen"]["options"].update(chosen["variant"])
     model_path = write_model_file(ckpt, args.out_dir / f"{args.name}.pt", working_size=chosen["working_size"],
                                   experiment=experiment, chroma=chosen["chroma"])
     limits = args.limits.read_text(encoding="utf-8") if args.limits.is_file() else "- (not yet written)"
-    text = card(args.name, state, chosen, test, cifar, sources(folder), model_path.stat().st_size, limits)
+    text = card(args.name, state, chosen, test, cifar, sources(folder), model_path.stat().st_size, limits,
+                Path(args.cifar).stem)
     (args.out_dir / f"{args.name}.md").write_text(text, encoding="utf-8")
     description = (f"U-Net base {experiment['gen']['options'].get('base')}, depth {experiment['gen']['options'].get('depth')}, "
                    f"{experiment['gen']['options'].get('output')} output, {default_model._loss_name(experiment)} loss, trained "
@@ -200,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     (report / "scan-val.md").write_text(scan_text, encoding="utf-8")
     (report / "figures.json").write_text(json.dumps({"sha256": digest, "chosen": chosen, "test": test, "cifar10_model": cifar,
                                                      "scan": results}, indent=1), encoding="utf-8")
-    grid(registry, [("colorkit-cifar10", "colorkit-cifar10"), (args.name, model_path)],
+    grid(registry, [(Path(args.cifar).stem, args.cifar), (args.name, model_path)],
          seeded_photos(folder, "test", 24), report / "figures" / "test-grid.png")
-    strip(registry, model_path, seeded_photos(folder, "test", 6, only=CC0_SOURCES), HERE.parent / "docs" / "before-after.png")
+    args.strip_dir.mkdir(parents=True, exist_ok=True)
+    strip(registry, model_path, seeded_photos(folder, "test", 6, only=tuple(args.strip_sources.split(","))),
+          args.strip_dir / "before-after.png")
     for name in ("config.yaml", "metrics.jsonl", "environment.json"):
         if (args.run / name).is_file():
             shutil.copy2(args.run / name, report / name)
