@@ -118,9 +118,9 @@ def card(name: str, state: dict[str, Any], chosen: dict[str, Any], test: dict[st
         f"- Generator `{gen['name']}` with options `{json.dumps(gen.get('options', {}), sort_keys=True)}`, inference "
         f"options chosen on `val`: {', '.join(f'`{k}={v}`' for k, v in chosen['variant'].items()) or 'none'}. It predicts "
         "a\\*b\\* from L\\*; the photo's own full-resolution L\\* is kept.",
-        f"- Working size **{chosen['working_size']} px** and chroma upsampling **{chosen['chroma']}**, chosen on `val` "
-        "(below): the model sees the photo at about that many pixels a side, and its colour is brought back to the "
-        "photo's size.",
+        f"- Working size: **{chosen['working_size']} px**; chroma upsampling: **{chosen['chroma']}**; both chosen on "
+        "`val`: the model sees the photo at about that many pixels a side, and its colour is brought back to the "
+        "photo's size (`--size N` and `--chroma` override them).",
         f"- File: {file_size / 1e6:.2f} MB, weights in half precision (the weights' moving average).", "",
         "## Data",
         f"Trained on photos9k `train` ({sum(int(s['train']) for s in srcs):,} photos, short side at most 192 px), and "

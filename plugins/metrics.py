@@ -124,4 +124,5 @@ METRICS: dict[str, tuple[str, type | None, str]] = {
 @colorkit.hookimpl
 def register_metrics(register):
     for name, (cls, options, description) in METRICS.items():
-        register(name, f"colorkit.plugins.metric_functions:{cls}", options=options, description=description)
+        module = "metric_ab" if cls in ("RebalancedAUC", "HistogramIntersection") else "metric_functions"
+        register(name, f"colorkit.plugins.{module}:{cls}", options=options, description=description)

@@ -360,6 +360,7 @@ def evaluate_images(
     working size, a*b* upsampled and joined to the photo's full-resolution L*), beside the
     "no colour" reference of the same photo (``colorkit eval RUN --images DIR``).
 
+    Without ``metrics``, the photo metrics ``registry.yaml`` names (``defaults: photo_metrics:``).
     Photos that are already grayscale (R = G = B everywhere) have no colour to compare with and
     are left out, as are files that cannot be read; each is passed to ``on_problem(path,
     reason)``. Metrics see one photo per batch, so per-image metrics average over photos and
@@ -378,7 +379,8 @@ def evaluate_images(
         raise UsageError("--images evaluates photos as they are: dataset.KEY=VALUE settings do not apply")
     dev = pick_device(device)
     model = load_model(target, registry, device=dev, working_size=working_size, chroma=chroma)
-    names = parse_metric_names(metrics) if metrics else default_metrics([model], registry)
+    names = parse_metric_names(metrics) if metrics else [str(n) for n in registry.defaults.get("photo_metrics") or []]
+    names = names or default_metrics([model], registry)
     info = metric_info(registry, names)
     found, _ = find_inputs([folder], folder / ".colorkit-no-output")
     ours = build_metrics(registry, names, metric_options)

@@ -35,7 +35,7 @@ def eval_command(
     images: Annotated[Optional[Path], typer.Option("--images", help="Instead of a dataset: every photo in this folder (recursively) at its own size, scored on the image `colorkit colorize` writes.")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="With --images: the working size the model runs at (default: its training size), as colorize --size.")] = None,
     chroma: Annotated[Optional[str], typer.Option("--chroma", help=CHROMA_HELP, show_default=False)] = None,
-    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names (default: the checkpoint's, else mae,accuracy,psnr); see `colorkit list metric`.")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names (default: the checkpoint's, else mae,accuracy,psnr; with --images the photo metrics of registry.yaml, defaults.photo_metrics); see `colorkit list metric`.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images of the split.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
