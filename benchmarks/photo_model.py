@@ -187,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     cifar = photos.score(args.cifar, folder, "test", cache=args.cache)
     experiment = state["experiment"]
     experiment["gen"]["options"].update(chosen["variant"])
-    model_path = write_model_file(ckpt, args.out_dir / f"{args.name}.pt", working_size=chosen["working_size"],
-                                  experiment=experiment, chroma=chosen["chroma"])
+    with tempfile.TemporaryDirectory() as tmp:
+        source = photos.with_class_weights(ckpt, Path(tmp) / "weighted.pt")
+        model_path = write_model_file(source, args.out_dir / f"{args.name}.pt", working_size=chosen["working_size"],
+                                      experiment=experiment, chroma=chosen["chroma"])
     limits = args.limits.read_text(encoding="utf-8") if args.limits.is_file() else "- (not yet written)"
     text = card(args.name, state, chosen, test, cifar, sources(folder), model_path.stat().st_size, limits,
                 Path(args.cifar).stem)

@@ -96,14 +96,42 @@ def score(model: Path | str, folder: Path, split: str, variant: dict[str, Any] |
     with tempfile.TemporaryDirectory() as tmp:
         target: Path | str = model
         if variant:
-            experiment = load_checkpoint(Path(model))["experiment"]
+            source = with_class_weights(Path(model), Path(tmp) / "weighted.pt")
+            experiment = load_checkpoint(source)["experiment"]
             experiment["gen"]["options"].update(variant)
-            target = write_model_file(Path(model), Path(tmp) / "variant.pt", half=False, experiment=experiment)
+            target = write_model_file(source, Path(tmp) / "variant.pt", half=False, experiment=experiment)
         ev = evaluate_images(target, folder / split, metrics=METRICS, device="cpu", working_size=size, **extra)
     out = {"model": str(model), "split": split, "variant": variant, "chroma": chroma or "bilinear",
            "working_size": ev.extra["working_size"], "images": ev.images, "floor": ev.rows[0].values, "values": ev.rows[-1].values}
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, json_text(out, indent=1).encode())
+    return out
+
+
+def with_class_weights(checkpoint: Path, out: Path) -> Path:
+    """``checkpoint``, or where its bins generator lacks the class weights its loss trained with
+    (``cell_log_weight``, kept by runs since gen.prior_correction exists), a copy at ``out`` with
+    them recomputed exactly as training computed them (the loss's ``prepare`` on its train split)."""
+    import torch
+
+    from colorkit.engine.checkpoints import load_checkpoint
+    from colorkit.kernel.registry import build_registry
+
+    state = load_checkpoint(checkpoint)
+    exp = state["experiment"]
+    weights = state.get("gen_ema") or state["gen"]
+    if (exp["gen"].get("options") or {}).get("output") != "bins" or "cell_log_weight" in weights:
+        return checkpoint
+    registry = build_registry()
+    loss_spec = exp["loss"] if isinstance(exp["loss"], dict) else {"name": exp["loss"], "options": {}}
+    loss = registry.get("loss", loss_spec["name"]).build(loss_spec.get("options") or {})
+    dataset = registry.get("dataset", exp["dataset"]["name"]).build(exp["dataset"].get("options") or {})
+    loss.prepare(dataset.split(dataset.train_split, train=False))
+    raw = torch.load(checkpoint, weights_only=True)
+    for key in ("gen", "gen_ema"):
+        if isinstance(raw.get(key), dict):
+            raw[key]["cell_log_weight"] = loss.class_weights.log()
+    torch.save(raw, out)
     return out
 
 

@@ -146,7 +146,7 @@ class BinsCrossEntropy(Loss):
             rgb = torch.stack([data[i] for i in picks[start:start + 64]])
             ab = color.rgb_to_model(rgb)[:, 1:]
             counts += torch.bincount(abbins.nearest(ab).flatten(), minlength=len(counts)).double()
-        self.weights = abbins.rebalance_weights(counts, self.options.mix)
+        self.weights = self.class_weights = abbins.rebalance_weights(counts, self.options.mix)
 
     def generator_loss(self, batch: Prediction, disc: Discriminator | None) -> LossParts:
         logits = batch.pred

@@ -66,7 +66,16 @@ class UNetOptions:
         "choose it on val"
     )
 
+    prior_correction: float = opt(
+        0.0, "with output=bins: subtract this times the log of the class-rebalancing weights bins_ce trained with "
+        "(kept in the model) from the logits before decoding (logit adjustment): 0 decodes the rebalanced "
+        "distribution (vivid, lower PSNR), 1 the data's own (the posterior mean at T = 1: greyer, higher PSNR); "
+        "choose it on val with the temperature"
+    )
+
     def __post_init__(self) -> None:
+        if not 0.0 <= self.prior_correction <= 1.0:
+            raise ValueError("gen.prior_correction must be between 0 and 1")
         if not 0.01 <= self.temperature <= 10:
             raise ValueError("gen.temperature must be between 0.01 and 10")
         if self.base < 1:

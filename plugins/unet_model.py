@@ -74,6 +74,8 @@ class UNet(Generator):
                     self.head.bias.copy_(abbins.grey_logits().repeat_interleave(options.fold**2))
             keep_init(self.head)
         self.out_act = nn.Tanh() if options.out_act == "tanh" else nn.Identity()
+        if self.bins:  # log of the rebalancing weights bins_ce trained with (gen.prior_correction)
+            self.register_buffer("cell_log_weight", torch.zeros(channels))
 
     def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
         self.check_input_size(l.shape[-2], l.shape[-1])
@@ -92,6 +94,7 @@ class UNet(Generator):
         if self.bins:
             if self.training:
                 return x  # the logits bins_ce trains on
+            x = x - self.options.prior_correction * self.cell_log_weight.repeat_interleave(fold**2).view(1, -1, 1, 1)
             out = self._upsample(abbins.annealed_mean(x, self.options.temperature))
         else:
             out = self.out_act(x)
@@ -100,6 +103,16 @@ class UNet(Generator):
             return out
         out = torch.cat((out[:, :-2], out[:, -2:] * gain), dim=1)  # a*, b*: the last two channels
         return out.clamp(-1, 1) if self.options.out_act == "tanh" or self.bins else out
+
+    def adopt_class_weights(self, weights: torch.Tensor) -> None:
+        if self.bins:
+            self.cell_log_weight.copy_(weights.to(self.cell_log_weight).log())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # files written before the buffer existed: no correction is known
+        if self.bins and prefix + "cell_log_weight" not in state_dict:
+            state_dict[prefix + "cell_log_weight"] = torch.zeros_like(self.cell_log_weight)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def decode(self, out: torch.Tensor) -> torch.Tensor:
         """With output=bins: the mean a*b* of the predicted distribution (T = 1, differentiable)."""

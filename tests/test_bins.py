@@ -131,3 +131,43 @@ def test_a_bins_unet_trains_end_to_end(tmp_path, loss):
     vals = [r for r in log if r["event"] == "val"]
     assert len(vals) == 2 and all(np.isfinite(v["val_psnr"]) for v in vals)
     assert (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_prior_correction_undoes_the_rebalancing_the_generator_adopted():
+    """Logit adjustment: with the loss's class weights adopted, gen.prior_correction=1 decodes
+    logits minus log w, and files written before the weights existed still load (no correction)."""
+    weights = torch.ones(abbins.count())
+    red = int(abbins.nearest(torch.tensor([60.0, 40.0]).view(1, 2, 1, 1) / color.AB_SCALE))
+    weights[red] = 20.0  # a rare colour, weighed up in training
+    plain = UNet(UNetOptions(base=8, depth=2, output="bins", zero_out=True, temperature=1.0))
+    corrected = UNet(UNetOptions(base=8, depth=2, output="bins", zero_out=True, temperature=1.0, prior_correction=1.0))
+    for gen in (plain, corrected):
+        gen.adopt_class_weights(weights)
+        with torch.no_grad():
+            gen.head.bias[red] += 3.0  # the trained logits favour the rare colour
+    l = torch.zeros(1, 1, 16, 16)  # noqa: E741
+    a_plain, a_corrected = plain.eval()(l)[0, :, 0, 0], corrected.eval()(l)[0, :, 0, 0]
+    assert a_corrected.norm() < a_plain.norm()  # log 20 = 3.0 taken off the rare cell's logit: greyer
+    assert a_corrected.norm() * color.AB_SCALE < 1.0
+    state = {k: v for k, v in corrected.state_dict().items() if k != "cell_log_weight"}
+    fresh = UNet(UNetOptions(base=8, depth=2, output="bins", prior_correction=1.0))
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.cell_log_weight, torch.zeros(abbins.count()))
+
+
+def test_training_with_bins_ce_keeps_its_class_weights_in_the_model(tmp_path):
+    run = tmp_path / "run"
+    result = invoke(["run", "--gen", "unet", "--disc", "none", "--loss", "bins_ce", "--set", "gen.output=bins",
+                     "--set", "gen.base=8", "--set", "gen.depth=2", "--set", "dataset.size=32",
+                     "--set", "dataset.crops_per_epoch=16", "--set", "dataset.eval_crops=4", "--set", "loss.images=4",
+                     "--set", "train.ema=0.9", "--batch-size", "8", "--epochs", "1", "--metrics", "mae",
+                     "--out", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    from colorkit.engine.checkpoints import load_checkpoint
+
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    loss = BinsCrossEntropy(BinsOptions(images=4))
+    dataset = build_registry().get("dataset", "samples").build({"size": 32, "crops_per_epoch": 16, "eval_crops": 4})
+    loss.prepare(dataset.split("train"))
+    for key in ("gen", "gen_ema"):
+        assert torch.allclose(state[key]["cell_log_weight"], loss.class_weights.log())

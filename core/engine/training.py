@@ -108,6 +108,8 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         if type(loss).prepare is not Loss.prepare:  # a loss that needs statistics of the data (a colour prior)
             loss.prepare(dataset.split(dataset.train_split, train=False))
+            if loss.class_weights is not None:  # kept in the generator for inference (the EMA copies buffers)
+                unwrap(self.gen).adopt_class_weights(loss.class_weights)
         self.train_data, self.val_data = dataset.split(dataset.train_split, train=True), dataset.split(dataset.val_split)
         for role, data in (("train", self.train_data), ("val", self.val_data)):
             if len(data) == 0:
@@ -174,9 +176,8 @@ class Trainer:
         return budget_progress(self)
 
     def _update_ema(self) -> None:
-        """One step of the weights' moving average; batch-norm statistics are copied. The decay
-        ramps up as ``min(ema, (1 + step) / (10 + step))``, so early steps are not averaged with
-        the initial weights for long."""
+        """One step of the weights' moving average; buffers (batch-norm statistics) are copied. The decay
+        ramps up as ``min(ema, (1 + step) / (10 + step))``: early steps forget the initial weights fast."""
         if self.ema_gen is None:
             return
         decay = min(self.t.ema, (1 + self.step) / (10 + self.step))
@@ -260,9 +261,8 @@ class Trainer:
 
     # -- outputs ------------------------------------------------------------------------------------
     def write_grid(self, path: Path | None = None) -> Path:
-        """``samples.png``: grayscale | original | prediction of ``grid_rows`` val images (a
-        seeded sample across the split), predicted by the checkpoint eval and colorize read
-        (``best.pt``, else ``last.pt``; its header names it), drawn as eval's Figure 5 grid."""
+        """``samples.png``: eval's Figure 5 grid (grayscale | original | prediction) of a seeded sample of
+        ``grid_rows`` val images, by the checkpoint eval and colorize read (``best.pt``, else ``last.pt``)."""
         gen, label = trainer_state.checkpoint_generator(self)
         grid = comparison_grid([gen], self.val_data, rows=self.t.grid_rows, device=self.device, labels=[label],
                                seed=self.t.seed)

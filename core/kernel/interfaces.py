@@ -72,6 +72,10 @@ class Generator(nn.Module):
         may return what its loss trains on instead (class logits over a*b* cells, say);
         :meth:`decode` then turns that into colour, differentiably."""
 
+    def adopt_class_weights(self, weights: torch.Tensor) -> None:
+        """Keep the per-class weights a classification loss trains with (:attr:`Loss.class_weights`),
+        so that inference can undo their bias (logit adjustment). The default ignores them."""
+
     def decode(self, out: torch.Tensor) -> torch.Tensor:
         """The colour (``output_space``) of a training-mode :meth:`forward` output, with gradients:
         what colour losses, the discriminator and the logged ``train_l1`` see. The default is the
@@ -144,6 +148,9 @@ class Loss(abc.ABC):
 
     #: Whether training needs a discriminator for this loss.
     needs_discriminator: ClassVar[bool] = False
+    #: Per-class weights a classification loss trains with (set by :meth:`prepare`), handed to the
+    #: generator before training (:meth:`Generator.adopt_class_weights`); ``None`` for other losses.
+    class_weights: torch.Tensor | None = None
     #: What the loss reads of the prediction: ``"colour"`` (``Prediction.colour``: any generator
     #: will do) or a generator's ``training_output`` such as ``"ab_bins"`` (``Prediction.pred``).
     trains_on: ClassVar[TrainingOutput] = "colour"
