@@ -6,8 +6,9 @@
 
 1. Choose on photos9k ``val`` only (benchmarks/photos.py ``scan``): every combination of the
    generator's inference options (``--set``), the chroma upsampling and the working size is scored
-   as ``colorkit colorize`` writes the photos; the choice meets the most of issue 32's targets,
-   then has the best PSNR.
+   as ``colorkit colorize`` writes the photos; the choice is better than the floor on PSNR and MAE
+   (where any variant is), then meets the most of issue 32's targets, then has the highest
+   rebalanced AuC.
 2. Report on photos9k ``test``: the chosen model and ``colorkit-cifar10`` beside the floor, every
    photo metric.
 3. Write the model file (half precision; the chosen options, working size and chroma upsampling

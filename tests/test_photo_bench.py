@@ -55,10 +55,13 @@ def test_targets_are_judged_against_the_floor_of_the_same_photos():
     met = photos.targets_met(grey, floor)
     assert not met["colorfulness_gap"] and not met["hist_intersection"] and met["psnr"] and met["mae"]
     assert not photos.targets_met({**good, "psnr": 23.58}, floor)["psnr"]  # 0.29 dB above: not 0.3
-    # the choice: most targets, then PSNR
+    # the choice: above the floor on PSNR and MAE first, then most targets, then rebalanced AuC
     rows = [{"values": grey, "floor": floor}, {"values": {**good, "psnr": 23.59}, "floor": floor},
             {"values": {**grey, "psnr": 30.0}, "floor": floor}]
     assert photos.choose(rows) is rows[1]
+    vivid_below = {"values": {**good, "psnr": 23.0}, "floor": floor}  # 4 targets, but under the floor's PSNR
+    assert photos.choose([vivid_below, rows[0]]) is rows[0]
+    assert photos.choose([vivid_below, {"values": {**good, "psnr": 23.4, "auc_rebal": 80.0}, "floor": floor}]) is not vivid_below
 
 
 def test_scan_scores_each_variant_beside_one_floor_and_caches(bench, tmp_path, monkeypatch):
