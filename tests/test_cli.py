@@ -85,7 +85,8 @@ def test_gan_run_writes_a_complete_run_directory_and_learns(tmp_path):
     assert config["gen"] == {"name": "unet", "options": {"base": 8, "depth": 5, "encoder_act": "leaky_relu",
                                                          "output": "ab", "out_act": "tanh", "upsample": "nearest",
                                                          "pad": "replicate", "fold": 1, "zero_out": False,
-                                                         "ab_gain": 1.0, "bins_stride": 2, "temperature": 0.38}}
+                                                         "ab_gain": 1.0, "bins_stride": 2, "temperature": 0.38,
+                                                         "prior_correction": 0.0}}
     assert config["disc"]["options"]["base"] == 8 and config["loss"]["options"]["lam"] == 100.0
     assert config["train"]["lr"] == 2e-3 and config["train"]["beta1"] == 0.5
     env = json.loads((out / "environment.json").read_text())
