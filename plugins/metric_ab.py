@@ -36,7 +36,22 @@ def ab_bin_index(ab: torch.Tensor, side: float) -> torch.Tensor:
     return idx[:, 0] * n + idx[:, 1]
 
 
-class RebalancedAUC(Metric):
+class _ABBinned(Metric):
+    """A metric that counts pixels in the square a*b* bins of :func:`ab_bin_index` (``options.bin``)."""
+
+    options_class: type = RebalancedAUCOptions
+
+    def __init__(self, options: RebalancedAUCOptions | HistogramOptions | None = None) -> None:
+        self.options = options or self.options_class()
+        self.reset()
+
+    @property
+    def bins(self) -> int:
+        """Number of a*b* bins (a property: ``merge`` adds every numeric attribute)."""
+        return ab_bin_count(self.options.bin) ** 2
+
+
+class RebalancedAUC(_ABBinned):
     """Class-rebalanced AuC of Zhang et al. (2016), "Colorful Image Colorization", section 3.1.
 
     For each pixel, ``d = sqrt(da^2 + db^2)`` between the prediction's and the ground truth's
@@ -66,15 +81,6 @@ class RebalancedAUC(Metric):
     higher_is_better = True
     max_distance = 150
 
-    def __init__(self, options: RebalancedAUCOptions | None = None) -> None:
-        self.options = options or RebalancedAUCOptions()
-        self.reset()
-
-    @property
-    def bins(self) -> int:
-        """Number of a*b* bins (a property: ``merge`` adds every numeric attribute)."""
-        return ab_bin_count(self.options.bin) ** 2
-
     def reset(self) -> None:
         self.pixels = torch.zeros(self.bins, dtype=torch.int64)
         self.within = torch.zeros(self.bins, dtype=torch.int64)
@@ -103,7 +109,7 @@ class RebalancedAUC(Metric):
         return float(100.0 * (w * self.within.to(torch.float64)).sum() / (steps * (w * n).sum()))
 
 
-class HistogramIntersection(Metric):
+class HistogramIntersection(_ABBinned):
     """Intersection of the pooled a*b* histograms of the predictions and of the ground truth.
 
     Every pixel of every image of the set is counted in a square a*b* bin (side ``bin`` = 10,
@@ -115,17 +121,9 @@ class HistogramIntersection(Metric):
     and lightness. Unitless, 0..1. Higher is better.
     """
 
+    options_class = HistogramOptions
     unit = ""
     higher_is_better = True
-
-    def __init__(self, options: HistogramOptions | None = None) -> None:
-        self.options = options or HistogramOptions()
-        self.reset()
-
-    @property
-    def bins(self) -> int:
-        """Number of a*b* bins (a property: ``merge`` adds every numeric attribute)."""
-        return ab_bin_count(self.options.bin) ** 2
 
     def reset(self) -> None:
         self.pred_counts = torch.zeros(self.bins, dtype=torch.int64)
