@@ -1,7 +1,13 @@
 """Decoding one image file for the file-based dataset plugins: :func:`decode_image` turns the
 bytes or the path of one image into an ``H x W x 3`` uint8 RGB array, or says why it cannot, as
 a status code; it never raises for bad data. :class:`LoadReport` counts the codes of a split and
-prints one line about them to stderr. What happens to each kind of bad data:
+prints one line about them to stderr.
+
+A photo is decoded as colorize reads it (``colorkit.engine.photo_files.read_image``): upright, its
+EXIF orientation applied (``PIL.ImageOps.exif_transpose``), and of any size up to Pillow's own
+refusal limit, twice ``PIL.Image.MAX_IMAGE_PIXELS`` (about 179 million pixels by default), without
+Pillow's ``DecompressionBombWarning`` (large scans and camera photos are ordinary input). What
+happens to each kind of bad data:
 
 =======================================  =============================================
 file                                     outcome (reason in the report)
@@ -12,7 +18,7 @@ not an image, truncated, corrupt         skipped (``unreadable``)
 grayscale (mode 1/L/LA/I/I;16/F, or RGB  skipped (``grayscale``), as the authors' code does;
 with R = G = B everywhere)               with ``keep_gray=true`` kept and converted
 shorter side under 8 px (e.g. 1x1)       skipped (``too small``)
-more pixels than ``PIL.Image.            skipped (``too large``); never decoded
+more pixels than twice ``PIL.Image.      skipped (``too large``); never decoded
 MAX_IMAGE_PIXELS`` (decompression bomb)
 CMYK                                     converted to RGB (``CMYK``)
 RGBA, LA, P with transparency            composited over white (``transparency``)
@@ -36,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from colorkit.kernel.progress import SAID_ENV
 from colorkit.plugins._image_options import MIN_SIDE
@@ -47,6 +53,12 @@ IMAGE_SUFFIXES = frozenset(
 )
 #: A lazily read split gives up after this many unusable images in a row.
 MAX_TRIES = 64
+#: Bumped when :func:`decode_image` gives other pixels or codes for the same file; the caches of
+#: decoded images key on it. 2: the EXIF orientation applied; photos up to twice
+#: ``PIL.Image.MAX_IMAGE_PIXELS`` decoded (1: only up to ``MAX_IMAGE_PIXELS``).
+DECODE_VERSION = 2
+#: The EXIF tag of the orientation, and the values that turn or flip the stored pixels.
+_ORIENTATION, _TURNED = 0x0112, frozenset(range(2, 9))
 
 # Status codes, one byte per image. 0: not read yet; 1..9: served (maybe converted); 10+: skipped.
 UNSEEN, OK = 0, 1
@@ -104,6 +116,12 @@ def _to_rgb(im: Image.Image, sixteen_bit: bool) -> tuple[Image.Image, int]:
     return im.convert("RGB"), OTHER_MODE
 
 
+def upright(im: Image.Image) -> Image.Image:
+    """The loaded image as it is meant to be shown: its EXIF orientation applied with
+    ``PIL.ImageOps.exif_transpose``, as colorize reads photos (no copy when there is none)."""
+    return ImageOps.exif_transpose(im) if im.getexif().get(_ORIENTATION, 1) in _TURNED else im
+
+
 def _fit(im: Image.Image, size: int, random_crop: bool, crop: bool = True) -> Image.Image:
     """Resize so the shorter side is ``size`` and crop a ``size x size`` square (centre or random);
     ``crop=False`` keeps the whole image (the longer side scaled alike, rounded)."""
@@ -147,11 +165,16 @@ def decode_image(source: str | os.PathLike | bytes, *, keep_gray: bool = False, 
         except OSError:
             return None, UNREADABLE
         fp = source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # up to Pillow's error limit
+        return _decode(fp, keep_gray, size, random_crop, min_side, crop)
+
+
+def _decode(fp: Any, keep_gray: bool, size: int | None, random_crop: bool, min_side: int,
+            crop: bool) -> tuple[np.ndarray | None, int]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(fp)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        im = Image.open(fp)
+    except Image.DecompressionBombError:
         return None, TOO_LARGE
     except Exception:  # noqa: BLE001 - any failure to identify the file is "unreadable"
         return None, UNREADABLE
@@ -166,13 +189,15 @@ def decode_image(source: str | os.PathLike | bytes, *, keep_gray: bool = False, 
             if size is not None and im.format == "JPEG" and im.mode in ("RGB", "L"):
                 im.draft(im.mode, (size, size))
             im.load()
-            rgb, code = _to_rgb(im, sixteen)
+            rgb, code = _to_rgb(upright(im), sixteen)
             out = _fit(rgb, size, random_crop, crop) if size is not None else rgb
             arr = np.asarray(out)
             # A colour photo almost never gives an exactly gray crop, so the whole image is only
             # looked at when the crop is gray (a crop of a gray wall must not skip the photo).
             if not keep_gray and is_gray(arr) and (out is rgb or is_gray(np.asarray(rgb))):
                 return None, GRAY
+        except Image.DecompressionBombError:  # a frame larger than the image said (GIF)
+            return None, TOO_LARGE
         except Exception:  # noqa: BLE001 - truncated or corrupt data
             return None, UNREADABLE
     if arr.ndim != 3 or arr.shape[2] != 3:
@@ -193,9 +218,9 @@ def check_header(path: str, *, keep_gray: bool = False, min_side: int = MIN_SIDE
         return UNREADABLE
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # up to Pillow's error limit
             im = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         return TOO_LARGE
     except Exception:  # noqa: BLE001
         return UNREADABLE

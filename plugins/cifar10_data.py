@@ -31,6 +31,7 @@ from colorkit.plugins._cifar10_files import (
     select_rows,
 )
 from colorkit.plugins._decode import (
+    DECODE_VERSION,
     LoadReport,
     emit,
     resize_images,
@@ -114,7 +115,7 @@ class Cifar10(Dataset):
             parts: list[Any] = [str(self.source.path.resolve()), source_key(*sig)]
         else:
             parts = list(file_signature(self.source.path)) + [self.source.prefix]
-        return base / "cifar10" / source_key(CACHE_VERSION, self.source.kind, *parts)
+        return base / "cifar10" / source_key(CACHE_VERSION, DECODE_VERSION, self.source.kind, *parts)
 
     def _val_rows(self, n: int) -> np.ndarray:
         o = self.options

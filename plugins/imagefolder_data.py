@@ -20,6 +20,7 @@ from colorkit.kernel.download import safe_extract
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.interfaces import Dataset
 from colorkit.plugins._decode import (
+    DECODE_VERSION,
     EMPTY,
     IMAGE_SUFFIXES,
     LoadReport,
@@ -40,7 +41,8 @@ from colorkit.plugins._packed import PackedImages, PackedSplit, decode_packed
 from colorkit.plugins.imagefolder import ImageFolderOptions
 
 
-#: Bumped when what the decoded cache holds changes (its layout, the decoding).
+#: Bumped when what the decoded cache holds changes (its layout); the decoding has its own
+#: version (``DECODE_VERSION``), in the cache key too.
 CACHE_VERSION = 1
 
 
@@ -199,8 +201,9 @@ class ImageFolder(Dataset):
         the files are in the stem too, so that two runs with, say, different ``limit`` keep
         their own copies."""
         o = self.options
-        config = source_key(CACHE_VERSION, self.folder.resolve(), name, mode, o.size, o.keep_gray, o.min_side,
-                            Image.MAX_IMAGE_PIXELS, o.limit, o.seed, o.val_fraction, o.test_fraction, o.precheck)
+        config = source_key(CACHE_VERSION, DECODE_VERSION, self.folder.resolve(), name, mode, o.size, o.keep_gray,
+                            o.min_side, Image.MAX_IMAGE_PIXELS, o.limit, o.seed, o.val_fraction, o.test_fraction,
+                            o.precheck)
         signatures = []
         for i in range(len(table)):
             rel = table.name(i)

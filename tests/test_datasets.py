@@ -602,8 +602,8 @@ def test_decode_image_handles_every_kind_of_file(tmp_path, monkeypatch):
     assert code == _decode.SIXTEEN and arr[0, 0, 0] == 0 and arr[-1, -1, 0] == 255 and 100 < arr[12, 10, 0] < 155
     arr, code = decode_image(_png(Image.fromarray(rgb[:, :, 0])), keep_gray=True)
     assert code == _decode.GRAY_KEPT and np.array_equal(arr[..., 0], rgb[:, :, 0])
-    # decompression bombs are refused before decoding, both above the warning and the error limit
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
+    # decompression bombs are refused before decoding above Pillow's error limit (twice MAX_IMAGE_PIXELS)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)
     assert decode_image(_jpeg(_colour(20, 20, 5)))[1] == _decode.TOO_LARGE
     assert decode_image(_jpeg(_colour(30, 30, 5)))[1] == _decode.TOO_LARGE
     assert _decode.check_header(str(tmp_path / "rgb.jpg")) == _decode.TOO_LARGE
@@ -644,7 +644,7 @@ def _odd_folder(root: Path) -> None:
 
 
 def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1700)
     _odd_folder(tmp_path / "photos")
     ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"), size=16)
     tr = ds.split("train", train=True)
@@ -672,7 +672,7 @@ def test_imagefolder_reports_bad_images_at_load_and_while_reading(tmp_path, monk
 
 
 def test_imagefolder_keep_gray_and_lazy_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1700)
     _odd_folder(tmp_path / "photos")
     ds = _build(imagefolder.ImageFolderOptions, imagefolder_data.ImageFolder, root=str(tmp_path / "photos"),
                 size=8, keep_gray=True, precheck=0)

@@ -1,9 +1,10 @@
 """Every shell command of README.md and docs/*.md runs as written, or says what it needs.
 
 The ```bash blocks of README.md, then of docs/*.md (sorted), are worked through in order by a
-reader in one scratch folder that looks like a clone (links to the repository's top-level
-entries), with ``HOME`` an empty folder, so ``~/data`` does not exist. The conventions, for
-whoever edits the docs:
+reader in one scratch folder that looks like a clone (a fresh copy of the files git tracks, as the
+working tree has them: nothing there leads back into the clone, and a reader's own untracked files
+in the clone are neither in it nor touched), with ``HOME`` an empty folder, so ``~/data`` does not
+exist. Outside a git checkout the test skips. The conventions, for whoever edits the docs:
 
 - A command whose trailing comment says ``needs ...`` (data, machines or people this test does
   not have) is not run; its words are checked instead: the ``colorkit`` subcommand or the script
@@ -27,18 +28,24 @@ Any other command fails the test: give it a handler here first.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -209,12 +216,39 @@ class Reader:
         self.ran.append(c.text)
 
 
-def scratch_clone(tmp: Path) -> Path:
+def tracked_files(root: Path) -> list[str] | None:
+    """The paths git tracks in ``root``, or ``None`` when ``root`` is not the top of a git checkout
+    (or git is missing)."""
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=60)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return None
+        listing = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [os.fsdecode(name) for name in listing.stdout.split(b"\0") if name] if listing.returncode == 0 else None
+
+
+def scratch_clone(tmp: Path, root: Path = ROOT) -> Path:
+    """A fresh folder that looks like a clone: a copy of every file git tracks in ``root``, as the
+    working tree has it (a tracked link within the tree stays a link), and the reader's photos.
+    Nothing in it leads back into ``root``, so nothing run there writes into the clone, and the
+    untracked files of the clone (a reader's own photos and configs) are not in it."""
+    names = tracked_files(root)
+    if not names:
+        pytest.skip(f"{root} is not a git checkout: the scratch clone copies the files git tracks (CI tests a clone)")
     folder = tmp / "clone"
-    folder.mkdir()
-    for entry in ROOT.iterdir():
-        if entry.name not in (".git", "runs", "bench-out", "bench"):
-            (folder / entry.name).symlink_to(entry)
+    for name in names:
+        source, dest = root / name, folder / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target = os.readlink(source)
+            if not os.path.isabs(target) and Path(os.path.normpath(source.parent / target)).is_relative_to(root):
+                dest.symlink_to(target)
+                continue
+        if source.is_file():  # a tracked file deleted in the working tree, or a submodule, is left out
+            shutil.copy2(source, dest)
     from PIL import Image
     from skimage import data
 
@@ -227,22 +261,29 @@ def scratch_clone(tmp: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow
-def test_every_command_of_the_readme_and_docs_runs_or_says_what_it_needs(tmp_path, monkeypatch):
+def reader_at_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Reader, list[list[Command]]]:
+    """The reader in the scratch clone (its working folder, ``HOME`` empty), the ``file=`` blocks
+    written there, and the commands of every page."""
     folder, home = scratch_clone(tmp_path), tmp_path / "home"
     home.mkdir()
     monkeypatch.chdir(folder)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("COLORKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    reader = Reader(folder, home, monkeypatch)
     pages = [shell_commands(page) for page in DOCS]
     for commands, files in pages:
         for name, text in files if commands else []:  # docs/plugins.md's files belong to its own project
             path = folder / name
-            assert not path.is_symlink() and not path.exists(), f"{name}: a file= block may not replace a clone's file"
+            assert not path.is_symlink() and not path.exists(), f"{name}: a file= block may not replace a tracked file"
             path.write_text(text, encoding="utf-8")
-    for commands, _ in pages:
+    return Reader(folder, home, monkeypatch), [commands for commands, _ in pages]
+
+
+@pytest.mark.slow
+def test_every_command_of_the_readme_and_docs_runs_or_says_what_it_needs(tmp_path, monkeypatch):
+    reader, pages = reader_at_work(tmp_path, monkeypatch)
+    folder = reader.folder
+    for commands in pages:
         for command in commands:
             start = time.perf_counter()
             reader.do(command)
@@ -267,3 +308,79 @@ def test_budgets_continuations_and_comments_are_read(tmp_path):
         ("colorkit run --gen unet    --loss l1 --epochs 1", "a comment"), ("colorkit list", "needs nothing")]
     assert files == [("a.yaml", "x: 1\n")]
 
+
+# --- the reader's own files in the clone -----------------------------------------------------------
+
+#: What a reader who followed the README inside the clone has there, untracked: photos under the
+#: README's example names (the names the scratch clone's own photos take too), colorize's output and
+#: the README's config file saved where it suggests.
+READERS_FILES = ["old-photo.jpg", "more-photos/a.jpg", "photos/d.jpg", "my-colour-photos/e.jpg",
+                 "colourised/old-photo.png", "my-experiment.yaml"]
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under the top-level entries of :data:`READERS_FILES`, with the SHA-256 of its bytes."""
+    out: dict[str, str] = {}
+    for top in sorted({Path(rel).parts[0] for rel in READERS_FILES}):
+        path = root / top
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            with open(file, "rb") as fh:
+                out[file.relative_to(root).as_posix()] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return out
+
+
+@contextlib.contextmanager
+def readers_files_in(root: Path):
+    """Put :data:`READERS_FILES` in ``root`` where it has none (a reader's real files are left as they
+    are), yield what the files there hold, and take away only what was put there. One process at a
+    time (a lock next to the temporary files): two runs of the suite in one clone would else take
+    each other's files for a reader's."""
+    from PIL import Image
+
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"colorkit-readme-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made: list[Path] = []  # files and folders this put there, parents first
+        try:
+            config = dict(shell_commands(root / "README.md", root)[1])["my-experiment.yaml"]
+            for i, rel in enumerate(READERS_FILES):
+                path = root / rel
+                for folder in reversed(path.relative_to(root).parents[:-1]):
+                    if not (root / folder).exists():
+                        (root / folder).mkdir()
+                        made.append(root / folder)
+                if path.exists() or path.is_symlink():
+                    continue
+                if rel.endswith(".yaml"):
+                    path.write_text(config, encoding="utf-8")
+                else:
+                    pixels = np.random.default_rng(i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(path)
+                made.append(path)
+            yield _snapshot(root)
+        finally:
+            for path in reversed(made):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+
+def test_the_readers_own_files_in_the_clone_are_never_touched(tmp_path, monkeypatch):
+    """A reader who followed the README inside the clone keeps every file: the scratch clone holds
+    copies of the tracked files only (no link leads back into the clone), so the ``file=`` blocks,
+    the scratch photos and a README command that writes (colorize) work beside the reader's files
+    and leave them byte for byte, with nothing added to their folders."""
+    absent = [rel for rel in {*READERS_FILES, *(Path(r).parts[0] for r in READERS_FILES)} if not (ROOT / rel).exists()]
+    with readers_files_in(ROOT) as before:
+        reader, pages = reader_at_work(tmp_path, monkeypatch)
+        folder = reader.folder.resolve()
+        for path in folder.rglob("*"):
+            assert not path.is_symlink() or path.resolve().is_relative_to(folder), f"{path} leads out of the scratch clone"
+        colorize = next(c for c in pages[0] if c.words[:2] == ["colorkit", "colorize"])
+        reader.do(colorize)
+        assert (folder / "colourised" / "old-photo.png").is_file()
+        after = _snapshot(ROOT)
+        assert sorted(after) == sorted(before), "files were added to or taken from the reader's folders"
+        assert [rel for rel in before if after[rel] != before[rel]] == [], "the reader's files were changed"
+    assert [rel for rel in absent if (ROOT / rel).exists()] == [], "the test left files in the clone"

@@ -207,7 +207,8 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_one_and_says_so(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     ckpt = run / "checkpoints" / "last.pt"
     assert len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: not written, the disk is full ("), lines
-    assert "MB free, at least" in lines[0] and "MB more needed" in lines[0] and "previous last.pt is kept" in lines[0]
+    assert "MB free; the write stopped after" in lines[0] and "the previous last.pt (" in lines[0], lines
+    assert lines[0].endswith(f"free some space and try again; then colorkit run --resume {run} continues the run")
     assert last(run)["step"] == 2 and [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]
     read_jsonl(run / "metrics.jsonl")
     proc = run_disk_full("checkpoint", 1, ["run", "--resume", str(run), "-q"])  # --resume on a full disk

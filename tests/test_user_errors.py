@@ -121,3 +121,11 @@ def test_nproc_validates_the_experiment_its_flags_make_before_launching(tmp_path
                               "--device", "cpu", "--out", tmp_path / "run"]))
     assert "val_fraction" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_usage_errors_and_control_characters_through_the_real_command(tmp_path):
+    line = one_line(colorkit(["colorize", "x.png", "--format", "gif"]))
+    assert "'--format'" in line and "colorkit colorize --help" in line
+    forged = tmp_path / "a\nerror: all is well.yaml"
+    line = one_line(colorkit(["run", "--config", forged, "--out", tmp_path / "out"]))
+    assert "a\\nerror: all is well.yaml" in line

@@ -2,26 +2,31 @@
 
 (The module is not called ``colorize`` so that ``colorkit.colorize`` can be the function.)
 
-:func:`colorize_files` takes files and folders (searched recursively for image files), reads
-grayscale, colour (used as its luminance), palette, 16-bit and RGBA images of any size, applies
-the EXIF orientation, colorizes each with :func:`colorkit.engine.inference.colorize_array` and writes
-PNG or JPEG under the output folder:
+:func:`colorize_files` takes files and folders (searched recursively for image files; only
+regular files are read), reads them with :func:`colorkit.engine.photo_files.read_image` (any size,
+EXIF orientation applied, colour-managed photos converted to sRGB), colorizes each with
+:func:`colorkit.engine.inference.colorize_array` and writes PNG or JPEG under the output folder:
 
 * a file given directly is written as ``OUT/<name>``; the files found in a folder as
   ``OUT/<path inside that folder>`` (the folder structure is kept); the name keeps its stem and
   takes the suffix of the output format (``.png``; ``.jpg``, or the input's ``.jpeg``/``.JPG``);
+  inputs that would share one output name (``x.jpg`` and ``x.png``) keep their own suffix in it
+  instead (``x.jpg.png`` and ``x.png.png``), so no photo is left out;
 * the output has the input's size; an RGBA input keeps its alpha channel in PNG output; an sRGB
-  input's ICC profile is carried over;
+  input's ICC profile is carried over, any other profile's photo is written as plain sRGB;
 * an input is never overwritten: an output path that is one of the inputs is refused. An
-  existing output is left alone unless ``overwrite=True``. Two inputs that map to one output
-  name: the second is skipped. The output folder is never searched for inputs;
-* a file that cannot be read is reported (one line each) and the others are still processed;
-  every file is written through a temporary file and a rename, so no half-written outputs.
+  existing output is left alone unless ``overwrite=True``. The output folder is never searched
+  for inputs;
+* a file that cannot be read, or an output that cannot be written, is reported (one line each)
+  and the others are still processed; a full disk stops the batch. Every file is written through
+  a temporary file and a rename, so no half-written outputs, and the temporary files a killed
+  colorize left for the outputs it writes are removed first.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,61 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from colorkit.kernel.errors import UsageError
+from colorkit.kernel.errors import ColorkitError, DiskFullError, UsageError, one_line
 from colorkit.kernel.interfaces import Generator
 from colorkit.engine.chroma_numpy import check_chroma
 from colorkit.engine.inference import LoadedModel, colorize_array, load_model
-from colorkit.kernel.files import atomic_open
+from colorkit.engine.photo_files import IMAGE_SUFFIXES, LoadedImage, find_inputs, from_pil, read_image, to_pil
+from colorkit.kernel.files import atomic_open, remove_stale_temps
 
-#: File suffixes searched for in folders (a file named directly is always tried).
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm", ".tga"}
-)
 FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}
 _JPEG_SUFFIXES = {".jpg", ".jpeg", ".jpe"}
-
-
-@dataclass
-class LoadedImage:
-    rgb: np.ndarray  # H x W x 3, uint8 or float32 in [0, 1] (16-bit and float inputs)
-    alpha: np.ndarray | None  # H x W uint8
-    icc_profile: bytes | None
-    frames: int = 1  # an animated GIF/PNG/WebP or a multi-page TIFF: only the first is read
-
-
-def read_image(path: str | Path) -> LoadedImage:
-    """Read an image file for colorization; raises ``OSError``/``ValueError`` when it cannot."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        im.load()
-        loaded = _from_pil(ImageOps.exif_transpose(im))
-        loaded.frames = int(getattr(im, "n_frames", 1) or 1)
-        return loaded
-
-
-def _from_pil(im: Any) -> LoadedImage:
-    icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
-    mode = im.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
-        rgba = np.asarray(im.convert("RGBA"))
-        return LoadedImage(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]), icc)
-    if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(im).astype(np.float32)
-        return LoadedImage(np.clip(arr / 65535.0, 0.0, 1.0), None, None)
-    if mode == "F":
-        arr = np.asarray(im).astype(np.float32)
-        top = float(arr.max()) if arr.size else 1.0
-        return LoadedImage(np.clip(arr / (255.0 if top > 1.0 else 1.0), 0.0, 1.0), None, None)
-    return LoadedImage(np.asarray(im.convert("RGB")), None, icc)
-
-
-def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None) -> Any:
-    from PIL import Image
-
-    if alpha is not None:
-        return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
-    return Image.fromarray(rgb, mode="RGB")
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -111,37 +70,14 @@ def _suffix_for(source: Path, fmt: str) -> str:
     return FORMATS[fmt]
 
 
-def _resolve(path: Path, role: str) -> Path:
-    """``path.resolve()``; a symbolic link loop is a one-line error naming the link."""
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError):
-        raise UsageError(f"{role}{path}: a symbolic link loop; remove or fix the link") from None
-
-
-def find_inputs(inputs: Sequence[str | Path], out: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """``(source, relative output path)`` pairs for files and folders, and the missing inputs."""
-    out_resolved = _resolve(out, "--out ")
-    found: list[tuple[Path, Path]] = []
-    missing: list[tuple[Path, str]] = []
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
-                here = Path(dirpath)
-                # Skip hidden folders, and the output folder when it lies inside an input folder.
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _resolve(here / d, "") != out_resolved)
-                for name in sorted(filenames):
-                    if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                        continue
-                    src = here / name
-                    _resolve(src, "")
-                    found.append((src, src.relative_to(p)))
-        elif p.is_file():
-            found.append((p, Path(p.name)))
-        else:
-            missing.append((p, "no such file or folder"))
-    return found, missing
+def output_paths(found: Sequence[tuple[Path, Path]], out: Path, fmt: str) -> list[Path]:
+    """Each input's output: ``OUT/<relative path>`` with the format's suffix; inputs that would
+    share one output (``x.jpg`` and ``x.png``) each keep their own suffix in its name instead
+    (``x.jpg.png``, ``x.png.png``), whichever of them can be read."""
+    plain = [out / rel.with_suffix(_suffix_for(src, fmt)) for src, rel in found]
+    counts = Counter(str(d.resolve()) for d in plain)
+    return [out / rel.with_name(rel.name + _suffix_for(src, fmt)) if counts[str(d.resolve())] > 1 else d
+            for (src, rel), d in zip(found, plain)]
 
 
 def plan_jobs(
@@ -157,24 +93,33 @@ def plan_jobs(
     found, missing = find_inputs(inputs, out)
     if missing:  # a mistyped path stops everything before anything is written
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise UsageError(f"{missing[0][0]}: no such file or folder{more}; check the path (nothing was colorized)")
+        raise UsageError(f"{missing[0][0]}: {missing[0][1]}{more} (nothing was colorized)")
     report = ColorizeReport()
     input_set = {src.resolve() for src, _ in found}
     jobs: list[Job] = []
     taken: dict[Path, Path] = {}
-    for src, rel in found:
-        dest = out / rel.with_suffix(_suffix_for(src, fmt))
+    for (src, _), dest in zip(found, output_paths(found, out, fmt)):
         key = dest.resolve()
         if key in input_set or (dest.exists() and os.path.samefile(dest, src)):
             report.skipped.append((src, f"the output {dest} would overwrite an input"))
-        elif key in taken:
-            report.skipped.append((src, f"the output {dest} is already written for {taken[key]}"))
+        elif key in taken:  # only where a name of the x.jpg.png form exists as an input too
+            report.skipped.append((src, f"its output {dest} is also the output of {taken[key]}; rename one of them"))
         elif dest.exists() and not overwrite:
             report.skipped.append((src, f"{dest} exists (pass --overwrite to replace it)"))
         else:
             taken[key] = src
             jobs.append(Job(src, dest))
     return jobs, report
+
+
+def remove_stale_outputs(jobs: Sequence[Job]) -> None:
+    """Remove the temporary files a killed colorize left for the outputs about to be written."""
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        by_folder.setdefault(job.dest.parent, set()).add(job.dest.name)
+    for folder, names in by_folder.items():
+        if folder.is_dir():
+            remove_stale_temps(folder, names)
 
 
 def _write(image: Any, dest: Path, fmt: str, quality: int, icc: bytes | None) -> None:
@@ -184,11 +129,6 @@ def _write(image: Any, dest: Path, fmt: str, quality: int, icc: bytes | None) ->
             image.save(fh, format="PNG", **kwargs)
         else:
             image.convert("RGB").save(fh, format="JPEG", quality=quality, **kwargs)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- the two entry points ----------------------------------------------------------------------
@@ -261,38 +201,50 @@ def colorize_files(
         return report
     from colorkit.kernel.progress import progress_bar
 
+    remove_stale_outputs(jobs)
     with progress_bar(progress, console) as bar:
         task = bar.add_task("colorizing", total=len(jobs), parts="")
         for job in jobs:
             try:
-                image = read_image(job.source)
-                rgb = run(loaded, image.rgb, working_size=working_size, chroma=chroma)
-            except Exception as exc:
-                # PIL reports a bad file as OSError (unidentified, truncated), ValueError,
-                # SyntaxError (malformed headers) or its own DecompressionBombError.
-                if not isinstance(exc, (OSError, ValueError, SyntaxError, MemoryError)) and not type(
-                    exc
-                ).__module__.startswith("PIL"):
-                    raise
-                reason = f"cannot read: {_one_line(exc)}"
-                report.failed.append((job.source, reason))
-                if on_problem:
-                    on_problem(job.source, reason)
+                written, reason = _colorize_one(job, loaded, run, working_size, chroma, fmt, quality)
+            except DiskFullError as exc:  # every later photo would fail the same way: stop here
+                raise DiskFullError(f"{exc} (colorize skips the {len(report.written)} photo(s) already written "
+                                    "when run again)") from None
+            if written:
+                report.written.append(job.dest)
             else:
-                try:
-                    _write(_to_pil(rgb, image.alpha), job.dest, fmt, quality, image.icc_profile)
-                except OSError as exc:
-                    reason = f"cannot write {job.dest}: {_one_line(exc)}"
-                    report.failed.append((job.source, reason))
-                    if on_problem:
-                        on_problem(job.source, reason)
-                else:
-                    report.written.append(job.dest)
-                    if image.frames > 1 and on_problem:
-                        on_problem(job.source, f"has {image.frames} frames; only the first was colorized "
-                                               "(split it into single images to colorize every frame)")
+                report.failed.append((job.source, str(reason)))
+            if reason and on_problem:
+                on_problem(job.source, reason)
             bar.update(task, advance=1, parts=job.source.name)
     return report
+
+
+def _colorize_one(job: Job, loaded: Any, run: Callable[..., np.ndarray], working_size: int | None,
+                  chroma: str | None, fmt: str, quality: int) -> tuple[bool, str | None]:
+    """Colorize one photo into its output: ``(written, note)``; the note says why it was not
+    written, or what to know about the one written (a multi-frame image)."""
+    try:
+        image = read_image(job.source)
+        rgb = run(loaded, image.rgb, working_size=working_size, chroma=chroma)
+    except Exception as exc:
+        # PIL reports a bad file as OSError (unidentified, truncated), ValueError,
+        # SyntaxError (malformed headers) or its own DecompressionBombError.
+        if not isinstance(exc, (OSError, ValueError, SyntaxError, MemoryError)) and not type(
+            exc
+        ).__module__.startswith("PIL"):
+            raise
+        return False, f"cannot read: {one_line(exc)}"
+    try:
+        _write(to_pil(rgb, image.alpha), job.dest, fmt, quality, image.icc_profile)
+    except DiskFullError:
+        raise
+    except (OSError, ColorkitError) as exc:  # this output cannot be written (a file where its folder goes...)
+        return False, f"cannot write {job.dest}: {exc if isinstance(exc, ColorkitError) else one_line(exc)}; skipped"
+    if image.frames > 1:
+        return True, (f"has {image.frames} frames; only the first was colorized (split it into single images to "
+                      "colorize every frame)")
+    return True, None
 
 
 _CACHE: dict[tuple[str, str, float, str, int | None], LoadedModel] = {}
@@ -352,8 +304,8 @@ def colorize(
     elif hasattr(image, "mode") and hasattr(image, "size"):  # a PIL image
         from PIL import ImageOps
 
-        img = _from_pil(ImageOps.exif_transpose(image))
+        img = from_pil(ImageOps.exif_transpose(image))
     else:
         raise TypeError(f"image must be a path, a PIL image or a numpy array, not {type(image).__name__}")
     rgb = colorize_array(loaded, img.rgb, working_size=working_size, chroma=chroma)
-    return _to_pil(rgb, img.alpha)
+    return to_pil(rgb, img.alpha)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from colorkit.engine.colorizer import find_inputs, read_image
+from colorkit.engine.photo_files import find_inputs, read_image
 from colorkit.engine.devices import pick_device
 from colorkit.engine.inference import LoadedModel, colorize_array, experiment_label, load_model
 from colorkit.engine.scoring import (
@@ -47,7 +47,7 @@ from colorkit.engine.scoring import (
     parse_metric_names,
     predicts_lightness,
 )
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError, one_line
 from colorkit.kernel.interfaces import Dataset
 from colorkit.kernel.progress import progress_bar, progress_scope
 
@@ -318,7 +318,7 @@ def _score_photos(model: LoadedModel, found: Sequence[tuple[Path, Path]], ours: 
                 image = read_image(path)
             except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
                 if on_problem:
-                    on_problem(path, f"cannot read: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                    on_problem(path, f"cannot read: {one_line(exc)}")
                 bar.update(task, advance=1)
                 continue
             rgb = image.rgb if image.rgb.dtype == np.uint8 else np.round(np.clip(image.rgb, 0, 1) * 255).astype(np.uint8)

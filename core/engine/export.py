@@ -36,7 +36,7 @@ from torch import nn
 from colorkit.engine.chroma_numpy import DEFAULT_CHROMA, check_chroma
 from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
-from colorkit.kernel.files import atomic_path
+from colorkit.kernel.files import atomic_path, check_writable
 
 FORMATS = ("onnx", "torchscript", "model")
 #: The format tag an exported ONNX or TorchScript file carries.
@@ -125,8 +125,7 @@ def export_model(target: str | Path | None, fmt: str, out: str | Path, *, regist
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     out = Path(out)
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a folder; give a file name")
+    check_writable(out, "--out")  # before the model loads: a folder, a link, a device... is refused
     if fmt == "model":
         from colorkit.engine.checkpoints import write_model_file
         from colorkit.kernel.models import resolve_model

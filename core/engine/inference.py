@@ -22,6 +22,10 @@ Any-size inference (:func:`colorize_array`):
 4. L*a*b* goes to sRGB with the chroma of out-of-gamut pixels reduced (hue and L* kept) until
    the colour fits, instead of clipping RGB, which would change L*. Written as 8-bit, the
    output's L* equals the input's within 1 (about 0.3 at worst from the 8-bit rounding).
+
+A model whose weights hold NaN or infinite values is refused by :func:`load_model`, and a
+prediction that is not finite by :func:`colorize_array`, each with one line naming the model: such
+a model would write black images (their L* lost too) that look like a success.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from colorkit.kernel.interfaces import Generator
 from colorkit.engine.chroma import guided_upsample
 from colorkit.engine.chroma_numpy import CHROMA_UPSAMPLING, DEFAULT_CHROMA, check_chroma
 from colorkit.engine.devices import uses_channels_last
-from colorkit.engine.shapes import CHUNK_PIXELS, working_shape
+from colorkit.engine.shapes import CHUNK_PIXELS, check_working_size, working_shape
 
 #: The working size used when a checkpoint's dataset has no ``size`` option.
 FALLBACK_WORKING_SIZE = 256
@@ -132,6 +136,7 @@ def load_model(
         ``guided`` (default: what the model file records, else ``bilinear``).
     :raises UsageError: one line naming the model and its package, or the file, or the plugin
         package and version to install.
+    :raises ColorkitError: its weights hold NaN or infinite values (exit code 1).
     """
     from colorkit.kernel.models import resolve_model
 
@@ -149,6 +154,12 @@ def load_model(
             raise
         raise UsageError(f"{entry.label}: {exc}") from None
     model.name = entry.name if entry is not None else None
+    bad = next((k for k, v in model.gen.named_parameters() if v.is_floating_point() and not bool(v.isfinite().all())),
+               None)
+    if bad is not None:  # every prediction would be NaN: a black image that loses L* too
+        raise ColorkitError(f"{entry.label if entry is not None else model.path}: its weights hold NaN or infinite values "
+                            f"({bad}), so its predictions are not finite; retrain it (or resume from an earlier "
+                            "checkpoint) or pick another model")
     return model
 
 
@@ -181,31 +192,21 @@ def _load_generator(target: Path, registry: Any, device: str | torch.device, wor
             f"generator '{name}' was saved with {package} {version}; loading it with "
             f"{comp.package} {comp.version}"
         )
-    try:
-        gen = comp.build(options)
-    except ColorkitError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot rebuild generator '{name}' ({exc})") from None
+    from colorkit.engine.checkpoints import build_saved
+
+    gen = build_saved(comp, options, weights, path, "gen")  # options checked against the weights before allocating
     if not isinstance(gen, Generator):
         raise UsageError(f"{path}: generator '{name}' from {comp.package} is not a colorkit Generator")
-    try:
-        gen.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UsageError(
-            f"{path}: the saved weights do not fit generator '{name}' of {comp.package} "
-            f"{comp.version} ({first[:200]})"
-        ) from None
     gen.eval().requires_grad_(False)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     gen.to(dev)
     train = experiment.get("train") if isinstance(experiment.get("train"), dict) else {}
     if uses_channels_last(str(train.get("channels_last", "auto")), dev):
         gen.to(memory_format=torch.channels_last)  # the kernels training validated with: the same numbers
-    size = working_size or state.get("working_size") or _training_size(experiment)
-    if size < 1:
-        raise UsageError(f"working size must be at least 1 pixel, got {size}")
+    if working_size is not None:
+        size = check_working_size(working_size, "--size")
+    else:
+        size = check_working_size(state.get("working_size") or _training_size(experiment), f"{path}: working size")
     recorded_chroma = state.get("chroma_upsample")
     if chroma is None and recorded_chroma is not None and recorded_chroma not in CHROMA_UPSAMPLING:
         raise UsageError(f"{path}: records chroma_upsample {recorded_chroma!r}, which this colorkit does not know "
@@ -277,11 +278,12 @@ def predict_lab(gen: Generator, l_star: torch.Tensor, shape: tuple[int, int] | N
     return torch.cat((lum.to(ab.dtype), ab * color.AB_SCALE), dim=1)
 
 
-def _as_model(model: LoadedModel | Generator) -> tuple[Generator, int, str]:
+def _as_model(model: LoadedModel | Generator) -> tuple[Generator, int, str, str | None]:
+    """The generator, working size, chroma upsampling and the name errors give the model."""
     if isinstance(model, LoadedModel):
-        return model.gen, model.working_size, model.chroma
+        return model.gen, model.working_size, model.chroma, f"model '{model.name}'" if model.name else str(model.path)
     if isinstance(model, Generator):
-        return model, FALLBACK_WORKING_SIZE, DEFAULT_CHROMA
+        return model, FALLBACK_WORKING_SIZE, DEFAULT_CHROMA, None
     raise TypeError(f"expected a LoadedModel or a Generator, got {type(model).__name__}")
 
 
@@ -300,10 +302,11 @@ def colorize_array(
     :param chroma: override how predicted a*b* is upsampled, ``bilinear`` or ``guided`` (default:
         the model's, :attr:`LoadedModel.chroma`; ``bilinear`` for a bare generator).
 
-    The generator runs in eval mode on the device its parameters are on.
+    The generator runs in eval mode on the device its parameters are on. A prediction that is
+    not finite (NaN or infinite values) raises :class:`ColorkitError` naming the model.
     """
-    gen, default_size, default_chroma = _as_model(model)
-    size = int(working_size or default_size)
+    gen, default_size, default_chroma, name = _as_model(model)
+    size = check_working_size(working_size, "working_size") if working_size else int(default_size)
     chroma = check_chroma(chroma or default_chroma)
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
@@ -335,7 +338,12 @@ def colorize_array(
         gen.train(was_training)
     out = np.empty((height, width, 3), dtype=np.uint8)
     for top in range(0, height, rows):
-        rgb = color.lab_to_rgb_fitted(lab[..., top : top + rows, :])
+        band = lab[..., top : top + rows, :]
+        if not bool(band.isfinite().all()):  # black pixels, L* lost too: refused before anything is written
+            raise ColorkitError(f"{name or 'generator ' + type(gen).__name__}: its prediction is not finite (NaN or "
+                                "infinite values; its weights or statistics may hold them); retrain it or pick "
+                                "another checkpoint")
+        rgb = color.lab_to_rgb_fitted(band)
         out[top : top + rows] = to_uint8(rgb)[0].permute(1, 2, 0).cpu().numpy()
     return out
 

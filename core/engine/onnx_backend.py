@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from colorkit.engine.chroma_numpy import DEFAULT_CHROMA, check_chroma, guided_coefficients, upsample_bilinear
-from colorkit.engine.shapes import CHUNK_PIXELS, working_shape
+from colorkit.engine.shapes import CHUNK_PIXELS, check_working_size, working_shape
 from colorkit.kernel import color_numpy
-from colorkit.kernel.errors import UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError
 
 @dataclass
 class OnnxModel:
@@ -72,8 +72,16 @@ def load_onnx(path: str | Path, working_size: int | None = None, threads: int | 
     recorded = meta.get("colorkit.chroma_upsample")
     if chroma is None and recorded is not None:
         check_chroma(recorded, f"{path}: its colorkit.chroma_upsample")
-    return OnnxModel(session, path, int(meta["colorkit.size_multiple"]),
-                     int(working_size or meta["colorkit.working_size"]), meta.get("colorkit.model", path.stem),
+    try:
+        multiple, stored = int(meta["colorkit.size_multiple"]), int(meta["colorkit.working_size"])
+    except (KeyError, ValueError):
+        raise UsageError(f"{path}: its colorkit.size_multiple or colorkit.working_size metadata is missing or not a "
+                         "whole number; export the model again") from None
+    size = check_working_size(working_size, "--size") if working_size else \
+        check_working_size(stored, f"{path}: its colorkit.working_size")
+    if not 1 <= multiple <= 1024:
+        raise UsageError(f"{path}: its colorkit.size_multiple is {multiple}; export the model again")
+    return OnnxModel(session, path, multiple, size, meta.get("colorkit.model", path.stem),
                      chroma or recorded or DEFAULT_CHROMA)
 
 
@@ -107,6 +115,9 @@ def colorize_array(model: OnnxModel, image: np.ndarray, working_size: int | None
     h, w = working_shape(height, width, int(working_size or model.working_size), model.size_multiple)
     small = _resize(l_star, h, w)[None, None]
     ab = model.session.run(None, {"l_star": small})[0][0]
+    if not np.isfinite(ab).all():  # black pixels, L* lost too: refused before anything is written
+        raise ColorkitError(f"{model.path}: its prediction is not finite (NaN or infinite values; its weights may "
+                            "hold them); export the model again from a good checkpoint")
     if chroma == "guided" and ab.shape[-2:] != (height, width):
         chroma_rows = _guided_rows(small[0], ab, height, width)
     else:

@@ -11,16 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from colorkit.engine import distributed as ckdist
 from colorkit.engine.checkpoints import RunLock, environment_manifest, load_checkpoint, new_run_dir
 from colorkit.engine.devices import pick_device
 from colorkit.engine.trainer_state import save_best_copy
 from colorkit.engine.training import RunResult, Trainer
-from colorkit.kernel.errors import UsageError
+from colorkit.kernel.errors import DiskFullError, UsageError
 from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict, load_yaml_file
-from colorkit.kernel.files import atomic_write_bytes, remove_stale_temps, write_new_text
+from colorkit.kernel.files import atomic_write_bytes, dump_yaml, remove_stale_temps, write_new_text
 from colorkit.kernel.progress import progress_scope
 from colorkit.kernel.registry import Registry
 
@@ -42,6 +41,11 @@ def train(registry: Registry, exp: Experiment | None, out: str | Path | None = N
         with progress_scope(progress and info.is_main):
             return _train(registry, exp, out, progress=progress, resume=resume, fork=fork, console=console, info=info,
                           locks=locks, label=label)
+    except DiskFullError as exc:  # the one place that knows how a run continues
+        run_dir = locks[0].path if locks else resume
+        if run_dir is None:
+            raise
+        raise DiskFullError(f"{exc}; then colorkit run --resume {run_dir} continues the run") from None
     finally:
         for lock in locks:
             lock.release()
@@ -174,4 +178,4 @@ def splits(trainer: Trainer) -> dict[str, dict[str, Any]]:
 def splits_yaml(trainer: Trainer) -> str:
     """:func:`splits` as the commented block ``config.yaml`` ends with."""
     return ("# The data of each role (written by colorkit for the reader; ignored when read back):\n"
-            + yaml.safe_dump({"splits": splits(trainer)}, sort_keys=False))
+            + dump_yaml({"splits": splits(trainer)}))

@@ -18,7 +18,7 @@ from colorkit.engine.checkpoints import load_checkpoint, resolve_checkpoint, sav
 from colorkit.engine.inference import experiment_label
 from colorkit.engine.schedules import budget_reached
 from colorkit.engine.seeding import rng_state, set_rng_state
-from colorkit.kernel.errors import UsageError
+from colorkit.kernel.errors import UsageError, one_line
 from colorkit.kernel.files import atomic_copy
 
 
@@ -146,8 +146,7 @@ def load_state(trainer: Any, state: dict[str, Any]) -> None:
             assert trainer.opt_d is not None
             trainer.opt_d.load_state_dict(state["opt_d"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        raise UsageError(f"{state.get('path', 'checkpoint')}: does not fit this experiment ({first})") from None
+        raise UsageError(f"{state.get('path', 'checkpoint')}: does not fit this experiment ({one_line(exc)})") from None
     for sched, key in ((trainer.sched_g, "sched_g"), (trainer.sched_d, "sched_d")):
         if sched is not None and state.get(key):
             sched.load_state_dict(state[key])

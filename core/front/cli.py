@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from colorkit.front.cli_common import fail, get_registry, handle_errors
+from colorkit.front.cli_common import OneLineGroup, fail, get_registry, handle_errors
 from colorkit.kernel.errors import ColorkitError
 from colorkit.kernel.registry import read_registry_file
 
@@ -34,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineGroup,
 )
 
 

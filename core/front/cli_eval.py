@@ -73,8 +73,10 @@ def eval_command(
         if given or len(checkpoints) != 1:
             what = ", ".join(given) if given else "several checkpoints"
             raise UsageError(f"--images evaluates one checkpoint on a folder of photos; {what} cannot go with it")
-        if size is not None and size < 1:
-            raise UsageError(f"--size must be at least 1, got {size}")
+        if size is not None:
+            from colorkit.engine.shapes import check_working_size
+
+            check_working_size(size, "--size")
         result = evaluate_images(
             checkpoints[0], images, registry=get_registry(ctx), metrics=metrics, working_size=size, device=device,
             sets=list(set_ or []), progress=not quiet, chroma=chroma,
@@ -126,10 +128,11 @@ def colorize_command(
 ) -> None:
     """Colorize photos of any size: files and folders in, PNG or JPEG out, inputs never overwritten."""
     from colorkit.engine.colorizer import colorize_files
-    from colorkit.kernel.errors import UsageError
 
-    if size is not None and size < 1:
-        raise UsageError(f"--size must be at least 1, got {size}")
+    if size is not None:
+        from colorkit.engine.shapes import check_working_size
+
+        check_working_size(size, "--size")  # before any allocation: --size 100000 would need ~40 GB
     if model is None and len(inputs) > 1 and _is_run_or_checkpoint(inputs[0]):
         model, inputs = str(inputs[0]), inputs[1:]  # the form before --model: colorize RUN PHOTOS...
     skipped_existing = 0
@@ -168,10 +171,11 @@ def export_command(
     chroma: Annotated[Optional[str], typer.Option("--chroma", help="The chroma upsampling recorded in the file, bilinear or guided (default: the model's own); colorize honours it.", show_default=False)] = None,
 ) -> None:
     """Export a model to ONNX or TorchScript (L* in, a*b* out, any size) or to a model file."""
-    from colorkit.kernel.errors import UsageError
     from colorkit.engine.export import export_model
 
-    if size is not None and size < 1:
-        raise UsageError(f"--working-size must be at least 1, got {size}")
+    if size is not None:
+        from colorkit.engine.shapes import check_working_size
+
+        check_working_size(size, "--working-size")
     path = export_model(model, fmt, out, registry=get_registry(ctx), working_size=size, chroma=chroma)
     typer.echo(f"exported {model} as {fmt} to {path} ({path.stat().st_size / 1e6:.2f} MB)")

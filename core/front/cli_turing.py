@@ -28,6 +28,7 @@ def turing_command(
     seconds: Annotated[float, typer.Option("--seconds", help="show each image this long, then hide it (0: until answered)")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="seed of the image sample and the orders")] = 0,
     limit: Annotated[int, typer.Option("--limit", help="at most this many photos (0: all of a folder, 50 of a dataset)")] = 0,
+    max_sessions: Annotated[int, typer.Option("--max-sessions", help="at most this many participant sessions in the study, earlier runs' included")] = 1000,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="where a dataset's files are")] = None,
     results: Annotated[Optional[Path], typer.Option("--results", help="print the results of this study directory instead")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="with --results: JSON for machines")] = False,
@@ -36,11 +37,12 @@ def turing_command(
 
     Start a study with models and photos, open the printed address, and answer.
 
-    Each participant session appends its answers to STUDY_DIR/answers/ as they come.
+    Each participant session appends its answers to STUDY_DIR/answers/ as they come; a server
+    started again on the same --out continues the sessions in progress.
 
     `--results STUDY_DIR` prints each model's fooling rate (its colorizations judged real, 95% CI).
     """
-    from colorkit.front.turing import create_study, format_summary, summarize
+    from colorkit.front.turing import check_timing, create_study, format_summary, summarize
 
     if results is not None:
         if models or images is not None:
@@ -53,8 +55,9 @@ def turing_command(
                          "(or --results STUDY_DIR to read one)")
     from colorkit.front.turing_server import make_server
 
+    check_timing(seconds, limit)  # NaN, infinite or negative values are one line, before any work
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
-    server = make_server(None, host, port)  # a port in use fails before any work
+    server = make_server(None, host, port, max_sessions)  # a port in use or out of range fails before any work
     try:
         study = create_study(models or [], images, out, registry=get_registry(ctx), size=size, seconds=seconds,
                              seed=seed, limit=limit, data_root=data_root, log=log)

@@ -18,6 +18,7 @@ counts differ by at most one) and across sessions. :mod:`colorkit.front.turing_s
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -35,6 +36,8 @@ ORIGINAL = "original"
 STUDY_FILE = "study.json"
 #: The keys of study.json that define a study: a directory made with others is refused.
 CONFIG_KEYS = ("models", "images", "seed", "size", "seconds", "limit")
+#: The longest --seconds: each photo shown up to an hour (a browser's timer holds at most 24 days).
+MAX_SECONDS = 3600.0
 
 
 @dataclass
@@ -120,7 +123,7 @@ def _resize(rgb: Any, size: int) -> Any:
 def _folder_images(folder: Path, limit: int, seed: int, log: Callable[[str], None]) -> list[tuple[str, Any]]:
     import numpy as np
 
-    from colorkit.engine.colorizer import find_inputs, read_image
+    from colorkit.engine.photo_files import find_inputs, read_image
 
     found, _ = find_inputs([folder], folder / ".colorkit-no-output")
     images, left_out = [], Counter()
@@ -187,8 +190,7 @@ def create_study(
         raise UsageError("give at least one model to test (a model name, run directory or checkpoint)")
     if size < 16 or size > 2048:
         raise UsageError(f"--size {size}: pick a size between 16 and 2048 pixels")
-    if seconds < 0:
-        raise UsageError(f"--seconds {seconds}: must be 0 (no limit) or more")
+    check_timing(seconds, limit)
     folder = Path(out)
     source = Path(images)
     models = [load_model(t, registry) for t in targets]  # a model that cannot load fails before any work
@@ -235,10 +237,26 @@ def create_study(
     return study
 
 
+def check_timing(seconds: float, limit: int) -> None:
+    """Refuse a ``--seconds`` that is not a finite time from 0 to :data:`MAX_SECONDS`, and a
+    negative ``--limit``, with a one-line :class:`UsageError` naming the option."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or not 0 <= seconds <= MAX_SECONDS:
+        raise UsageError(f"--seconds {seconds}: give the seconds each photo is shown, from 0 (until "
+                         f"answered) to {MAX_SECONDS:g}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise UsageError(f"--limit {limit}: give the most photos to use, or 0 for all of a folder (50 of a dataset)")
+
+
+def now_iso() -> str:
+    """The time now, in UTC, as ISO 8601 with milliseconds (the answers' time stamps)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def append_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line with a single write on an ``O_APPEND`` descriptor, then fsync: a
-    killed process leaves every earlier line whole."""
-    data = (json.dumps(record) + "\n").encode("utf-8")
+    killed process leaves every earlier line whole. Standard JSON only (no NaN or Infinity)."""
+    data = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, data)

@@ -29,7 +29,13 @@ LIMIT = 110
 @functools.cache
 def _table() -> tuple[torch.Tensor, torch.Tensor]:
     """``(centres Q x 2 in a*b* units, lookup)``: ``lookup[i, j]`` is the kept cell nearest to
-    grid point ``(i, j)`` (itself when kept), so any grid index maps to an in-gamut cell."""
+    grid point ``(i, j)`` (itself when kept), so any grid index maps to an in-gamut cell. Computed
+    on the CPU whatever the default device (a model built on the ``meta`` device needs the count)."""
+    with torch.device("cpu"):
+        return _cpu_table()
+
+
+def _cpu_table() -> tuple[torch.Tensor, torch.Tensor]:
     axis = torch.arange(-LIMIT, LIMIT + 1, GRID, dtype=torch.float64)
     n = len(axis)
     a, b = torch.meshgrid(axis, axis, indexing="ij")

@@ -34,7 +34,7 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError, one_line
 from colorkit.kernel.files import atomic_path
 
 __all__ = ["DownloadError", "download", "file_digest", "verify", "safe_extract", "human_bytes"]
@@ -216,6 +216,14 @@ def safe_extract(archive: str | Path, target: str | Path, *, quiet: bool = False
     archive; ``target`` is then unchanged.
     """
     archive, target = Path(archive), Path(target)
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        # (tarfile's own message lists each compression it tried, one per line: nothing to quote)
+        raise UsageError(f"{archive}: not a tar archive (plain, gzip, bzip2 or xz), or a damaged one "
+                         f"({type(exc).__name__}); nothing was extracted") from None
+    except OSError as exc:
+        raise UsageError(f"{archive}: cannot read the archive ({exc.strerror or exc})") from None
     target.mkdir(parents=True, exist_ok=True)
     if not quiet:
         print(f"extracting {archive.name} into {target}", file=sys.stderr, flush=True)
@@ -223,10 +231,11 @@ def safe_extract(archive: str | Path, target: str | Path, *, quiet: bool = False
     created: list[Path] = []
     try:
         try:
-            with tarfile.open(archive, "r:*") as tf:
+            with tf:
                 _extract_all(tf, staging, archive, target)
         except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise UsageError(f"{archive}: not a readable tar archive ({exc}); nothing was extracted") from None
+            raise UsageError(f"{archive}: not a readable tar archive ({one_line(exc)}); nothing was "
+                             "extracted") from None
         except OSError as exc:
             raise UsageError(f"{archive}: extraction into {target} failed ({exc}); nothing was extracted") from None
         for entry in sorted(staging.iterdir()):

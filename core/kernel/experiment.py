@@ -14,10 +14,9 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 
 from colorkit.kernel.errors import UsageError
-from colorkit.kernel.files import load_yaml
+from colorkit.kernel.files import dump_yaml, load_yaml
 from colorkit.kernel.options import build_options, opt, options_to_dict
 from colorkit.kernel.registry import Registry
 
@@ -98,8 +97,15 @@ class TrainOptions:
         for key in ("val_every", "ckpt_every", "patience"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0")
-        if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
-            raise ValueError("learning rates must be positive")
+        for key in ("lr", "lr_d", "max_minutes", "max_cpu_minutes"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
+        for key in ("max_steps", "val_limit"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be at least 1 (or none for no limit), got {getattr(self, key)}")
+        for key in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"train.{key} must be in [0, 1), got {getattr(self, key)}")
         if not 0.0 <= self.gan_start < 1.0:
             raise ValueError("train.gan_start must be in [0, 1): the share of the budget before the GAN phase")
         if self.warmup < 0:
@@ -146,7 +152,8 @@ class Experiment:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The experiment as the YAML ``config.yaml`` holds (no anchors: :func:`load_yaml` reads it back)."""
+        return dump_yaml(self.to_dict())
 
     @property
     def label(self) -> str:
@@ -212,8 +219,24 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                     raise UsageError(f"{source}: 'metrics' must be a list of names")
                 merged["metrics"] = [str(v) for v in value]
             else:
-                merged[key] = value
+                merged[key] = _description(value, source)
     return merged
+
+
+#: The longest ``description`` an experiment takes, in characters.
+MAX_DESCRIPTION = 2000
+
+
+def _description(value: Any, source: str) -> str:
+    """An experiment's ``description``: text of at most :data:`MAX_DESCRIPTION` characters."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UsageError(f"{source}: 'description' must be text (a string), got a {type(value).__name__}")
+    if len(value) > MAX_DESCRIPTION:
+        raise UsageError(f"{source}: 'description' is {len(value)} characters long, over the {MAX_DESCRIPTION} "
+                         "allowed; shorten it")
+    return value
 
 
 def apply_sets(merged: dict[str, Any], sets: list[str]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -67,9 +67,11 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def disk_full_error(path: Path, needed: int) -> DiskFullError:
-    """The one line of a write that failed for lack of space: the file, the free and the needed
-    space, and that the previous version is kept."""
+def disk_full_error(path: Path, needed: int | None = None, written: int = 0) -> DiskFullError:
+    """The one line of a write that failed for lack of space: the file, the free space, the space
+    the write needs where it is known (``needed``; else how far it got, ``written``, and the size
+    of the previous version, which is kept). Callers that know how to continue (``colorkit run
+    --resume``) add it to the message."""
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -77,19 +79,44 @@ def disk_full_error(path: Path, needed: int) -> DiskFullError:
         free = shutil.disk_usage(folder).free
     except OSError:
         free = 0
-    kept = f"the previous {path.name} is kept; " if path.is_file() else ""
-    return DiskFullError(f"{path}: not written, the disk is full ({free / 1e6:.1f} MB free, at least "
-                         f"{max(needed, 1) / 1e6:.1f} MB more needed); {kept}free some space and run the command "
-                         "again (colorkit run --resume RUN_DIR continues a run)")
+    sizes = f"{free / 1e6:.1f} MB free"
+    if needed is not None:
+        sizes += f", {needed / 1e6:.1f} MB needed"
+    elif written:
+        sizes += f"; the write stopped after {written / 1e6:.1f} MB"
+    kept = f"the previous {path.name} ({_size(path) / 1e6:.1f} MB) is kept; " if path.is_file() else ""
+    return DiskFullError(f"{path}: not written, the disk is full ({sizes}); {kept}free some space and try again")
+
+
+def check_replaceable(path: str | Path, option: str = "") -> None:
+    """Refuse a destination that exists and is not a regular file: a folder, a symbolic link (to
+    anything: colorkit never writes through a link), a device, a pipe or a socket. Writing
+    replaces the destination, so only a regular file may be there (``option`` names the flag)."""
+    path = Path(path)
+    name = f"{option} {path}" if option else str(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot write there ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{name}: cannot write there (it is a folder); give a file name")
+    if stat.S_ISLNK(mode):
+        raise UsageError(f"{name}: is a symbolic link; colorkit replaces only regular files and never writes "
+                         "through a link: give the link's target or another path")
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{name}: exists and is not a regular file (a device, a pipe or a socket); colorkit "
+                         "replaces only regular files: give another path")
 
 
 def check_writable(path: str | Path, option: str = "") -> None:
-    """Refuse, before any work, a file path that cannot be written: a folder, under a file, or
-    in a folder without write permission (``option`` names the flag in the message)."""
+    """Refuse, before any work, a file path that cannot be written: one that exists and is not a
+    regular file (:func:`check_replaceable`), under a file, or in a folder without write
+    permission (``option`` names the flag in the message)."""
     path = Path(path)
     name = f"{option} {path}" if option else str(path)
-    if path.is_dir():
-        raise UsageError(f"{name}: cannot write there (it is a folder); give a file name")
+    check_replaceable(path, option)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -100,7 +127,7 @@ def check_writable(path: str | Path, option: str = "") -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp", needed: int | None = None) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; when the block ends without error
     it is flushed to disk and renamed over ``path``, on any error it is removed. A folder that
     cannot be written is a one-line error naming it."""
@@ -122,21 +149,21 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         written = _size(tmp)
         tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
-            raise disk_full_error(path, max(written, _size(path))) from None
+            raise disk_full_error(path, needed=needed, written=written) from None
         raise
     _fsync(path.parent)
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
-    """:func:`atomic_path` as a binary file open for writing."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+def atomic_open(path: str | Path, needed: int | None = None) -> Iterator[BinaryIO]:
+    """:func:`atomic_path` as a binary file open for writing (``needed``: its size, where known)."""
+    with atomic_path(path, needed=needed) as tmp, open(tmp, "wb") as fh:
         yield fh
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path) as fh:
+    with atomic_open(path, needed=len(data)) as fh:
         fh.write(data)
 
 
@@ -199,18 +226,21 @@ def write_new_text(path: Path, text: str) -> None:
                 fh.write(text)
     except OSError as exc:
         if is_disk_full(exc):
-            raise disk_full_error(path, len(text.encode())) from None
+            raise disk_full_error(path, needed=len(text.encode())) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
     _fsync(path.parent)
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
+def remove_stale_temps(folder: Path, names: Collection[str] | None = None) -> list[Path]:
     """Remove the temporary files (``.NAME.XXXX.tmp``) that a killed :func:`atomic_path` left in
-    ``folder``; returns them. Call it only where no other process writes ``folder``."""
+    ``folder`` (only those of the file names ``names``, when given); returns them. Call it only
+    where no other process writes those files."""
     removed = []
     for tmp in folder.glob(".*.tmp"):
+        if names is not None and tmp.name[1:].rsplit(".", 2)[0] not in names:
+            continue
         if tmp.is_file() and not tmp.is_symlink():
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
@@ -244,22 +274,70 @@ def read_text_file(path: str | Path, what: str = "file", limit: int = MAX_TEXT_B
         raise UsageError(f"{p}: a binary file, not a {what} (not UTF-8 text)") from None
 
 
+class _StrictYAMLError(Exception):
+    """What :func:`load_yaml`'s loader refuses: an alias, a repeated key (the message says which)."""
+
+
+def _strict_loader() -> type:
+    """``yaml.SafeLoader`` that refuses aliases (``*name``: one line of them can expand to
+    gigabytes, the "billion laughs") and a key given twice in one mapping (the last would win
+    silently)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _StrictYAMLError(f"line {event.start_mark.line + 1}: the alias *{event.anchor} (YAML anchors "
+                                       "and aliases are not allowed in colorkit files; write the values out)")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise _StrictYAMLError(f"line {key_node.start_mark.line + 1}: the key {key!r} is given twice "
+                                               "in one mapping; keep one")
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
-    """The YAML in a file read with :func:`read_text_file`; bad YAML is a one-line error."""
+    """The YAML in a file read with :func:`read_text_file`; bad YAML, an alias or a repeated key
+    is a one-line error naming the file (and the line)."""
     import yaml
 
     text = read_text_file(path, what)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+    except _StrictYAMLError as exc:
+        raise UsageError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
     except RecursionError:
         raise UsageError(f"{path}: not valid YAML (nested too deeply)") from None
 
 
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML that :func:`load_yaml` reads back: an object met twice is written out
+    twice, never as an anchor and an alias (which :func:`load_yaml` refuses)."""
+    import yaml
+
+    class NoAliasDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump(data, Dumper=NoAliasDumper, sort_keys=False)
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line, whole or not at all: a failed write (a full disk) is cut back off."""
     data = (json.dumps(record, sort_keys=False) + "\n").encode("utf-8")
+    check_replaceable(path)
     size = _size(path)
     try:
         with open(path, "ab") as fh:
@@ -268,7 +346,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.truncate(path, size)
         if is_disk_full(exc):
-            raise disk_full_error(path, len(data)) from None
+            raise disk_full_error(path, needed=len(data)) from None
         raise
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from colorkit.kernel.errors import UnknownNameError, UsageError
+from colorkit.kernel.errors import UnknownNameError, UsageError, one_line
 
 #: Marks a model file (:func:`colorkit.engine.checkpoints.write_model_file`).
 MODEL_FILE_KIND = "model"
@@ -60,7 +60,8 @@ class ModelEntry:
             try:
                 found = self.weights()
             except Exception as exc:  # noqa: BLE001 - a plugin's fetch failing is one line for the user
-                raise UsageError(f"{self.label}: its weights could not be fetched ({_one_line(exc)})") from None
+                raise UsageError(f"{self.label}: its weights could not be fetched "
+                                 f"({one_line(exc, first_line=True)})") from None
             return Path(found)
         return Path(self.weights)
 
@@ -87,10 +88,6 @@ class ModelEntry:
                 return f"(model card {card} unreadable: {exc.strerror})"
         return str(card or "")
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -19,6 +21,14 @@ from colorkit.kernel.errors import OptionError
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null", "~", ""}
+#: How messages quote a value: bounded in length and depth, whatever the value (a checkpoint's
+#: nested lists, a megabyte string).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+
+
+class _NotFinite(OptionError):
+    """A float option given NaN or an infinity: the message stands, whatever else the type allows."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +49,7 @@ def _type_name(tp: Any) -> str:
 def convert(value: Any, tp: Any, where: str) -> Any:
     """Convert ``value`` to the annotated type ``tp``; raise :class:`OptionError` naming ``where``."""
     origin = get_origin(tp)
-    bad = OptionError(f"option '{where}': {value!r} is not a valid {_type_name(tp)}")
+    bad = OptionError(f"option '{where}': {_SHOWN.repr(value)} is not a valid {_type_name(tp)}")
     if origin in (typing.Union, types.UnionType):
         members = get_args(tp)
         if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
@@ -50,6 +60,8 @@ def convert(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return convert(value, member, where)
+            except _NotFinite:
+                raise
             except OptionError:
                 continue
         raise bad
@@ -59,7 +71,7 @@ def convert(value: Any, tp: Any, where: str) -> Any:
             if value == choice or (isinstance(value, str) and str(choice) == value.strip()):
                 return choice
         raise OptionError(
-            f"option '{where}': {value!r} is not one of {', '.join(repr(c) for c in choices)}"
+            f"option '{where}': {_SHOWN.repr(value)} is not one of {', '.join(repr(c) for c in choices)}"
         )
     if origin in (list, tuple):
         args = get_args(tp)
@@ -98,16 +110,15 @@ def convert(value: Any, tp: Any, where: str) -> Any:
                     return int(as_float)
         raise bad
     if tp is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise bad from None
-        raise bad
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (ValueError, OverflowError):
+            raise bad from None
+        if not math.isfinite(number):
+            raise _NotFinite(f"option '{where}': {_SHOWN.repr(value)} is not a finite number; give one")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

@@ -30,7 +30,7 @@ import pluggy
 import yaml
 
 from colorkit.kernel import hookspecs
-from colorkit.kernel.errors import PluginError, UnknownNameError
+from colorkit.kernel.errors import PluginError, UnknownNameError, one_line
 from colorkit.kernel.models import ModelEntry
 from colorkit.kernel.options import NoOptions, build_options
 
@@ -79,7 +79,7 @@ class Component:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise PluginError(f"{self.kind} '{self.name}' from package {self.package} {self.version}: cannot import "
-                              f"{self.factory} ({_one_line(exc)})") from None
+                              f"{self.factory} ({one_line(exc, first_line=True)})") from None
         check_interface(self.kind, self.name, factory, self.plugin)
         return factory
 
@@ -119,10 +119,6 @@ def read_registry_file(path: Path | None = None) -> dict[str, Any]:
         raise PluginError(f"{path}: expected a mapping with a 'plugins' list")
     return data
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _package_of(obj: object) -> tuple[str, str]:
@@ -194,7 +190,7 @@ class Registry:
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break colorkit
-            self.failed.append(FailedPlugin(name, package, _one_line(exc)))
+            self.failed.append(FailedPlugin(name, package, one_line(exc, first_line=True)))
             return False
         self._info[name] = (package, version)
         return True
@@ -210,7 +206,7 @@ class Registry:
                     raise PluginError(f"built-in plugin {name}: {exc}") from None
                 package, _ = self._info.get(name, ("?", ""))
                 self.pm.unregister(exc.plugin)
-                self.failed.append(FailedPlugin(name, package, _one_line(exc)))
+                self.failed.append(FailedPlugin(name, package, one_line(exc, first_line=True)))
 
     def _collect(self, builtin: set[str]) -> None:
         for kind, hook_name in KINDS.items():
@@ -237,7 +233,7 @@ class Registry:
                 if impl is None or impl.plugin_name in builtin:
                     raise
                 package, _ = self._info.get(impl.plugin_name, ("?", ""))
-                self.failed.append(FailedPlugin(impl.plugin_name, package, _one_line(exc)))
+                self.failed.append(FailedPlugin(impl.plugin_name, package, one_line(exc, first_line=True)))
                 excluded.append(impl.plugin)
 
     def _calling_impl(self, impls: dict[int, list[Any]]) -> Any:
@@ -378,7 +374,8 @@ def build_registry(
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise PluginError(f"built-in plugin {module_name} listed in registry.yaml: {_one_line(exc)}") from exc
+            raise PluginError(f"built-in plugin {module_name} listed in registry.yaml: "
+                              f"{one_line(exc, first_line=True)}") from exc
         pm.register(module, name=module_name)
         reg._info[module_name] = ("colorkit", __version__)
         builtin.add(module_name)
@@ -398,7 +395,7 @@ def build_registry(
             try:
                 plugin = ep.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded and shown, never swallowed
-                reg.failed.append(FailedPlugin(label, dist, _one_line(exc)))
+                reg.failed.append(FailedPlugin(label, dist, one_line(exc, first_line=True)))
                 continue
             reg._add_plugin(plugin, label, dist, version)
 
