@@ -5,7 +5,7 @@ untouched, full precision; as a suite's ``from`` row derives them), evaluated by
 writes it as JSON with ``--json``.
 
     python benchmarks/ab_gain_scan.py RUN/checkpoints/cpu-10min.pt --gains 1,1.2,1.4,1.6,1.8,2,2.2 \\
-        --data-root ../shared/data/cifar10-jpeg.tar.gz --split val --limit 2000
+        --data-root ../shared/data/cifar10-jpeg.tar.gz --split val --first 2000
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--gains", default="1,1.2,1.4,1.6,1.8,2,2.2")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--split", default="val", help="val: choose here; report on test")
-    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--first", type=int, default=2000, help="score the split's first N images (as eval --first)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="dataset.KEY=VALUE",
                         help="a dataset option of the scored images, e.g. dataset.keep_gray=true to score val "
@@ -42,19 +42,19 @@ def main() -> None:
         for gain in [float(g) for g in args.gains.split(",")]:
             experiment["gen"]["options"]["ab_gain"] = gain
             path = write_model_file(args.checkpoint, Path(tmp) / f"gain-{gain:g}.pt", half=False, experiment=experiment)
-            ev, _, _ = evaluate([path], split=args.split, limit=args.limit, metrics=METRICS, device="cpu",
+            ev, _, _ = evaluate([path], split=args.split, first=args.first, metrics=METRICS, device="cpu",
                                 data_root=args.data_root, batch_size=250, sets=args.sets)
             floor, model = ev.rows[0], ev.rows[-1]
             if not rows:
                 rows.append({"gain": "no colour", **{m: floor.values[m] for m in names}})
             rows.append({"gain": gain, **{m: model.values[m] for m in names}})
-    print(f"{args.checkpoint}, {args.split} split, {args.limit} images{''.join(', ' + x for x in args.sets)}\n")
+    print(f"{args.checkpoint}, {args.split} split, first {args.first} images{''.join(', ' + x for x in args.sets)}\n")
     print("| gain | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for r in rows:
         print(f"| {r['gain']} | " + " | ".join(f"{r[m]:.2f}" for m in names) + " |")
     if args.json:
         with atomic_path(args.json) as p:
-            p.write_text(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "limit": args.limit, "sets": args.sets,
+            p.write_text(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "first": args.first, "sets": args.sets,
                                      "rows": rows}, indent=1))
 
 

@@ -24,3 +24,14 @@ def one_line_error(result, code: int = 2) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert "Traceback" not in result.output
     return lines[0]
+
+
+#: A two-epoch run of a tiny U-Net on the bundled samples, on the CPU (seconds).
+TINY_RUN = ["run", "--gen", "unet", "--set", "gen.base=8", "--loss", "l2", "--disc", "none", "--dataset", "samples",
+            "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=16", "--set", "dataset.eval_crops=8",
+            "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--metrics", "mae"]
+
+
+def lines(text: str) -> list[str]:
+    """The non-blank lines of a command's output."""
+    return [line for line in text.splitlines() if line.strip()]

@@ -95,3 +95,13 @@ def run_dir(tmp_path_factory):
     train(registry, exp, out, progress=False)
     assert (out / "checkpoints" / "last.pt").is_file()
     return out
+
+
+@pytest.fixture
+def every_update(monkeypatch):
+    """Plain progress lines at every update: what a long job shows every 30 s, without waiting for it."""
+    from colorkit.kernel.progress import EVERY_ENV, MODE_ENV, PREFIX_ENV
+
+    monkeypatch.setenv(EVERY_ENV, "0")
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    monkeypatch.delenv(PREFIX_ENV, raising=False)

@@ -170,6 +170,7 @@ def test_rerun_reuses_runs_and_evaluations(done, registry):
     assert not [line for line in logs if " train " in line or " evaluate " in line or "resume" in line]
 
 
+@pytest.mark.slow
 def test_interrupted_run_continues(done, tmp_path, registry, monkeypatch):
     """A run stopped after two steps (as Ctrl-C does: checkpoint saved) resumes on the rerun
     and ends with the same weights as the uninterrupted run of the same config."""
@@ -280,6 +281,7 @@ def test_a_missing_plugin_package_is_named_with_its_install_command(tmp_path, re
         load_suite(path)
 
 
+@pytest.mark.slow
 def test_bench_says_what_it_will_run_before_the_first_run(tmp_path, registry):
     suite = write_suite(tmp_path)
     lines: list[str] = []
@@ -402,6 +404,7 @@ def _make_results():
     return mod
 
 
+@pytest.mark.slow
 def test_make_results_collects_a_suite_and_the_speed_files(done, tmp_path):
     suite, out, _ = done
     mod = _make_results()
@@ -443,6 +446,7 @@ def test_only_and_seeds_restrict_what_runs(tmp_path, registry):
         run_suite(suite, out, registry=registry, log=None, seeds=[7])
 
 
+@pytest.mark.slow
 def test_results_never_mix_evaluation_protocols(done, tmp_path, registry):
     """After the suite's evaluation changes, a run scored on the old protocol leaves the table
     (named as left out) until it is scored again; `--only` rescores just its runs."""
@@ -464,6 +468,7 @@ def test_results_never_mix_evaluation_protocols(done, tmp_path, registry):
     assert "Left out" not in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_sequential_results(done, tmp_path):
     """``jobs=2``: every run in a ``colorkit bench`` worker process of its own, two at a time,
     on one output folder; the same runs and, on the CPU with one thread, the same numbers."""
@@ -483,6 +488,7 @@ def test_parallel_jobs_give_the_sequential_results(done, tmp_path):
     assert "4 of 4 runs" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_worker_is_reported_and_the_others_finish(tmp_path):
     suite = write_suite(tmp_path)
     text = suite.read_text().replace("config: {loss: ns_l1,", "set: [gen.depth=5]\n    config: {loss: ns_l1,")

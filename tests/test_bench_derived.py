@@ -56,6 +56,7 @@ def _rows(out: Path) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.slow
 def test_a_from_row_scores_the_source_weights_with_its_options_and_trains_nothing(tmp_path, jobs):
     threads = torch.get_num_threads()
     suite, out, logs = _suite(tmp_path, jobs), tmp_path / "out", []

@@ -132,6 +132,7 @@ def test_colorize_array_guided_keeps_l_and_bilinear_stays_the_default(run_dir, g
     assert np.array_equal(colorize_array(from_file, photo), guided)  # the file's default is the same path
 
 
+@pytest.mark.slow
 def test_cli_colorize_and_eval_take_chroma_and_refuse_unknown_values(run_dir, guided_file, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -179,6 +180,7 @@ def test_python_api_takes_chroma(run_dir, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+@pytest.mark.slow
 def test_exports_record_it_and_the_onnx_backend_honours_it(run_dir, guided_file, tmp_path):
     pytest.importorskip("onnxruntime")
     from colorkit.engine import onnx_backend

@@ -74,6 +74,7 @@ def test_bad_config_file_is_named(tmp_path):
     assert "not found" in one_line_error(invoke(["run", "--config", str(tmp_path / "missing.yaml")]))
 
 
+@pytest.mark.slow
 def test_gan_run_writes_a_complete_run_directory_and_learns(tmp_path):
     out = tmp_path / "run"
     result = invoke(["run", "--gen", "unet", "--disc", "conv", "--loss", "ns_l1", "--epochs", "4",
@@ -121,6 +122,7 @@ def test_baseline_run_with_preset_style_config(tmp_path):
     assert steps and "l2" in steps[0] and "gan" not in steps[0]
 
 
+@pytest.mark.slow
 def test_throwaway_plugin_appears_in_list_and_trains(throwaway_plugin, tmp_path):
     listed = invoke(["list", "generator"], plugins=[throwaway_plugin])
     assert "tiny" in listed.output and "throwaway test generator" in listed.output
@@ -157,6 +159,7 @@ def test_set_overrides_config_and_flags_override_preset(tmp_path):
                                          (["bench", "--help"], "Usage: colorkit bench"),
                                          (["list"], "unet"), (["list", "dataset"], "cifar10"),
                                          (["--version"], "colorkit ")])
+@pytest.mark.slow
 def test_help_and_list_answer_without_importing_torch(args, shows, monkeypatch):
     """``colorkit --help``, a command's help and ``colorkit list`` need no torch: the built-in
     plugins register their components by reference (installed third-party plugins are off here:

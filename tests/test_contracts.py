@@ -25,6 +25,7 @@ def _components():
 
 
 @pytest.mark.parametrize("component", _components())
+@pytest.mark.slow
 def test_component_honours_its_contract(component, tmp_path):
     check_component(component, tmp_path)
 

@@ -195,6 +195,7 @@ class Reader:
         return proc.stdout + proc.stderr, proc.returncode
 
 
+@pytest.mark.slow
 def test_every_block_of_the_plugin_guide_runs(tmp_path, monkeypatch):
     project, site = tmp_path / "colorkit-dilated", tmp_path / "site"
     project.mkdir()

@@ -203,7 +203,7 @@ def test_eval_no_colour_row_matches_an_independent_computation(run_dir, tmp_path
     from colorkit.plugins.samples_data import Samples
 
     out_json = tmp_path / "r.json"
-    result = invoke(["eval", run_dir, "--metrics", "mae,psnr", "--limit", "5", "--json", out_json, "-q"])
+    result = invoke(["eval", run_dir, "--metrics", "mae,psnr", "--first", "5", "--json", out_json, "-q"])
     assert result.exit_code == 0, result.output
     ref = json.loads(out_json.read_text())["rows"][0]["values"]
     data = Samples(SamplesOptions(size=32, eval_crops=8)).split("test")
@@ -297,6 +297,7 @@ def test_colorize_folder_end_to_end(run_dir, photo_folder, tmp_path):
     assert inputs_of(photo_folder) == before  # no input touched
 
 
+@pytest.mark.slow
 def test_colorize_never_overwrites_inputs_and_respects_existing_outputs(run_dir, photo_folder, tmp_path):
     before = inputs_of(photo_folder)
     # Output folder = input folder: grey.png and alpha.png would overwrite themselves
@@ -330,6 +331,7 @@ def test_colorize_jpeg_output_and_an_output_folder_inside_the_input(run_dir, pho
     assert not (out / "colour").exists()
 
 
+@pytest.mark.slow
 def test_colorize_exit_codes_follow_one_rule(run_dir, photo_folder, tmp_path):
     """0: every photo written; 1: some photos could not be read (a `warning:` line each, the others
     written); 2: a user mistake (`error:`, one line), and nothing is written."""
@@ -352,6 +354,7 @@ def test_colorize_exit_codes_follow_one_rule(run_dir, photo_folder, tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.slow
 def test_python_api_doc_examples_run(run_dir, tmp_path, monkeypatch):
     """Every ``python`` block of docs/python-api.md runs, in order, in one namespace."""
     import re
@@ -374,3 +377,23 @@ def test_python_api_doc_examples_run(run_dir, tmp_path, monkeypatch):
         exec(compile(block, str(doc), "exec"), namespace)  # noqa: S102
     assert (tmp_path / "old-photo-colour.png").is_file()
     assert (tmp_path / "colourised" / "a" / "cup.png").is_file()
+
+
+def test_eval_limit_scores_a_seeded_sample_spread_over_a_split_sorted_by_class(run_dir, tmp_path):
+    from colorkit.engine.evaluation import spread_indices
+
+    labels = np.repeat(np.arange(10), 1000)  # CIFAR-10's test split: sorted by class
+    picks = spread_indices(len(labels), 2000)
+    assert len(set(picks)) == 2000 and all(0 <= i < 10000 for i in picks)
+    assert np.bincount(labels[picks], minlength=10).tolist() == [200] * 10  # every class its share
+    assert spread_indices(10000, 2000) == picks and spread_indices(10000, 2000, seed=1) != picks
+    assert spread_indices(5, 9) == [0, 1, 2, 3, 4]
+    odd = spread_indices(7, 3)  # runs [0, 2), [2, 4), [4, 7)
+    assert 0 <= odd[0] < 2 <= odd[1] < 4 <= odd[2] < 7
+    # the command says what it scored, and --first is the old first-N
+    out = tmp_path / "r.json"
+    assert invoke(["eval", run_dir, "--metrics", "mae", "--limit", "3", "--json", out, "-q"]).exit_code == 0
+    saved = json.loads(out.read_text())
+    assert saved["images"] == 3 and saved["limit"] == 3 and saved["sample"] == "spread over the split, seed 0"
+    line = one_line_error(invoke(["eval", run_dir, "--limit", "3", "--first", "3", "-q"]))
+    assert "--limit" in line and "--first" in line

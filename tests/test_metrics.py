@@ -411,6 +411,7 @@ def test_hist_intersection_matches_numpy_on_real_photos(registry, photos):
 
 
 @pytest.mark.parametrize("name", ["auc_rebal", "hist_intersection", "colorfulness_gap"])
+@pytest.mark.slow
 def test_set_metrics_split_and_merge_like_one_update(registry, name, photos):
     """p, Q and the histograms belong to the whole set: two updates, or two metric objects fed
     one half each and merged, give the value of one update over everything."""

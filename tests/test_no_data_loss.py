@@ -61,6 +61,7 @@ def odd_destinations(folder: Path) -> dict[str, Path]:
             "device": device}
 
 
+@pytest.mark.slow
 def test_every_writer_refuses_a_destination_that_is_not_a_regular_file(run_dir, tmp_path):
     from colorkit.kernel.files import check_replaceable  # the one check every writer makes
 
@@ -161,6 +162,7 @@ PIPE_RUNS = {
 
 
 @pytest.mark.parametrize("command", sorted(PIPE_RUNS))
+@pytest.mark.slow
 def test_a_pipe_among_the_photos_is_passed_over_not_read(run_dir, tmp_path, command):
     photos = tmp_path / "photos"
     save_photo(photos / "a.png", skdata.coffee()[:64, :80])

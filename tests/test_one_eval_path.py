@@ -157,6 +157,7 @@ def test_a_val_size_larger_than_the_training_split_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_ddp_validation_is_merged_over_ranks_and_equals_one_process(tmp_path):
     """Two CPU processes each score half of val; the merged numbers (which pick best.pt) are
     those of one process evaluating the saved checkpoint."""

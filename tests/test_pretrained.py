@@ -98,6 +98,7 @@ def _model_plugin(name: str, path: Path, sha: str):
     return ModelPlugin()
 
 
+@pytest.mark.slow
 def test_a_plugin_ships_a_model_that_list_colorize_and_eval_use(run_dir, gray_photo, tmp_path):
     path = write_model_file(run_dir, tmp_path / "mine.pt")
     plugin = _model_plugin("mine", path, sha256_file(path))
@@ -115,6 +116,7 @@ def test_a_plugin_ships_a_model_that_list_colorize_and_eval_use(run_dir, gray_ph
         assert torch.equal(by_name.gen.state_dict()[k], expected)
 
 
+@pytest.mark.slow
 def test_corrupt_truncated_or_misfit_model_files_are_one_line_errors(run_dir, gray_photo, tmp_path):
     path = write_model_file(run_dir, tmp_path / "mine.pt")
     good = sha256_file(path)
@@ -185,6 +187,7 @@ def test_onnx_export_matches_pytorch_on_random_and_real_inputs_at_two_sizes(run_
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+@pytest.mark.slow
 def test_torchscript_export_loads_with_jit_load_and_matches(run_dir, tmp_path):
     out = tmp_path / "model.ts"
     assert invoke(["export", run_dir, "--format", "torchscript", "--out", out]).exit_code == 0
@@ -197,6 +200,7 @@ def test_torchscript_export_loads_with_jit_load_and_matches(run_dir, tmp_path):
             assert (scripted(x) - ref(x)).abs().max() / AB_SCALE < 1e-4
 
 
+@pytest.mark.slow
 def test_onnxruntime_backend_colorizes_like_the_torch_backend(run_dir, gray_photo, tmp_path):
     onnx_file = tmp_path / "m.onnx"
     assert invoke(["export", run_dir, "--out", onnx_file]).exit_code == 0
@@ -213,6 +217,7 @@ def test_onnxruntime_backend_colorizes_like_the_torch_backend(run_dir, gray_phot
     assert x.shape == y.shape and d.max() <= 8 and np.mean(d > 2) < 1e-4 and d.mean() < 0.05
 
 
+@pytest.mark.slow
 def test_export_and_backend_mistakes_are_one_line_errors(run_dir, gray_photo, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
@@ -242,6 +247,7 @@ def test_model_export_round_trips_through_a_file(run_dir, tmp_path):
     assert hashlib.sha256(out.read_bytes()).hexdigest() == sha256_file(out)
 
 
+@pytest.mark.slow
 def test_default_model_script_writes_file_card_checksum_and_report(run_dir, tmp_path):
     """benchmarks/default_model.py on a real (two-step) run: the model file it writes loads, its
     manifest checksum matches, and the card's table is the measured one."""

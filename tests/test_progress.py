@@ -1,6 +1,6 @@
 """Progress everywhere (issue 16, point 2): one display (``colorkit.kernel.progress``), a rich bar
 on a terminal and plain lines with step, images/s, ETA and the latest validation anywhere else,
-all on stderr; ``-q`` silences it; ``eval --limit N`` decodes only the N images it scores."""
+all on stderr; ``-q`` silences it; ``eval --first N`` decodes only the N images it scores."""
 
 from __future__ import annotations
 
@@ -12,27 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import invoke
+from cli_helpers import TINY_RUN, invoke, lines
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.progress import EVERY_ENV, MODE_ENV, PREFIX_ENV, progress_bar, progress_note, progress_scope
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-TINY_RUN = ["run", "--gen", "unet", "--set", "gen.base=8", "--loss", "l2", "--disc", "none", "--dataset", "samples",
-            "--set", "dataset.size=32", "--set", "dataset.crops_per_epoch=16", "--set", "dataset.eval_crops=8",
-            "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--metrics", "mae"]
-
-
-@pytest.fixture
-def every_update(monkeypatch):
-    """Plain lines at every update: what a long job shows every 30 s, without waiting for it."""
-    monkeypatch.setenv(EVERY_ENV, "0")
-    monkeypatch.delenv(MODE_ENV, raising=False)
-    monkeypatch.delenv(PREFIX_ENV, raising=False)
-
-
-def lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
 
 
 # -- the facility -----------------------------------------------------------------------------------
@@ -130,7 +114,7 @@ def test_run_quiet_prints_nothing_on_stderr(every_update, tmp_path):
     assert lines(result.stdout)[0].startswith("run written to")
 
 
-# -- eval --limit: only what it scores is decoded ----------------------------------------------------
+# -- eval --first: only what it scores is decoded ----------------------------------------------------
 
 
 def write_jpeg_cifar(path: Path, train_per_class: int = 10, test_per_class: int = 4) -> Path:
@@ -167,7 +151,7 @@ def decoded(monkeypatch):
     return count
 
 
-def test_eval_limit_decodes_only_what_it_evaluates_and_caches_nothing(run_dir, tmp_path, decoded, every_update):
+def test_eval_first_decodes_only_what_it_evaluates_and_caches_nothing(run_dir, tmp_path, decoded, every_update):
     archive = write_jpeg_cifar(tmp_path / "cifar10-jpeg.tar.gz")
     cache = tmp_path / "cache"
 
@@ -180,7 +164,7 @@ def test_eval_limit_decodes_only_what_it_evaluates_and_caches_nothing(run_dir, t
         evaluate.stderr = result.stderr
         return json.loads((tmp_path / f"{name}.json").read_text())
 
-    first = evaluate("first", "--limit", "3")
+    first = evaluate("first", "--first", "3")
     assert decoded["n"] == 3 and first["images"] == 3
     assert not cache.exists() or not any(cache.rglob("meta.json"))  # a partial decode is never cached
     assert any("decoding cifar10 test: images 3/3" in line for line in lines(evaluate.stderr)), evaluate.stderr
@@ -189,7 +173,7 @@ def test_eval_limit_decodes_only_what_it_evaluates_and_caches_nothing(run_dir, t
     assert decoded["n"] == 28 and whole["images"] == 8  # every file, once, then cached
     assert any("decoding cifar10 train files: images 20/20" in line for line in lines(evaluate.stderr))
     decoded["n"] = 0
-    again = evaluate("again", "--limit", "3")
+    again = evaluate("again", "--first", "3")
     assert decoded["n"] == 0  # from the cache, cut to 3
     assert again["rows"] == first["rows"]  # the same first 3 images, decoded alone or from the whole split
     quiet = invoke(["eval", run_dir, "--dataset", "cifar10", "--data-root", archive, "--set", "dataset.cache=off",

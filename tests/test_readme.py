@@ -366,6 +366,7 @@ def readers_files_in(root: Path):
                     path.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_the_readers_own_files_in_the_clone_are_never_touched(tmp_path, monkeypatch):
     """A reader who followed the README inside the clone keeps every file: the scratch clone holds
     copies of the tracked files only (no link leads back into the clone), so the ``file=`` blocks,

@@ -38,6 +38,7 @@ def test_each_call_builds_a_fresh_registry(throwaway_plugin):
     assert with_plugin.pm is not build_registry().pm
 
 
+@pytest.mark.slow
 def test_throwaway_plugin_builds_with_typed_options(throwaway_plugin):
     reg = build_registry(extra_plugins=[throwaway_plugin])
     gen = reg.build("generator", "tiny", {"width": "6"})
@@ -76,6 +77,7 @@ def test_misspelled_hook_in_a_third_party_plugin_is_reported_not_fatal():
     assert len(reg.failed) == 1 and "register_generator" in reg.failed[0].error
 
 
+@pytest.mark.slow
 def test_plugin_whose_hook_raises_is_recorded_as_failed():
     class Broken:
         @colorkit.hookimpl
@@ -138,6 +140,7 @@ def test_a_bad_registry_file_is_named(tmp_path):
         build_registry(registry_file=bad)
 
 
+@pytest.mark.slow
 def test_hooks_are_called_through_pluggy_so_wrappers_and_ordering_apply(throwaway_plugin):
     seen = []
 
@@ -194,6 +197,7 @@ def test_a_component_class_missing_a_method_is_refused_naming_plugin_and_method(
     assert "unet" in reg.names("generator") and not [f for f in reg.failed if f.package == "colorkit"]
 
 
+@pytest.mark.slow
 def test_two_instances_of_one_plugin_class_are_each_credited_with_their_own_components():
     class Flat(colorkit.Generator):
         def forward(self, l):  # noqa: E741
@@ -212,3 +216,69 @@ def test_two_instances_of_one_plugin_class_are_each_credited_with_their_own_comp
     assert reg.get("generator", "twin_one").plugin == reg.pm.get_name(one)
     assert reg.get("generator", "twin_two").plugin == reg.pm.get_name(two)
     assert reg.pm.get_name(one) != reg.pm.get_name(two)
+
+
+@pytest.mark.slow
+def test_old_style_wrappers_and_hooks_without_register_are_called_and_credited():
+    class Flat(colorkit.Generator):
+        def forward(self, l):  # noqa: E741
+            return l.new_zeros(l.shape[0], 2, *l.shape[2:])
+
+    seen = []
+
+    class OldWrapper:
+        @colorkit.hookimpl(hookwrapper=True)
+        def register_generators(self, register):
+            register("from_old_wrapper", Flat)
+            outcome = yield
+            seen.append(("after", outcome.get_result()))
+
+    class NoArgument:
+        @colorkit.hookimpl
+        def register_generators(self):
+            seen.append("called")
+
+    class KeywordArgument:
+        @colorkit.hookimpl
+        def register_generators(self, register=None):
+            register("by_keyword", Flat)
+
+    plugins = [OldWrapper(), NoArgument(), KeywordArgument()]
+    reg = build_registry(autoload=False, extra_plugins=plugins)
+    assert seen == ["called", ("after", [])] and not reg.failed
+    assert reg.get("generator", "from_old_wrapper").plugin == reg.pm.get_name(plugins[0])
+    assert reg.get("generator", "by_keyword").plugin == reg.pm.get_name(plugins[2])
+
+
+@pytest.mark.slow
+def test_a_hook_that_raises_under_a_wrapper_is_the_one_recorded_as_failed():
+    class Wrapper:
+        @colorkit.hookimpl(wrapper=True)
+        def register_losses(self, register):
+            return (yield)
+
+    class Broken:
+        @colorkit.hookimpl
+        def register_losses(self, register):
+            raise RuntimeError("broken inside")
+
+    wrapper, broken = Wrapper(), Broken()
+    reg = build_registry(autoload=False, extra_plugins=[wrapper, broken])
+    assert [f.plugin for f in reg.failed] == [reg.pm.get_name(broken)]
+    assert reg.failed[0].error == "RuntimeError: broken inside"
+    assert "ns_l1" in reg.names("loss")
+
+
+def test_one_table_of_kinds_gives_every_other():
+    from colorkit.front.listing import ALIASES
+    from colorkit.kernel import hookspecs
+    from colorkit.kernel.experiment import COMPONENT_KEYS
+    from colorkit.kernel.kinds import COMPONENT_KINDS
+
+    assert list(KINDS) == [k.name for k in COMPONENT_KINDS]
+    for kind in COMPONENT_KINDS:
+        assert callable(getattr(hookspecs, kind.hook)) and KINDS[kind.name] == kind.hook
+        assert kind.interface_class().__name__ == kind.interface
+        assert ALIASES[kind.plural] == ALIASES.get(kind.prefix, kind.name) == kind.name
+        assert kind.config_key is None or COMPONENT_KEYS[kind.config_key] == kind.name
+    assert list(COMPONENT_KEYS) == ["gen", "disc", "loss", "dataset"]

@@ -62,6 +62,7 @@ def run_killed_at(kind: str, n: int, args: list[str]) -> subprocess.CompletedPro
                           env=ENV, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_kill_between_last_and_best_resumes_and_makes_best(tmp_path):
     args = ["run", "--epochs", "2", *TINY]
     whole = tmp_path / "whole"
@@ -83,6 +84,7 @@ def test_a_kill_between_last_and_best_resumes_and_makes_best(tmp_path):
 
 
 @pytest.mark.parametrize("keep_state", [False, True])
+@pytest.mark.slow
 def test_best_is_written_only_as_a_copy_of_a_finished_last(tmp_path, monkeypatch, keep_state):
     """``best.pt`` is made from a ``last.pt`` already written: its generator part (default) or,
     with ``train.keep_best_state``, a hard link or copy of the file."""
@@ -103,6 +105,7 @@ def test_best_is_written_only_as_a_copy_of_a_finished_last(tmp_path, monkeypatch
     assert ("opt_g" in torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)) == keep_state
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path):
     args = ["run", "--epochs", "2", *TINY]
     whole = tmp_path / "whole"
@@ -117,6 +120,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_
     assert_same_training(whole, killed)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_config_that_is_not_the_checkpoint_experiment(tmp_path):
     from cli_helpers import invoke, one_line_error
 
@@ -197,6 +201,7 @@ def run_disk_full(what: str, n: int, args: list[str]) -> subprocess.CompletedPro
                           env=ENV, timeout=300)
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_checkpoint_keeps_the_last_one_and_says_so(tmp_path):
     from colorkit.kernel.files import read_jsonl
 
@@ -219,6 +224,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_one_and_says_so(tmp_path):
     assert last(run)["step"] == 12
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_log_write_leaves_whole_lines_and_a_loadable_checkpoint(tmp_path):
     from colorkit.kernel.files import read_jsonl
 
@@ -234,6 +240,7 @@ def test_disk_full_during_a_log_write_leaves_whole_lines_and_a_loadable_checkpoi
     assert last(run)["step"] == 12
 
 
+@pytest.mark.slow
 def test_two_runs_with_the_same_out_train_one_and_refuse_the_other(tmp_path):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "colorkit", "run", "--epochs", "1", *TINY, "--out", str(run)]
@@ -247,6 +254,7 @@ def test_two_runs_with_the_same_out_train_one_and_refuse_the_other(tmp_path):
     assert last(run)["step"] == 6
 
 
+@pytest.mark.slow
 def test_twenty_sigkills_at_random_moments_then_resumes_end_bit_identical(tmp_path):
     """One run killed 20 times (each resume killed again), at seeded random moments: steps,
     validations, checkpoint and log writes, the config write, the first epoch; it finishes with

@@ -32,6 +32,7 @@ def tensor_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
+@pytest.mark.slow
 def test_a_default_shaped_run_directory_stays_small(tmp_path):
     """The default generator and discriminator, one step: ``best.pt`` is the generator's weights
     (a quarter of ``last.pt``'s weights and Adam moments), the run directory under the bound the
@@ -62,6 +63,7 @@ def test_a_default_shaped_run_directory_stays_small(tmp_path):
     assert state["step"] == 1 and state["experiment"] == load_checkpoint(last)["experiment"]
 
 
+@pytest.mark.slow
 def test_best_holds_the_averaged_weights_and_eval_export_colorize_read_it(tmp_path):
     run, photo = tmp_path / "run", tmp_path / "in" / "photo.png"
     photo.parent.mkdir()
@@ -81,6 +83,7 @@ def test_best_holds_the_averaged_weights_and_eval_export_colorize_read_it(tmp_pa
                for k, t in load_checkpoint(tmp_path / "m.pt")["gen"].items())
 
 
+@pytest.mark.slow
 def test_keep_best_state_keeps_the_full_training_state(tmp_path):
     run = tmp_path / "run"
     result = invoke(["run", "--epochs", "1", "--set", "train.keep_best_state=true", *TINY, "--out", run])
@@ -94,6 +97,7 @@ def test_keep_best_state_keeps_the_full_training_state(tmp_path):
     assert field["default"] is False and "optimiser" in field["help"]
 
 
+@pytest.mark.slow
 def test_samples_png_is_drawn_from_the_checkpoint_colorize_reads(tmp_path):
     from colorkit.engine.components import build_components
     from colorkit.engine.inference import load_model
@@ -146,6 +150,7 @@ def test_eval_grid_headers_name_the_experiment_not_the_run_directory(run_dir):
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+@pytest.mark.slow
 def test_written_files_get_the_usual_permissions(tmp_path, umask, mode):
     """Checkpoints, logs, config, manifest, samples.png, colorized images, exports and eval's
     outputs: 0666 less the umask, like any file ``open()`` creates."""

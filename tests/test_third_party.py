@@ -422,6 +422,25 @@ def test_the_console_script_lists_the_example_and_survives_a_broken_plugin(strid
     ]
 
 
+def test_the_examples_registration_module_imports_no_torch(strided_example):
+    # What colorkit imports at every start holds options and hooks only; the networks come by reference.
+    done = _python("import sys, colorkit_strided_unet; print('torch' in sys.modules)", strided_example.paths)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+
+
+def test_colorkit_list_with_the_example_loaded_imports_no_torch(strided_example):
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('torch' in sys.modules))\n"
+            "from colorkit.front.cli import main\n"
+            "sys.argv = ['colorkit', 'list']\n"
+            "main()\n")
+    done = _python(code, strided_example.paths, {ALLOW_ENV: EXAMPLE_DIST})
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"generator\s+strided_unet\s+{EXAMPLE_DIST}", done.stdout)
+    assert done.stdout.split()[-1] == "False"
+
+
 # --- colorkit.kernel.testing catches what a plugin author gets wrong ------------------------------------
 
 
@@ -498,7 +517,17 @@ def test_check_plugin_rejects_options_for_components_it_does_not_register():
 def _console(args: list[str], extra_path: list[Path]) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("colorkit")
     command = [str(script)] if script.exists() else [sys.executable, "-c", "from colorkit.front.cli import main; main()"]
-    env = {k: v for k, v in os.environ.items() if k not in (DISABLE_ENV, ALLOW_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env["COLUMNS"] = "80"  # a narrow terminal: a failure line must still be one line
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=120)
+    # a narrow terminal: a failure line must still be one line
+    return _subprocess([*command, *args], extra_path, {"COLUMNS": "80"})
+
+
+def _python(code: str, extra_path: list[Path], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return _subprocess([sys.executable, "-c", code], extra_path, env)
+
+
+def _subprocess(argv: list[str], extra_path: list[Path], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``argv`` in a fresh process, with entry-point plugins on and ``extra_path`` on ``PYTHONPATH``."""
+    full = {k: v for k, v in os.environ.items() if k not in (DISABLE_ENV, ALLOW_ENV)}
+    full["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    full.update(env or {})
+    return subprocess.run(argv, capture_output=True, text=True, env=full, timeout=120)

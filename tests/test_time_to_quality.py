@@ -53,6 +53,7 @@ def _load(name: str):
     return mod
 
 
+@pytest.mark.slow
 def test_photoset_writes_the_wheel_photos_losslessly(tmp_path):
     photoset = _load("photoset")
     records = photoset.write(tmp_path)
@@ -83,6 +84,7 @@ def ttq(tmp_path_factory):
     return suite, out, dest, mod
 
 
+@pytest.mark.slow
 def test_every_mark_is_evaluated_as_eval_and_eval_images_score_it(ttq):
     from colorkit.engine.evaluation import evaluate, evaluate_images
 
@@ -165,6 +167,7 @@ def test_the_targets_table_judges_each_recipe_at_the_grid_mark(ttq):
     assert mod.targets_table(s, blob["summary"], info, strict, 99.0) == []  # no recipe reached that mark
 
 
+@pytest.mark.slow
 def test_a_rerun_reuses_the_cached_evaluations(ttq, monkeypatch):
     suite, out, dest, mod = ttq
     import colorkit.engine.evaluation as evaluation
@@ -179,6 +182,7 @@ def test_a_rerun_reuses_the_cached_evaluations(ttq, monkeypatch):
     assert (dest / "results.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_grids_are_drawn_per_recipe_when_some_checkpoints_are_gone_and_old_grids_stay(ttq, tmp_path):
     import shutil
 
@@ -233,6 +237,7 @@ def test_results_md_includes_a_report_and_its_notes_with_links_that_resolve(tmp_
     assert "Suite `ttq-x`" not in text  # not taken for a colorkit bench suite
 
 
+@pytest.mark.slow
 def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
     """benchmarks/ab_gain_scan.py: gain 1 is the checkpoint as it is; a larger gain gives more colour."""
     import subprocess
@@ -242,7 +247,7 @@ def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
 
     out = tmp_path / "scan.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ab_gain_scan.py"), str(run_dir / "checkpoints" / "last.pt"),
-                           "--gains", "1,3", "--split", "val", "--limit", "8", "--json", str(out)],
+                           "--gains", "1,3", "--split", "val", "--first", "8", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
@@ -256,7 +261,7 @@ def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
     assert "| 3.0 |" in proc.stdout
     # --set: the scored images take the dataset options given (as the suite's protocol sets them)
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ab_gain_scan.py"), str(run_dir / "checkpoints" / "last.pt"),
-                           "--gains", "1", "--split", "val", "--limit", "8", "--set", "dataset.eval_crops=2",
+                           "--gains", "1", "--split", "val", "--first", "8", "--set", "dataset.eval_crops=2",
                            "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     blob = json.loads(out.read_text())

@@ -72,6 +72,7 @@ def assert_same_training(a: Path, b: Path):
     assert strip_time(la) == strip_time(lb)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     args = ["run", "--epochs", "3", "--set", "train.ckpt_every=4", *TINY]
     whole = tmp_path / "whole"
@@ -86,6 +87,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     assert events.count("resume") == 1 and events[-1] == "end"
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     args = ["run", "--epochs", "2", *TINY]
     whole = tmp_path / "whole"
@@ -100,6 +102,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert_same_training(whole, stopped)
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_is_refused_unless_forked(tmp_path):
     run = tmp_path / "run"
     assert invoke(["run", "--epochs", "1", *TINY, "--out", str(run)]).exit_code == 0
@@ -164,6 +167,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 
 
+@pytest.mark.slow
 def test_validation_best_checkpoint_and_schedules(tmp_path):
     run = tmp_path / "run"
     result = invoke(["run", "--epochs", "3", "--set", "train.lr_schedule=exponential", "--set", "train.gamma=0.5",
@@ -183,6 +187,7 @@ def test_validation_best_checkpoint_and_schedules(tmp_path):
     assert first_g["step"].item() == 2 * steps and first_d["step"].item() == steps
 
 
+@pytest.mark.slow
 def test_plateau_divides_the_learning_rate_by_ten(tmp_path):
     run = tmp_path / "run"
     result = invoke(["run", "--epochs", "3", "--lr", "1e-12", "--set", "train.patience=0", *TINY, "--out", str(run)])
@@ -191,6 +196,7 @@ def test_plateau_divides_the_learning_rate_by_ten(tmp_path):
     assert lrs[0] == pytest.approx(1e-12) and lrs[2] == pytest.approx(1e-14, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_on_cpu_and_fp16_is_refused(tmp_path):
     result = invoke(["run", "--epochs", "1", "--precision", "bf16", *TINY, "--out", str(tmp_path / "bf16")])
     assert result.exit_code == 0, result.output
@@ -200,6 +206,7 @@ def test_bf16_autocast_runs_on_cpu_and_fp16_is_refused(tmp_path):
     assert result.exit_code == 2 and "fp16 needs a GPU" in result.output
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_keeps_ranks_identical(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -215,6 +222,7 @@ def test_ddp_with_two_cpu_processes_keeps_ranks_identical(tmp_path):
     assert json.loads((run / "environment.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "colorkit", "run", "--nproc", "2", "--device", "cpu", *TINY,
                            "--set", "train.sync_bn=true", "--out", str(tmp_path / "x")],
@@ -278,6 +286,7 @@ class _InitPlugin:
 
 
 @pytest.mark.parametrize("init", ["he", "default"])
+@pytest.mark.slow
 def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
     from colorkit.kernel.experiment import experiment_from_sources
     from colorkit.kernel.registry import build_registry
@@ -388,6 +397,7 @@ def test_spectral_norm_discriminator_gets_he_init_and_unit_spectral_norm():
     assert abs(float(sigma) - 1.0) < 0.05
 
 
+@pytest.mark.slow
 def test_ema_is_the_model_that_validation_eval_and_colorize_use(tmp_path):
     from colorkit.engine.evaluation import evaluate
     from colorkit.engine.inference import load_model
@@ -432,6 +442,7 @@ def test_ema_update_follows_its_formula():
     assert torch.equal(avg[1].running_mean, live[1].running_mean)
 
 
+@pytest.mark.slow
 def test_cosine_schedule_and_warmup_follow_the_budget(tmp_path):
     import math
 
@@ -449,6 +460,7 @@ def test_cosine_schedule_and_warmup_follow_the_budget(tmp_path):
     assert d_lr == pytest.approx(steps[10])  # the discriminator follows the same schedule
 
 
+@pytest.mark.slow
 def test_gan_start_trains_the_reconstruction_term_alone_first(tmp_path):
     run = tmp_path / "run"
     result = invoke(["run", "--epochs", "50", "--set", "train.max_steps=8", "--set", "train.gan_start=0.5",
@@ -465,6 +477,7 @@ def test_gan_start_trains_the_reconstruction_term_alone_first(tmp_path):
     assert disc_steps == 4
 
 
+@pytest.mark.slow
 def test_cpu_minute_marks_keep_small_loadable_checkpoints(tmp_path, monkeypatch):
     import itertools
 

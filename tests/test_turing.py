@@ -190,6 +190,7 @@ def _start_cli(args, env=None):
     raise AssertionError(f"no address printed (exit {proc.wait()})")
 
 
+@pytest.mark.slow
 def test_answers_survive_a_killed_server(photos, tmp_path):
     out = tmp_path / "study"
     proc, port = _start_cli([MODEL, "--images", photos, "--out", out, "--size", "48", "--limit", "6"])
@@ -309,6 +310,7 @@ def test_a_burst_of_connections_waits_in_the_listen_queue(fresh_study):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_forty_participants_twenty_at_a_time_lose_no_answer(fresh_study):
     """40 participants, 20 at a time, each answering every trial over HTTP; a third of the answers
     go through a retry whose first try's acknowledgment was never read, another third are sent
@@ -563,6 +565,7 @@ def _until_closed(sock, seconds):
     return data, True
 
 
+@pytest.mark.slow
 def test_a_stalled_connection_is_closed_after_its_timeout(fresh_study):
     """A connection that sends nothing, or half a request, is closed after the server's timeout
     (by default some seconds, not never)."""
@@ -578,6 +581,7 @@ def test_a_stalled_connection_is_closed_after_its_timeout(fresh_study):
                 assert closed and time.monotonic() - start < 4, sent
 
 
+@pytest.mark.slow
 def test_no_request_prints_a_traceback(fresh_study, capfd):
     """Malformed, huge, truncated, stalled, reset and odd requests get a status or a closed
     connection; the server's console shows no traceback, and the server keeps working."""
@@ -727,6 +731,7 @@ def webdriver():
         scratch_dir.cleanup()
 
 
+@pytest.mark.slow
 def test_ten_photos_answered_with_keyboard_and_buttons_in_a_real_browser(webdriver, photos, tmp_path):
     out = tmp_path / "study"
     proc, port = _start_cli([MODEL, "--images", photos, "--out", out, "--size", "128", "--seed", "1"])
@@ -764,6 +769,7 @@ def test_ten_photos_answered_with_keyboard_and_buttons_in_a_real_browser(webdriv
             f"{100 * high:.1f}%, {fooled} of {len(model_answers)})") in result.output
 
 
+@pytest.mark.slow
 def test_seconds_hides_each_photo_after_its_time_in_a_real_browser(webdriver, photos, tmp_path):
     out = tmp_path / "study"
     proc, port = _start_cli([MODEL, "--images", photos, "--out", out, "--size", "64", "--limit", "2",

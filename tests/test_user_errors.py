@@ -44,6 +44,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
+@pytest.mark.slow
 def test_a_bad_config_file_is_one_line(tmp_path, kind):
     path = tmp_path / f"{kind}.yaml"
     if BAD_FILES[kind] is None:
@@ -56,6 +57,7 @@ def test_a_bad_config_file_is_one_line(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "binary", "truncated"])
+@pytest.mark.slow
 def test_resume_of_a_run_with_a_bad_config_yaml_is_one_line(tmp_path, kind):
     run = tmp_path / "run"
     run.mkdir()
@@ -64,6 +66,7 @@ def test_resume_of_a_run_with_a_bad_config_yaml_is_one_line(tmp_path, kind):
     assert str(run / "config.yaml") in line
 
 
+@pytest.mark.slow
 def test_a_symlink_loop_in_a_colorize_folder_is_one_line(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -74,6 +77,7 @@ def test_a_symlink_loop_in_a_colorize_folder_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("option", ["--json", "--grid"])
+@pytest.mark.slow
 def test_an_unwritable_eval_output_is_refused_before_evaluating(tmp_path, option):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
@@ -82,6 +86,7 @@ def test_an_unwritable_eval_output_is_refused_before_evaluating(tmp_path, option
         assert f"{option} {target}" in line
 
 
+@pytest.mark.slow
 def test_fork_with_an_unchanged_config_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -103,6 +108,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_an_unexpected_failure_is_one_line_and_its_traceback_needs_debug(tmp_path):
     run = [sys.executable, "-c", BOOM, str(tmp_path / "run")]
     proc = subprocess.run(run, capture_output=True, text=True, env=ENV, timeout=120)
@@ -112,6 +118,7 @@ def test_an_unexpected_failure_is_one_line_and_its_traceback_needs_debug(tmp_pat
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "CUDA out of memory" in proc.stderr
 
 
+@pytest.mark.slow
 def test_nproc_validates_the_experiment_its_flags_make_before_launching(tmp_path):
     # The flags (--gen, --dataset, --set ...) are part of what --nproc checks: one line, no launch.
     line = one_line(colorkit(["run", "--nproc", "2", "--gen", "no-such-gen", "--device", "cpu",
@@ -123,6 +130,7 @@ def test_nproc_validates_the_experiment_its_flags_make_before_launching(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_usage_errors_and_control_characters_through_the_real_command(tmp_path):
     line = one_line(colorkit(["colorize", "x.png", "--format", "gif"]))
     assert "'--format'" in line and "colorkit colorize --help" in line

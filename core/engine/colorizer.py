@@ -57,11 +57,14 @@ class Job:
 @dataclass
 class ColorizeReport:
     """What :func:`colorize_files` did: files written, files that failed (unreadable, missing)
-    and files skipped on purpose (an output would overwrite an input, exists already, clashes)."""
+    and files skipped on purpose, each with its reason (an output would overwrite an input, exists
+    already, clashes). ``existing`` names those of the skipped inputs whose output exists already
+    and was left alone (no ``overwrite``): a kind of skip that is not a problem."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
 
 
 def _suffix_for(source: Path, fmt: str) -> str:
@@ -106,6 +109,7 @@ def plan_jobs(
             report.skipped.append((src, f"its output {dest} is also the output of {taken[key]}; rename one of them"))
         elif dest.exists() and not overwrite:
             report.skipped.append((src, f"{dest} exists (pass --overwrite to replace it)"))
+            report.existing.append(src)
         else:
             taken[key] = src
             jobs.append(Job(src, dest))
@@ -158,6 +162,7 @@ def colorize_files(
     on_problem: Callable[[Path, str], None] | None = None,
     backend: str = "torch",
     chroma: str | None = None,
+    threads: int | None = None,
 ) -> ColorizeReport:
     """Colorize image files and folders into ``out`` (see the module docs for the rules).
 
@@ -166,12 +171,15 @@ def colorize_files(
     :param fmt: ``png`` (lossless: the output's L* is the input's within 1) or ``jpeg``.
     :param on_problem: called with ``(path, one-line reason)`` for each file that fails or is
         skipped, as it happens, and for a multi-frame image of which only the first frame was
-        colorized.
+        colorized; not for an output left alone because it exists (``report.existing``).
     :param backend: ``torch``, or ``onnxruntime`` for an ONNX file from ``colorkit export``
         (:mod:`colorkit.engine.onnx_backend`: no PyTorch computation).
     :param chroma: how the predicted a*b* is upsampled to the photo's size: ``bilinear``, or
         ``guided`` by the photo's own L* (sharper colour edges); default: what the model file
         records, else ``bilinear``.
+    :param threads: ONNX Runtime's intra-op threads (default: its own choice); the torch backend
+        computes with torch's setting (``torch.set_num_threads``; ``colorkit colorize --threads``
+        sets both).
     """
     if chroma is not None:
         check_chroma(chroma)
@@ -180,7 +188,7 @@ def colorize_files(
     jobs, report = plan_jobs(inputs, out, fmt, overwrite)
     fmt = "png" if fmt.lower() == "png" else "jpeg"
     for path, reason in [*report.failed, *report.skipped]:
-        if on_problem:
+        if on_problem and path not in report.existing:
             on_problem(path, reason)
     if backend == "onnxruntime":
         from colorkit.engine import onnx_backend
@@ -188,7 +196,7 @@ def colorize_files(
         if model is None or not str(model).endswith(".onnx"):
             raise UsageError(f"--backend onnxruntime runs an exported .onnx file, not {model or 'the default model'}; "
                              "write one with colorkit export MODEL --format onnx --out FILE.onnx")
-        loaded: Any = onnx_backend.load_onnx(model, working_size, chroma=chroma)
+        loaded: Any = onnx_backend.load_onnx(model, working_size, threads=threads, chroma=chroma)
         run = onnx_backend.colorize_array
     elif backend == "torch":
         loaded, run = _model(model, device, working_size, registry), colorize_array

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from colorkit.kernel.errors import ColorkitError, PluginError, UsageError
+from colorkit.kernel.errors import ColorkitError, PluginError, UsageError, one_line
+from colorkit.kernel.kinds import BY_NAME
 from colorkit.kernel.experiment import Experiment
 from colorkit.kernel.interfaces import KEEP_INIT, Dataset, Discriminator, Generator, Loss
 from colorkit.kernel.registry import Registry
@@ -68,9 +69,8 @@ def build_components(registry: Registry, exp: Experiment) -> Components:
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{kind} '{spec.name}' (package {comp.package}): {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a plugin's own failure, named with its package
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
             raise PluginError(f"{kind} '{spec.name}' from package {comp.package} {comp.version} failed to build: "
-                              f"{type(exc).__name__}: {first}") from exc
+                              f"{one_line(exc, first_line=True)}") from exc
 
     gen = build("generator", exp.gen)
     disc = build("discriminator", exp.disc) if exp.disc else None
@@ -81,7 +81,7 @@ def build_components(registry: Registry, exp: Experiment) -> Components:
 
 def component_name(c: Components, kind: str) -> str:
     """How errors name a component: its registered name, else its class name (hand-built)."""
-    obj = {"generator": c.gen, "discriminator": c.disc, "loss": c.loss, "dataset": c.dataset}[kind]
+    obj = getattr(c, str(BY_NAME[kind].config_key))  # Components holds each under its experiment key
     return str((c.plugins.get(kind) or {}).get("name") or type(obj).__name__)
 
 

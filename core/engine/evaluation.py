@@ -1,14 +1,12 @@
 """Evaluation: metrics over a dataset split for one or several generators, beside the
 "no colour" reference (``a* = b* = 0``, L* kept) on the same images.
 
-What the metrics see, for every model and for the reference alike: the held-out images as
-8-bit RGB (the target); the model's prediction at the images' own size when the generator can
-take it (otherwise at the nearest allowed size, with a*b* upsampled back), joined to the
-image's own L*, converted to sRGB with out-of-gamut chroma reduced (as :mod:`colorkit.engine.inference`
-does for ``colorize``) and rounded to 8 bits: exactly the image ``colorize`` writes at the
-working size. For a generator that also predicts L* (``output_space = "lab"``, the paper's
-choice), :func:`evaluate` adds one extra row, named ``... (own L*)``, scored on the generator's
-own L*.
+What the metrics see, for every model and the reference alike: the held-out images as 8-bit RGB
+(the target); the prediction at the images' own size when the generator can take it (else at the
+nearest allowed size, a*b* upsampled back), joined to the image's own L*, converted to sRGB with
+out-of-gamut chroma reduced and rounded to 8 bits: the image ``colorize`` writes at the working
+size. A generator that also predicts L* (``output_space = "lab"``, the paper's choice) gets an
+extra row from :func:`evaluate`, ``... (own L*)``, scored on its own L*.
 
 There is one scoring path, :func:`colorkit.engine.scoring.score`; everything else calls it:
 
@@ -18,8 +16,8 @@ There is one scoring path, :func:`colorkit.engine.scoring.score`; everything els
   in one pass) and :func:`~colorkit.engine.scoring.evaluate_generator`;
 * :func:`evaluate`, for checkpoints or run directories, which returns an :class:`Evaluation`
   that prints as a table, saves as JSON and draws the Figure 5 grid (``colorkit eval``, ``bench``);
-* :func:`evaluate_images`, for a folder of photos at their own sizes, scored on the very images
-  ``colorkit colorize`` writes (``colorkit eval --images DIR``).
+* :func:`evaluate_images`, for a folder of photos at their own sizes, on the very images
+  ``colorize`` writes (``colorkit eval --images DIR``).
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from colorkit.engine.photo_files import find_inputs, read_image
 from colorkit.engine.devices import pick_device
@@ -226,6 +225,14 @@ def default_metrics(models: Sequence[LoadedModel], registry: Any) -> list[str]:
     return [str(n) for n in registry.defaults.get("metrics") or []]
 
 
+def spread_indices(n_items: int, n: int, seed: int = 0) -> list[int]:
+    """``n`` indices spread over ``range(n_items)`` (all when ``n >= n_items``): one drawn (seeded)
+    from each of ``n`` equal runs, so a split sorted by class gives every class its share."""
+    edges = np.floor(np.linspace(0, n_items, min(n, n_items) + 1)).astype(np.int64)
+    return [int(i) for i in np.random.default_rng(seed).integers(edges[:-1], edges[1:])] if n < n_items else \
+        list(range(n_items))
+
+
 def evaluate(
     targets: Sequence[str | Path],
     *,
@@ -243,15 +250,18 @@ def evaluate(
     console: Any = None,
     own_l_rows: bool = True,
     chroma: str | None = None,
+    first: int | None = None,
+    seed: int = 0,
 ) -> tuple[Evaluation, list[LoadedModel], Any]:
     """Evaluate checkpoints (files or run directories) on a dataset split.
 
     :param dataset: dataset name (default: the checkpoints' own, with their options).
     :param split: split name (default: the dataset's held-out split).
+    :param limit: a seeded sample of ``limit`` images spread over the split (:func:`spread_indices`);
+        ``first``: its first ``first`` images instead (only those decoded; biased on a sorted split).
     :param metrics: names (default: the checkpoint's ``metrics``, else mae, accuracy, psnr).
     :param own_l_rows: add an ``(own L*)`` row for each generator that predicts L* too.
-    :param chroma: how predicted a*b* is upsampled where an image's size does not suit a generator
-        (``bilinear`` or ``guided``; default: each model's own, see :func:`load_model`).
+    :param chroma: how a*b* is upsampled where an image's size does not suit a generator (default: its own).
     :returns: the :class:`Evaluation`, the loaded models and the split evaluated (for grids).
     """
     if not targets:
@@ -262,8 +272,11 @@ def evaluate(
         from colorkit.kernel.registry import build_registry
 
         registry = build_registry()
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+    for option, value in (("--limit", limit), ("--first", first)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} must be at least 1, got {value}")
+    if limit is not None and first is not None:
+        raise UsageError("--limit (a sample spread over the split) and --first (its first images) cannot go together")
     dev = pick_device(device)
     models = [load_model(t, registry, device=dev, chroma=chroma) for t in targets]
     dataset_sets, metric_options = parse_sets(sets)
@@ -272,14 +285,16 @@ def evaluate(
     split_name = split or ds.test_split
     ds.check_split(split_name)
     with progress_scope(progress):  # decoding shows progress too, unless quiet
-        data = ds.split(split_name, train=False) if limit is None else ds.head(split_name, limit)
+        data = ds.split(split_name, train=False) if first is None else ds.head(split_name, first)
+    if limit is not None:
+        data = Subset(data, spread_indices(len(data), limit, seed))
     names = parse_metric_names(metrics) if metrics else default_metrics(models, registry)
     info = metric_info(registry, names)
     start = time.perf_counter()
     lab_models = [i for i, m in enumerate(models) if own_l_rows and predicts_lightness(m.gen)]
     gens = [m.gen for m in models] + [models[i].gen for i in lab_models]
     values, ref, images = evaluate_generators(
-        gens, data, names, registry, dev, batch_size=batch_size, limit=limit,
+        gens, data, names, registry, dev, batch_size=batch_size,
         progress=progress, baseline=True, metric_options=metric_options, workers=workers, console=console,
         description=f"{resolved['name']}/{split_name}", own_l=[False] * len(models) + [True] * len(lab_models),
         chroma=[m.chroma for m in models] + [models[i].chroma for i in lab_models],
@@ -298,7 +313,8 @@ def evaluate(
     result = Evaluation(
         metrics=names, info=info, rows=rows, images=images, dataset=resolved, split=split_name,
         seconds=seconds, device=str(dev), batch_size=batch_size,
-        extra={"limit": limit, "metric_options": metric_options, "chroma": [m.chroma for m in models]},
+        extra={"limit": limit, "first": first, "sample": f"spread over the split, seed {seed}" if limit else None,
+               "metric_options": metric_options, "chroma": [m.chroma for m in models]},
     )
     return result, models, data
 

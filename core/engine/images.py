@@ -13,14 +13,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from colorkit.engine.inference import to_uint8
 from colorkit.engine.scoring import eval_mode, no_colour_rgb8, predict_rgb8
+from colorkit.kernel import color
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import atomic_path
-
-
-def to_uint8_hwc(rgb: torch.Tensor) -> np.ndarray:
-    """A ``3 x H x W`` float RGB tensor in ``[0, 1]`` to an ``H x W x 3`` uint8 array."""
-    return (rgb.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def make_grid(columns: list[torch.Tensor], min_cell: int = 96, pad: int = 2) -> np.ndarray:
@@ -40,7 +37,7 @@ def make_grid(columns: list[torch.Tensor], min_cell: int = 96, pad: int = 2) -> 
         for i in range(rows):
             y, x = pad + i * (ch + pad), pad + j * (cw + pad)
             grid[:, y : y + ch, x : x + cw] = col[i]
-    return to_uint8_hwc(grid)
+    return to_uint8(grid).permute(1, 2, 0).cpu().numpy()
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
@@ -52,14 +49,57 @@ def save_png(array: np.ndarray, path: Path) -> None:
 # -- the Figure 5 grid ----------------------------------------------------------------------------
 
 
-def sample_indices(n_items: int, rows: int, seed: int = 0) -> list[int]:
-    """``rows`` indices of a split, a seeded sample across it: one drawn at random from each of
-    ``rows`` equal slices, so a class-ordered split (CIFAR-10) shows several classes and a
-    photo-ordered one (``samples``) several photos; the same ``seed`` gives the same rows."""
+#: What a sample row's truth must hold to show a colorizer at work (:func:`showing`): L*
+#: structure (its standard deviation, on the 0-100 scale) and colour (mean a*b* chroma).
+MIN_L_STD, MIN_CHROMA = 8.0, 5.0
+#: Candidates drawn per row when rows are chosen by what they show.
+CANDIDATES = 8
+
+
+def sample_indices(n_items: int, rows: int, seed: int = 0, score: Callable[[int], float] | None = None) -> list[int]:
+    """``rows`` indices of a split, a seeded sample across it: one from each of ``rows`` equal
+    slices, so a class-ordered split (CIFAR-10) shows several classes and a photo-ordered one
+    (``samples``) several photos; the same ``seed`` gives the same rows.
+
+    Without ``score``, each is drawn at random from its slice. With it (index to a number,
+    :func:`showing`), up to :data:`CANDIDATES` are drawn from each slice, seeded, and the row is
+    the first that scores 1 or more, else the best of them."""
     rows = max(0, min(rows, n_items))
     rng = np.random.default_rng(seed)
     edges = np.linspace(0, n_items, rows + 1)
-    return [int(rng.integers(int(lo), max(int(lo) + 1, int(hi)))) for lo, hi in zip(edges[:-1], edges[1:])]
+    picked = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        lo, hi = int(lo), max(int(lo) + 1, int(hi))
+        if score is None:
+            picked.append(int(rng.integers(lo, hi)))
+            continue
+        candidates = [lo + int(k) for k in rng.choice(hi - lo, size=min(CANDIDATES, hi - lo), replace=False)]
+        scores: list[float] = []
+        for i in candidates:
+            scores.append(score(i))
+            if scores[-1] >= 1.0:
+                break
+        picked.append(candidates[int(np.argmax(scores))])
+    return picked
+
+
+def showing(item: Any) -> float:
+    """How well an image (a uint8 RGB ``3 x H x W`` tensor, or an ``(image, label)`` pair) can show
+    a colorizer at work, judged on its truth: ``min(L* std / MIN_L_STD, mean chroma / MIN_CHROMA)``;
+    1 or more has both structure and colour (a dark sky, a black field of stars, a grey wall or a
+    flat coloured surface score less)."""
+    rgb = item if isinstance(item, torch.Tensor) else item[0]
+    rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
+    lab = color.rgb_to_lab(rgb[None].clamp(0, 1))[0]
+    chroma = lab[1:].pow(2).sum(0).sqrt().mean()
+    return float(min(lab[0].std() / MIN_L_STD, chroma / MIN_CHROMA))
+
+
+def sample_rows(data: Any, rows: int, seed: int = 0) -> list[int]:
+    """The rows of a Figure 5 grid (``samples.png``, ``eval --grid``, bench's figure5): a seeded
+    sample across ``data`` (:func:`sample_indices`) of images whose truth :func:`showing` has
+    structure and colour, so the grid shows what the model does with them."""
+    return sample_indices(len(data), rows, seed, score=lambda i: showing(data[i]))
 
 
 def wrap_label(text: str, fits: Callable[[str], bool]) -> list[str]:
@@ -107,11 +147,11 @@ def comparison_grid(
     seed: int = 0,
 ) -> np.ndarray:
     """The paper's Figure 5 layout as an ``H x W x 3`` uint8 array: one row per image of
-    ``data`` (a seeded sample across it, :func:`sample_indices`): grayscale | original | each
+    ``data`` (a seeded sample across it, :func:`sample_rows`): grayscale | original | each
     generator's prediction; a header names the columns when ``labels`` (one per generator) are
     given, each wrapped onto as many lines as it needs."""
     device = torch.device(device)
-    idx = sample_indices(len(data), rows, seed)
+    idx = sample_rows(data, rows, seed)
     if not idx:
         raise UsageError("no images for the grid")
     items = [data[i] for i in idx]

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from colorkit.kernel import color
 from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
+from colorkit.kernel.experiment import COMPONENT_KEYS
 from colorkit.kernel.interfaces import Generator
 from colorkit.engine.chroma import guided_upsample
 from colorkit.engine.chroma_numpy import CHROMA_UPSAMPLING, DEFAULT_CHROMA, check_chroma
@@ -104,7 +105,7 @@ class LoadedModel:
 def experiment_label(exp: dict[str, Any], sep: str = "-") -> str:
     """``unet-conv-ns_l1-cifar10``: the component names of a checkpoint's experiment."""
     return sep.join(str((exp.get(k) or {}).get("name") if isinstance(exp.get(k), dict) else exp.get(k))
-                    for k in ("gen", "disc", "loss", "dataset"))
+                    for k in COMPONENT_KEYS)
 
 
 def _gen_spec(experiment: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
@@ -227,17 +228,13 @@ def _training_size(experiment: dict[str, Any]) -> int:
     return FALLBACK_WORKING_SIZE
 
 
-# -- shapes -----------------------------------------------------------------------------------
-
-
+# -- prediction ---------------------------------------------------------------------------------
 
 
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
-    """Float RGB in ``[0, 1]`` to uint8 (rounded)."""
-    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-
-
-# -- prediction ---------------------------------------------------------------------------------
+    """Float RGB in ``[0, 1]`` (any shape and float type) to uint8 of the same shape, rounded
+    (computed in float32, without gradients)."""
+    return (rgb.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
 @torch.inference_mode()
@@ -346,9 +343,6 @@ def colorize_array(
         rgb = color.lab_to_rgb_fitted(band)
         out[top : top + rows] = to_uint8(rgb)[0].permute(1, 2, 0).cpu().numpy()
     return out
-
-
-#: Pixels per band of full-resolution work on the CPU (see :func:`colorize_array`).
 
 
 def _float_rgb(arr: np.ndarray) -> torch.Tensor:

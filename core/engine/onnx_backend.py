@@ -23,7 +23,7 @@ import numpy as np
 from colorkit.engine.chroma_numpy import DEFAULT_CHROMA, check_chroma, guided_coefficients, upsample_bilinear
 from colorkit.engine.shapes import CHUNK_PIXELS, check_working_size, working_shape
 from colorkit.kernel import color_numpy
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError, one_line
 
 @dataclass
 class OnnxModel:
@@ -64,8 +64,7 @@ def load_onnx(path: str | Path, working_size: int | None = None, threads: int | 
             options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any load failure is a bad file
-        first = " ".join(str(exc).split())[:200]
-        raise UsageError(f"{path}: not a readable ONNX file ({first})") from None
+        raise UsageError(f"{path}: not a readable ONNX file ({one_line(exc, 200)})") from None
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get("colorkit.format") is None:
         raise UsageError(f"{path}: an ONNX file that colorkit export did not write (no colorkit metadata)")

@@ -69,6 +69,11 @@ def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *
         if (resume_dir / "config.yaml").is_file():
             _lock(resume_dir, info, locks)
         state, exp, run_dir = _resume(registry, resume_dir, exp, fork)
+        if run_dir is not None and _has_ended(run_dir, state):
+            best_metric = exp.train.best_metric or (exp.metrics[0] if exp.metrics else None)
+            best = {"metric": best_metric, "value": state.get("best_value")} if best_metric else None
+            return RunResult(run_dir, int(state["step"]), int(state["images"]), list(state.get("epoch_logs", [])), 0.0,
+                             best, finished_already=True)
     if exp is None:
         raise UsageError("nothing to train: give an experiment or --resume RUN_DIR")
     ckdist.init(info, pick_device(exp.train.device, info.local_rank))
@@ -152,6 +157,21 @@ def _check_config_matches(registry: Registry, config: Path, saved: Experiment, s
     if diff:
         raise UsageError(f"{config}: does not match the experiment in {state['path']} (first difference: "
                          f"{diff[0]}); restore config.yaml or start a new run")
+
+
+def _has_ended(run_dir: Path, state: dict[str, Any] | None) -> bool:
+    """Whether the run ended at its last checkpoint: the line after the checkpoint's log lines is
+    the ``end`` record of that step (a run killed before writing it has samples.png to write)."""
+    path = run_dir / "metrics.jsonl"
+    if state is None or not path.is_file():
+        return False
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    after = lines[int(state.get("log_lines", 0)):]
+    try:
+        record = json.loads(after[0]) if after else {}
+    except json.JSONDecodeError:
+        return False
+    return record.get("event") == "end" and record.get("step") == state["step"]
 
 
 def _truncate_log(path: Path, lines: int) -> None:

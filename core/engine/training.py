@@ -40,7 +40,7 @@ from colorkit.kernel.errors import ColorkitError, UsageError
 from colorkit.kernel.experiment import Experiment, TrainOptions
 from colorkit.kernel.files import append_jsonl
 from colorkit.kernel.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
-from colorkit.kernel.progress import progress_bar, progress_note
+from colorkit.kernel.progress import format_parts, progress_bar, progress_note
 from colorkit.kernel.registry import Registry
 
 
@@ -58,6 +58,7 @@ class RunResult:
     epoch_logs: list[dict[str, Any]]
     seconds: float
     best: dict[str, Any] | None = None
+    finished_already: bool = False  # ``--resume`` of a run that had ended: nothing was trained
 
 
 class Trainer:
@@ -125,7 +126,7 @@ class Trainer:
         self.count = 0
         self.best_value: float | None = None
         self.epoch_logs: list[dict[str, Any]] = []
-        self.log_lines, self.val_text = 0, ""  # val_text: the latest validation, for the progress display
+        self.log_lines, self.step_text, self.val_text = 0, "", ""  # the latest loss parts and validation, for the display
         self.train_seconds = self.cpu_seconds = 0.0
         self._budget_done = self._stop_requested = False
         #: A new best validation value whose ``best.pt`` the next ``last.pt`` save makes.
@@ -287,7 +288,7 @@ class Trainer:
     def _after_validation(self, values: dict[str, float]) -> None:
         record = {"event": "val", "epoch": self.epoch, "step": self.step, "images": self.images, **values}
         self._log(record)
-        self.val_text = "  | " + _fmt_parts(values)
+        self.val_text = "  | " + format_parts(values)
         for sched in (self.sched_g, self.sched_d):
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(values["val_l1"])
@@ -363,10 +364,11 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == 1:
                     self._log({"event": "step", "step": self.step, "epoch": self.epoch, "images": self.images,
                                "lr": self.opt_g.param_groups[0]["lr"], **logs})
-                bar.update(task, advance=1, parts=_fmt_parts(logs) + self.val_text, images=self.images,
-                           total=expected_steps(self, total))
                 if t.val_every and self.step % t.val_every == 0:
                     self._after_validation(self.validate())
+                self.step_text = format_parts(logs, skip=("train_l1",))  # (train_l1: in the log only)
+                bar.update(task, advance=1, parts=self.step_text + self.val_text, images=self.images,
+                           total=expected_steps(self, total))
                 stop, budget = self._stop_requested, budget_reached(self)
                 if self.info.enabled:  # every rank takes rank-consistent decisions
                     flag = torch.tensor([int(stop), int(budget)], device=self.device if self.device.type == "cuda" else "cpu")
@@ -384,9 +386,11 @@ class Trainer:
             if self._budget_done and self.batch_in_epoch < per_epoch:
                 if self.count:
                     self._end_epoch(partial=True)
+                    bar.update(task, parts=self.step_text + self.val_text)  # the last line: this validation
                 self.save()
                 return
             self._end_epoch()
+            bar.update(task, parts=self.step_text + self.val_text)
             self.save()
             if self._budget_done:
                 return
@@ -413,8 +417,3 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
         self.sums, self.count = {}, 0
-
-
-def _fmt_parts(logs: dict[str, float]) -> str:
-    """One step's loss parts for the progress display (``train_l1`` goes to the log only)."""
-    return "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "train_l1" and math.isfinite(v))

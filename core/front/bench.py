@@ -20,7 +20,7 @@ from typing import Any, Callable
 from colorkit.front.bench_plan import budget_line, build_experiment
 from colorkit.front.bench_results import write_results
 from colorkit.front.bench_suite import Protocol, Suite, load_suite, run_finished, run_name
-from colorkit.kernel.errors import ColorkitError, UsageError
+from colorkit.kernel.errors import ColorkitError, UsageError, one_line
 from colorkit.kernel.files import file_key
 
 EVAL_FORMAT = 2  # 2: L*a*b* generators scored on the input L* (as colorize writes them)
@@ -323,9 +323,9 @@ def _train_and_evaluate(registry: Any, suite: Suite, out_dir: Path, e: Any, seed
     except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
         if isinstance(exc, UsageError) and "different configuration" in str(exc):
             raise
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        _log(log, f"FAILED {run_dir.name}: {type(exc).__name__}: {first}")
-        return f"{run_dir.name}: {type(exc).__name__}: {first}"
+        reason = one_line(exc, first_line=True)
+        _log(log, f"FAILED {run_dir.name}: {reason}")
+        return f"{run_dir.name}: {reason}"
 
 
 def _write_outputs(registry: Any, suite: Suite, out_dir: Path, figures: bool, only_results: bool,

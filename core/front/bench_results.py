@@ -116,11 +116,6 @@ def _fmt_csv(v: float) -> str:
     return "nan" if not math.isfinite(v) else repr(round(v, 6))
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1; NaN for a single value: no spread is known)."""
     vals = [v for v in values if math.isfinite(v)]

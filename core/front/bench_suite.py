@@ -25,7 +25,7 @@ A suite is a YAML file::
       dataset: cifar10                    # default: the experiments' dataset (with its options)
       options: {keep_gray: true}          # dataset options for the evaluation
       split: test                         # default: the dataset's test split (val is for model selection)
-      images: 10000                       # the first N images of the split (null: all)
+      images: 10000                       # a seeded sample of N spread over the split (null: all)
       metrics: [mae, accuracy, psnr]
       batch_size: 250
     figures:                              # optional; every figure is on by default

@@ -145,7 +145,9 @@ def run_command(
     result = train(registry, exp, out, progress=not quiet, resume=resume, fork=fork)
     from colorkit.engine.distributed import env_info
 
-    if env_info().is_main:
+    if env_info().is_main and result.finished_already:
+        typer.echo(f"{result.run_dir}: finished already ({result.steps} steps); nothing to do")
+    elif env_info().is_main:
         best = f"; best {result.best['metric']} {result.best['value']:.4g}" if result.best and result.best["value"] is not None else ""
         typer.echo(f"run written to {result.run_dir} ({result.steps} steps, {result.images} images, "
                    f"{result.seconds:.1f} s{best})")

@@ -25,9 +25,11 @@ def bench_command(
     """Train what is missing of a suite, evaluate every run, write results.csv, results.md and figures.
 
     A rerun reuses finished runs and cached evaluations, and resumes interrupted runs. Progress
-    goes to stderr: a line as each run starts and ends, and each run's progress display.
+    goes to stderr: a line as each run starts and ends, and each run's progress display; the
+    results table goes to stdout at the end.
     """
     from colorkit.front.bench import run_suite
+    from colorkit.front.bench_suite import load_suite
     from colorkit.kernel.errors import UsageError
 
     seed_list = None
@@ -40,3 +42,17 @@ def bench_command(
     run_suite(suite, out, registry=get_registry(ctx), log=lambda s: typer.echo(s, err=True),
               figures=not no_figures, only_results=results_only, seeds=seed_list, only=names, jobs=jobs,
               progress=not quiet)
+    results = (out if out is not None else Path("bench") / load_suite(suite).name) / "results.md"
+    typer.echo(results_summary(results))
+
+
+def results_summary(results_md: Path) -> str:
+    """The main table of a suite's ``results.md`` (its first Markdown table: a row per experiment,
+    the "no colour" floor and the paper's numbers) and where the rest is."""
+    table: list[str] = []
+    for line in results_md.read_text(encoding="utf-8").splitlines():
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return "\n".join([*table, f"protocol, per-run table and figures: {results_md}"])

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.front.cli_common import get_registry, handle_errors
+from colorkit.front.cli_common import THREADS_HELP, cpu_threads, get_registry, handle_errors
 
 CHROMA_HELP = ("How the predicted colour is upsampled to the photo's size: bilinear, or guided by the photo's own "
                "L* (colour edges follow its lightness edges); default: what the model file records, else bilinear.")
@@ -36,7 +36,8 @@ def eval_command(
     size: Annotated[Optional[int], typer.Option("--size", help="With --images: the working size the model runs at (default: its training size), as colorize --size.")] = None,
     chroma: Annotated[Optional[str], typer.Option("--chroma", help=CHROMA_HELP, show_default=False)] = None,
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated metric names (default: the checkpoint's, else mae,accuracy,psnr; with --images the photo metrics of registry.yaml, defaults.photo_metrics); see `colorkit list metric`.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images of the split.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Score a sample of N images spread over the split (seeded: the split cut into N equal runs, one image drawn from each, so each class of a split sorted by class, such as CIFAR-10's test split, gets its share).")] = None,
+    first: Annotated[Optional[int], typer.Option("--first", help="Score the first N images of the split instead (only those are decoded: quick, but biased on a split sorted by class).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results (with metric definitions and versions) to this JSON file.")] = None,
@@ -44,6 +45,7 @@ def eval_command(
     grid_rows: Annotated[int, typer.Option("--grid-rows", help="Images (rows) in the --grid figure.")] = 8,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="dataset.KEY=VALUE or metric.NAME.KEY=VALUE, e.g. metric.accuracy.threshold=1 (repeatable).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Data-loader worker processes.")] = 0,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate checkpoints on a dataset split: a table of metrics beside the "no colour" reference."""
@@ -64,47 +66,48 @@ def eval_command(
         from colorkit.kernel.errors import UsageError
 
         raise UsageError(f"--grid-rows must be at least 1, got {grid_rows}")
-    if images is not None:
-        from colorkit.kernel.errors import UsageError
-        from colorkit.engine.evaluation import evaluate_images
-
-        given = [name for name, value in (("--dataset", dataset), ("--data-root", data_root), ("--split", split),
-                                          ("--limit", limit), ("--grid", grid)) if value is not None]
-        if given or len(checkpoints) != 1:
-            what = ", ".join(given) if given else "several checkpoints"
-            raise UsageError(f"--images evaluates one checkpoint on a folder of photos; {what} cannot go with it")
-        if size is not None:
-            from colorkit.engine.shapes import check_working_size
-
-            check_working_size(size, "--size")
-        result = evaluate_images(
-            checkpoints[0], images, registry=get_registry(ctx), metrics=metrics, working_size=size, device=device,
-            sets=list(set_ or []), progress=not quiet, chroma=chroma,
-            on_problem=lambda path, reason: typer.echo(f"note: {path}: {reason}", err=True))
-        models, data = [], None
-    else:
-        if size is not None:
+    with cpu_threads(threads):  # (--grid runs the models too)
+        if images is not None:
             from colorkit.kernel.errors import UsageError
+            from colorkit.engine.evaluation import evaluate_images
 
-            raise UsageError("--size goes with --images (a dataset is evaluated at its own working size)")
-        result, models, data = evaluate(
-            checkpoints, registry=get_registry(ctx), dataset=dataset, data_root=data_root, split=split,
-            metrics=metrics, limit=limit, batch_size=batch_size, device=device, sets=list(set_ or []),
-            workers=workers, progress=not quiet, chroma=chroma,
-        )
-    for m in models:
-        for note in m.notes:
-            typer.echo(f"note: {m.path}: {note}", err=True)
-    console = Console()
-    if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
-        console = Console(width=200)
-    console.print(result.table())
-    if json_path is not None:
-        atomic_write_bytes(json_path, (result.to_json() + "\n").encode())
-        typer.echo(f"results written to {json_path}")
-    if grid is not None:
-        write_grid(models, data, grid, rows=grid_rows)
-        typer.echo(f"grid written to {grid}")
+            given = [name for name, value in (("--dataset", dataset), ("--data-root", data_root), ("--split", split),
+                                              ("--limit", limit), ("--first", first), ("--grid", grid)) if value is not None]
+            if given or len(checkpoints) != 1:
+                what = ", ".join(given) if given else "several checkpoints"
+                raise UsageError(f"--images evaluates one checkpoint on a folder of photos; {what} cannot go with it")
+            if size is not None:
+                from colorkit.engine.shapes import check_working_size
+
+                check_working_size(size, "--size")
+            result = evaluate_images(
+                checkpoints[0], images, registry=get_registry(ctx), metrics=metrics, working_size=size, device=device,
+                sets=list(set_ or []), progress=not quiet, chroma=chroma,
+                on_problem=lambda path, reason: typer.echo(f"note: {path}: {reason}", err=True))
+            models, data = [], None
+        else:
+            if size is not None:
+                from colorkit.kernel.errors import UsageError
+
+                raise UsageError("--size goes with --images (a dataset is evaluated at its own working size)")
+            result, models, data = evaluate(
+                checkpoints, registry=get_registry(ctx), dataset=dataset, data_root=data_root, split=split,
+                metrics=metrics, limit=limit, first=first, batch_size=batch_size, device=device, sets=list(set_ or []),
+                workers=workers, progress=not quiet, chroma=chroma,
+            )
+        for m in models:
+            for note in m.notes:
+                typer.echo(f"note: {m.path}: {note}", err=True)
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
+            console = Console(width=200)
+        console.print(result.table())
+        if json_path is not None:
+            atomic_write_bytes(json_path, (result.to_json() + "\n").encode())
+            typer.echo(f"results written to {json_path}")
+        if grid is not None:
+            write_grid(models, data, grid, rows=grid_rows)
+            typer.echo(f"grid written to {grid}")
 
 
 def _is_run_or_checkpoint(path: Path) -> bool:
@@ -124,6 +127,7 @@ def colorize_command(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="torch, or onnxruntime to run an exported .onnx file (--model FILE.onnx) without PyTorch.")] = "torch",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Colorize photos of any size: files and folders in, PNG or JPEG out, inputs never overwritten."""
@@ -135,22 +139,15 @@ def colorize_command(
         check_working_size(size, "--size")  # before any allocation: --size 100000 would need ~40 GB
     if model is None and len(inputs) > 1 and _is_run_or_checkpoint(inputs[0]):
         model, inputs = str(inputs[0]), inputs[1:]  # the form before --model: colorize RUN PHOTOS...
-    skipped_existing = 0
-
-    def problem(path: Path, reason: str) -> None:
-        nonlocal skipped_existing
-        if "pass --overwrite" in reason:
-            skipped_existing += 1
-            return
-        typer.echo(f"warning: {path}: {reason}", err=True)
-
-    report = colorize_files(
-        model, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
-        overwrite=overwrite, progress=not quiet, registry=get_registry(ctx), on_problem=problem, backend=backend,
-        chroma=chroma,
-    )
-    if skipped_existing:
-        typer.echo(f"note: {skipped_existing} output(s) exist already and were left alone; pass --overwrite to replace them", err=True)
+    with cpu_threads(threads) as n:
+        report = colorize_files(
+            model, inputs, out, fmt=fmt.value, quality=quality, working_size=size, device=device,
+            overwrite=overwrite, progress=not quiet, registry=get_registry(ctx), backend=backend, chroma=chroma,
+            threads=n, on_problem=lambda path, reason: typer.echo(f"warning: {path}: {reason}", err=True),
+        )
+    if report.existing:
+        typer.echo(f"note: {len(report.existing)} output(s) exist already and were left alone; pass --overwrite to "
+                   "replace them", err=True)
     parts = [f"colorized {len(report.written)} image(s) into {out}"]
     if report.failed:
         parts.append(f"{len(report.failed)} failed")

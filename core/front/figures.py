@@ -87,11 +87,12 @@ def figure1(registry: Any, path: str | Path) -> Path:
 def figure5(gens: Sequence[Any], labels: Sequence[str], data: Any, path: str | Path, rows: int = 8,
             title: str = "Figure 5", seed: int = 0) -> Path:
     """Rows of grayscale | original | each generator's colorization, on the same images (a
-    seeded sample across the split); each column's header is wrapped, never cut."""
-    from colorkit.engine.images import sample_indices, wrap_label
+    seeded sample across the split of images with structure and colour, :func:`sample_rows`);
+    each column's header is wrapped, never cut."""
+    from colorkit.engine.images import sample_rows, wrap_label
     from colorkit.engine.scoring import no_colour_rgb8, predict_rgb8
 
-    idx = sample_indices(len(data), rows, seed)
+    idx = sample_rows(data, rows, seed)
     items = [data[i] for i in idx]
     batch = torch.stack([it if isinstance(it, torch.Tensor) else it[0] for it in items])
     columns = [no_colour_rgb8(batch), batch.float() / 255.0]

@@ -7,10 +7,12 @@ from typing import Any
 
 from colorkit.kernel.errors import UnknownNameError
 from colorkit.kernel.options import describe_options
+from colorkit.kernel.kinds import COMPONENT_KINDS
 from colorkit.kernel.registry import KINDS, Registry
 
-ALIASES = {"generators": "generator", "gen": "generator", "discriminators": "discriminator", "disc": "discriminator",
-           "losses": "loss", "datasets": "dataset", "metrics": "metric", "presets": "preset", "models": "model"}
+#: What ``colorkit list KIND`` also takes: each kind's plural and option prefix (``generators``, ``gen``).
+ALIASES = {**{alias: k.name for k in COMPONENT_KINDS for alias in (k.plural, k.prefix) if alias != k.name},
+           "presets": "preset", "models": "model"}
 
 
 def collect(registry: Registry, kind: str | None = None, roles: bool = True) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The kernel: what every other layer and every plugin builds on. The five component interfaces
-(:mod:`~colorkit.kernel.interfaces`), the plugin hooks and the registry that loads plugins and
+(:mod:`~colorkit.kernel.interfaces`) and their kinds (:mod:`~colorkit.kernel.kinds`, the one table), the plugin hooks and the registry that loads plugins and
 reads ``registry.yaml`` (presets and defaults), component options, experiments, the sRGB <->
 L*a*b* conversion (:mod:`~colorkit.kernel.color`, the only one), errors, the one atomic file
 write (:mod:`~colorkit.kernel.files`), downloads, the progress display

@@ -14,13 +14,14 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import dump_yaml, load_yaml
+from colorkit.kernel.kinds import COMPONENT_KINDS
 from colorkit.kernel.options import build_options, opt, options_to_dict
 from colorkit.kernel.registry import Registry
 
-COMPONENT_KEYS = {"gen": "generator", "disc": "discriminator", "loss": "loss", "dataset": "dataset"}
+#: Experiment key -> the kind of the one component it names (``gen`` -> ``generator``).
+COMPONENT_KEYS = {kind.config_key: kind.name for kind in COMPONENT_KINDS if kind.config_key}
 TOP_KEYS = set(COMPONENT_KEYS) | {"train", "metrics", "description"}
 #: Keys a run's config.yaml carries for the reader (written by colorkit), ignored when read back:
 #: ``splits`` names the split of each role and its image count.
@@ -263,7 +264,7 @@ def apply_sets(merged: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 
 
 #: The keys of ``defaults:`` in ``registry.yaml`` that make the lowest experiment layer.
-DEFAULT_KEYS = ("gen", "disc", "loss", "dataset", "metrics")
+DEFAULT_KEYS = (*COMPONENT_KEYS, "metrics")
 
 
 def experiment_defaults(registry: Registry) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from colorkit.kernel.errors import ColorkitError, DiskFullError, UsageError
+from colorkit.kernel.errors import ColorkitError, DiskFullError, UsageError, one_line
 
 
 def open_mode(fd: int) -> None:
@@ -317,7 +317,7 @@ def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
     except _StrictYAMLError as exc:
         raise UsageError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+        raise UsageError(f"{path}: not valid YAML ({one_line(exc)})") from None
     except RecursionError:
         raise UsageError(f"{path}: not valid YAML (nested too deeply)") from None
 

@@ -12,6 +12,8 @@ as a ``"module:attr"`` string (with a description): the module is then imported 
 component is built, so a plugin module that holds only options and registrations keeps
 ``colorkit list`` from importing torch (the built-in plugins do this). Built-in plugins
 use exactly these hooks. Pretrained models have a hook of their own, :func:`register_models`.
+Which kind of component each hook registers, with its option prefix and its interface, is declared
+once, in :mod:`colorkit.kernel.kinds`.
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 (``--json``, tables). Training, validation, evaluation, colorizing, ``bench`` and the datasets'
 decoding use it; it lives in the kernel so that plugins can use it too.
 
-* On a terminal: a rich bar, the same columns everywhere (what runs, the bar, done of total, time
-  spent, time left, a free text such as the loss parts).
+* On a terminal: a rich bar, the same columns everywhere (what runs, the bar, the unit and done of
+  total, time spent, time left, a free text such as the loss parts); on a narrow terminal the bar
+  and then the free text give way, so the step and the time left always show.
 * Anywhere else (``nohup``, CI, a cluster job, a pipe): one plain line per task every
   ``COLORKIT_PROGRESS_EVERY`` seconds (default 30; ``0``: at every update) with what runs, done of
-  total, the rate in images/s, the time left and the free text, and a last line when the task ends.
+  total, the rate in images/s, the time left and the free text, and a last line when the task ends
+  (it alone reports the total reached; new text alone waits for the next line).
 
 ``COLORKIT_PROGRESS`` chooses: ``auto`` (the default: a bar on a terminal, plain lines elsewhere),
 ``bar``, ``plain`` or ``off``. :func:`progress_scope` silences every display opened inside it, the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import os
 import sys
 import time
@@ -106,6 +109,12 @@ def progress_bar(enabled: bool = True, console: Any = None) -> Any:
     return _Display(_RichBars(console) if mode == "bar" else _PlainLines(console, report_every()), nested=False)
 
 
+def format_parts(values: dict[str, float], skip: tuple[str, ...] = ()) -> str:
+    """Named numbers as a display's free text: ``d_total 1.412  g_total 29.18`` (4 significant
+    digits; names in ``skip`` and values that are not finite are left out)."""
+    return "  ".join(f"{k} {v:.4g}" for k, v in values.items() if k not in skip and math.isfinite(v))
+
+
 class _Hidden:
     """What :func:`progress_bar` returns when nothing is to be shown: the same calls, no output."""
 
@@ -163,11 +172,20 @@ class _RichBars:
     def __init__(self, console: Any) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.table import Column
+
+        # The unit, done of total, time spent and time left keep their width at any terminal
+        # width; the bar and then the free text (the loss parts) give way, the text cut with "…".
+        def fixed(**kwargs: Any) -> Column:
+            return Column(no_wrap=True, **kwargs)
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[parts]}"),
-            console=console or Console(stderr=True),
+            TextColumn("[bold]{task.description}", table_column=fixed(overflow="ellipsis", max_width=32)),
+            BarColumn(bar_width=None, table_column=Column(width=8, ratio=1)),
+            TextColumn("{task.fields[unit]}", table_column=fixed()), MofNCompleteColumn(table_column=fixed()),
+            TimeElapsedColumn(table_column=fixed()), TimeRemainingColumn(table_column=fixed()),
+            TextColumn("{task.fields[parts]}", table_column=fixed(overflow="ellipsis", ratio=2)),
+            console=console or Console(stderr=True), expand=True,
         )
 
     def start(self) -> None:
@@ -222,6 +240,7 @@ class _PlainLines:
         t = self.tasks.get(task)
         if t is None:
             return
+        moved = bool(advance) or "completed" in fields  # (new text alone waits for the next line)
         if "completed" in fields:
             t.completed = fields.pop("completed")
         if "total" in fields:  # a run with a time budget refines its number of steps as it goes
@@ -229,8 +248,8 @@ class _PlainLines:
         t.completed += advance or 0
         t.fields.update(fields)
         now = time.monotonic()
-        if now - t.last_line >= self.every:
-            t.last_line = now
+        if moved and now - t.last_line >= self.every and not (t.total and t.completed >= t.total):
+            t.last_line = now  # (at the total, the last line, written when the task ends, says it)
             self._write(self._line(t, now, final=False))
 
     def finish(self, task: int, ok: bool, remove: bool) -> None:

@@ -21,9 +21,9 @@ import importlib.metadata as md
 import importlib.resources
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -31,6 +31,7 @@ import yaml
 
 from colorkit.kernel import hookspecs
 from colorkit.kernel.errors import PluginError, UnknownNameError, one_line
+from colorkit.kernel.kinds import BY_NAME, COMPONENT_KINDS
 from colorkit.kernel.models import ModelEntry
 from colorkit.kernel.options import NoOptions, build_options
 
@@ -38,16 +39,9 @@ ENTRY_POINT_GROUP = "colorkit"
 DISABLE_ENV = "COLORKIT_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "COLORKIT_PLUGINS"
 
-#: kind -> hook name. The order is the order ``colorkit list`` prints.
-KINDS: dict[str, str] = {
-    "generator": "register_generators",
-    "discriminator": "register_discriminators",
-    "loss": "register_losses",
-    "dataset": "register_datasets",
-    "metric": "register_metrics",
-}
-#: The key prefix of each kind in configs and ``--set`` (``gen.base=32``).
-PREFIX = {"generator": "gen", "discriminator": "disc", "loss": "loss", "dataset": "dataset", "metric": "metric"}
+#: kind -> hook name, from :data:`colorkit.kernel.kinds.COMPONENT_KINDS`, in the order
+#: ``colorkit list`` prints.
+KINDS: dict[str, str] = {kind.name: kind.hook for kind in COMPONENT_KINDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +61,7 @@ class Component:
 
     def make_options(self, values: dict[str, Any] | None = None) -> Any:
         """Validated options for this component (unknown or ill-typed keys are rejected)."""
-        return build_options(self.options, values, PREFIX[self.kind])
+        return build_options(self.options, values, BY_NAME[self.kind].prefix)
 
     def load(self) -> Callable[[Any], Any]:
         """The factory, imported first when it was registered as a ``"module:attr"`` reference
@@ -114,11 +108,10 @@ def read_registry_file(path: Path | None = None) -> dict[str, Any]:
     except FileNotFoundError:
         raise PluginError(f"{path}: registry file not found; reinstall colorkit") from None
     except yaml.YAMLError as exc:
-        raise PluginError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise PluginError(f"{path}: not valid YAML ({one_line(exc, first_line=True)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("plugins", []), list):
         raise PluginError(f"{path}: expected a mapping with a 'plugins' list")
     return data
-
 
 
 def _package_of(obj: object) -> tuple[str, str]:
@@ -209,47 +202,39 @@ class Registry:
                 self.failed.append(FailedPlugin(name, package, one_line(exc, first_line=True)))
 
     def _collect(self, builtin: set[str]) -> None:
-        for kind, hook_name in KINDS.items():
-            for comp in self._call_hook(hook_name, self._component_register(kind), builtin):
-                self._add_unique(self.components[kind], kind, comp)
+        for kind in COMPONENT_KINDS:
+            for comp in self._call_hook(kind.hook, self._component_register(kind.name), builtin):
+                self._add_unique(self.components[kind.name], kind.name, comp)
         for entry in self._call_hook("register_models", self._model_register(), builtin):
             self._add_unique(self.models, "model", entry)
 
-    def _call_hook(self, hook_name: str, make: Callable[..., Callable[..., None]], builtin: set[str]) -> list[Any]:
-        """Call a hook through pluggy's hook caller (so ``tryfirst``, ``trylast`` and wrappers
-        apply) with a ``register`` that knows which plugin calls it; returns what was
-        registered. A third-party plugin that raises is recorded in ``failed`` and the hook is
-        called again without it (registering has no side effects); a built-in one raises."""
+    def _call_hook(self, hook_name: str, make: Callable[[list[Any], Any], Callable[..., None]],
+                   builtin: set[str]) -> list[Any]:
+        """Call a hook with, for each implementation, a ``register`` made by ``make`` that credits
+        what it registers to that implementation's plugin; returns what was registered. pluggy
+        calls them (so ``tryfirst``, ``trylast`` and wrappers apply), through :func:`_crediting`.
+        A third-party plugin that raises is recorded in ``failed`` and the hook is called again
+        without it (registering has no side effects); a built-in one raises."""
         excluded: list[object] = []
         while True:
             caller = self.pm.subset_hook_caller(hook_name, excluded) if excluded else getattr(self.pm.hook, hook_name)
-            impls = _by_code(caller.get_hookimpls())
             added: list[Any] = []
+            raised: list[tuple[BaseException, Any]] = []
             try:
-                caller(register=make(added, lambda: self._calling_impl(impls)))
+                _crediting(hook_name, caller.get_hookimpls(), lambda impl: make(added, impl), raised)()
                 return added
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break colorkit
-                impl = _raising_impl(exc, impls)
+                impl = next((i for e, i in raised if e is exc), None)
                 if impl is None or impl.plugin_name in builtin:
                     raise
                 package, _ = self._info.get(impl.plugin_name, ("?", ""))
                 self.failed.append(FailedPlugin(impl.plugin_name, package, one_line(exc, first_line=True)))
                 excluded.append(impl.plugin)
 
-    def _calling_impl(self, impls: dict[int, list[Any]]) -> Any:
-        """The hook implementation that called ``register`` (the nearest one up the stack)."""
-        frame = sys._getframe(2)
-        while frame is not None and id(frame.f_code) not in impls:
-            frame = frame.f_back
-        if frame is None:
-            raise PluginError("register() must be called from inside a colorkit hook implementation")
-        return _impl_of(frame, impls)
-
     def _component_register(self, kind: str) -> Callable[..., Callable[..., None]]:
-        def make(added: list[Component], calling: Callable[[], Any]) -> Callable[..., None]:
+        def make(added: list[Component], impl: Any) -> Callable[..., None]:
             def register(name: str, factory: Callable[[Any], Any], *, options: type | None = None,
                          description: str = "") -> None:
-                impl = calling()
                 package, version = self._info.get(impl.plugin_name, ("?", ""))
                 if not isinstance(name, str) or not name:
                     raise ValueError(f"a {kind} name must be a non-empty string, got {name!r}")
@@ -270,10 +255,9 @@ class Registry:
         return make
 
     def _model_register(self) -> Callable[..., Callable[..., None]]:
-        def make(added: list[ModelEntry], calling: Callable[[], Any]) -> Callable[..., None]:
+        def make(added: list[ModelEntry], impl: Any) -> Callable[..., None]:
             def register(name: str, weights: str | Path | Callable[[], str | Path], *, sha256: str,
                          card: str | Path = "", description: str = "") -> None:
-                impl = calling()
                 package, version = self._info.get(impl.plugin_name, ("?", ""))
                 if not isinstance(name, str) or not name:
                     raise ValueError(f"a model name must be a non-empty string, got {name!r}")
@@ -298,32 +282,52 @@ class Registry:
             )
         table[item.name] = item
 
-def _raising_impl(exc: BaseException, impls: dict[int, list[Any]]) -> Any:
-    """The hook implementation deepest in ``exc``'s traceback (the one that raised)."""
-    found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if id(tb.tb_frame.f_code) in impls:
-            found = _impl_of(tb.tb_frame, impls)
-        tb = tb.tb_next
-    return found
+
+#: Marks the stand-ins :func:`_crediting` registers (colorkit's project name, as for plugins).
+_stand_in_marker = pluggy.HookimplMarker("colorkit")
 
 
-def _by_code(hookimpls: list[Any]) -> dict[int, list[Any]]:
-    """Hook implementations by the identity of their code object (two plugins' functions of the
-    same source have equal code objects; two instances of one plugin class share one)."""
-    out: dict[int, list[Any]] = {}
-    for impl in hookimpls:
-        out.setdefault(id(impl.function.__code__), []).append(impl)
-    return out
+def _crediting(hook_name: str, impls: list[Any], register_for: Callable[[Any], Callable[..., None]],
+               raised: list[tuple[BaseException, Any]]) -> Callable[[], Any]:
+    """A caller of hook ``hook_name`` that calls each of ``impls`` (its implementations, in the
+    order pluggy keeps them) with the ``register`` that ``register_for(impl)`` makes. Each is
+    registered, in that order, as a stand-in plugin of a throwaway plugin manager, so pluggy calls
+    them as it would the originals (order, wrappers) while each stand-in knows its implementation.
+    An exception is put in ``raised`` with the first implementation it left (the one that raised)."""
+    pm = pluggy.PluginManager("colorkit")
+    for impl in impls:
+        name = None if pm.has_plugin(impl.plugin_name) else impl.plugin_name  # pluggy's warnings name it
+        pm.register(SimpleNamespace(**{hook_name: _stand_in(impl, register_for(impl), raised)}), name=name)
+    return getattr(pm.hook, hook_name, lambda: [])
 
 
-def _impl_of(frame: Any, impls: dict[int, list[Any]]) -> Any:
-    """The implementation running in ``frame``: for a method shared by several plugin
-    instances, the one whose instance is the frame's ``self``."""
-    candidates = impls[id(frame.f_code)]
-    owner = frame.f_locals.get("self")
-    return next((impl for impl in candidates if impl.plugin is owner), candidates[0])
+def _stand_in(impl: Any, register: Callable[..., None], raised: list[tuple[BaseException, Any]]) -> Any:
+    """A hook implementation that calls ``impl`` with ``register`` as pluggy would (``impl`` may take
+    it positionally, as a keyword with a default, or not at all) and notes in ``raised`` an exception
+    that leaves ``impl``, unless an implementation ``impl`` wraps noted it first."""
+    args = [register] * len(impl.argnames)
+    kwargs = {"register": register} if "register" in impl.kwargnames else {}
+
+    def note(exc: BaseException) -> None:
+        if all(e is not exc for e, _ in raised):
+            raised.append((exc, impl))
+
+    def call() -> Any:
+        try:
+            return impl.function(*args, **kwargs)
+        except Exception as exc:
+            note(exc)
+            raise
+
+    def wrap() -> Any:
+        try:
+            return (yield from impl.function(*args, **kwargs))
+        except Exception as exc:
+            note(exc)
+            raise
+
+    wraps = bool(impl.wrapper or impl.hookwrapper)
+    return _stand_in_marker(wrapper=impl.wrapper, hookwrapper=impl.hookwrapper)(wrap if wraps else call)
 
 
 def check_interface(kind: str, name: str, factory: Any, plugin: str) -> None:
@@ -332,10 +336,7 @@ def check_interface(kind: str, name: str, factory: Any, plugin: str) -> None:
     that is a function is checked when it builds (:meth:`Component.build`)."""
     if not isinstance(factory, type):
         return
-    from colorkit.kernel import interfaces
-
-    base = {"generator": interfaces.Generator, "discriminator": interfaces.Discriminator,
-            "loss": interfaces.Loss, "dataset": interfaces.Dataset, "metric": interfaces.Metric}[kind]
+    base = BY_NAME[kind].interface_class()
     if not issubclass(factory, base):
         return
     missing = [attr for attr in dir(base) if getattr(getattr(base, attr, None), "__isabstractmethod__", False)

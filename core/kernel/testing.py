@@ -33,10 +33,11 @@ import torch.nn.functional as F
 import yaml
 
 from colorkit.kernel import abbins, color
-from colorkit.kernel.errors import OptionError
+from colorkit.kernel.errors import OptionError, one_line
 from colorkit.kernel.interfaces import Dataset, Discriminator, Generator, Loss, Metric, Prediction
 from colorkit.kernel.options import build_options, convert, describe_options, options_to_dict
-from colorkit.kernel.registry import PREFIX, Component
+from colorkit.kernel.kinds import BY_NAME
+from colorkit.kernel.registry import Component
 
 __all__ = [
     "check_component",
@@ -276,7 +277,7 @@ def _check_saved_options(options: Any, prefix: str = "opt") -> None:
         saved = yaml.safe_load(yaml.safe_dump(options_to_dict(options), sort_keys=False))
     except yaml.YAMLError as exc:
         raise AssertionError(
-            f"options {who} cannot be saved in config.yaml ({str(exc).splitlines()[0]}); keep option values "
+            f"options {who} cannot be saved in config.yaml ({one_line(exc, first_line=True)}); keep option values "
             "plain: numbers, strings, booleans, None, tuples or lists of them"
         ) from None
     try:
@@ -311,7 +312,7 @@ def _check_rebuild(component: Component, module: torch.nn.Module, options: Any) 
     except RuntimeError as exc:
         raise AssertionError(
             f"{component.kind} '{component.name}': two builds from the same options have different "
-            f"weights, so checkpoints cannot be loaded: {str(exc).splitlines()[0]}"
+            f"weights, so checkpoints cannot be loaded: {one_line(exc, first_line=True)}"
         ) from None
 
 
@@ -333,7 +334,7 @@ def check_component(
     not needed.
     """
     kind = component.kind
-    prefix = PREFIX.get(kind, kind)
+    prefix = BY_NAME[kind].prefix if kind in BY_NAME else kind
     values = dict(options or {})
     if kind == "dataset":
         describe_options(component.options)

@@ -9,7 +9,9 @@ from torch import nn
 import colorkit_strided_unet
 from colorkit.kernel.errors import OptionError
 from colorkit.kernel.testing import check_discriminator, check_generator, check_plugin
-from colorkit_strided_unet import PatchDiscriminator, PatchOptions, StridedUNet, StridedUNetOptions
+from colorkit_strided_unet.discriminator import PatchDiscriminator
+from colorkit_strided_unet.generator import StridedUNet
+from colorkit_strided_unet.options import PatchOptions, StridedUNetOptions
 
 SMALL = {
     "strided_unet": {"encoder_widths": [8, 16, 32], "decoder_widths": [16, 8]},

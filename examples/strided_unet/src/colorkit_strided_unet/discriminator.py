@@ -13,28 +13,12 @@ PatchGAN variant the brief asks for and works at any image size that is a multip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from colorkit.kernel.interfaces import Discriminator
-from colorkit.kernel.options import opt
-from colorkit_strided_unet.layers import check_widths, conv4
-
-
-@dataclass(frozen=True)
-class PatchOptions:
-    widths: tuple[int, ...] = opt(
-        (64, 128, 256, 512), "channels of each 4x4 conv: all but the last have stride 2, the last stride 1"
-    )
-    batch_norm: bool = opt(True, "batch norm after every conv but the first")
-    dropout: float = opt(0.0, "dropout after each unit (the authors' code: 0)")
-
-    def __post_init__(self) -> None:
-        check_widths("disc.widths", self.widths)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("disc.dropout must be in [0, 1)")
+from colorkit_strided_unet.layers import conv4
+from colorkit_strided_unet.options import PatchOptions
 
 
 class PatchDiscriminator(Discriminator):

@@ -19,51 +19,12 @@ activation to the last decoder output; this generator does, as U-Nets usually do
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
 from colorkit.kernel.interfaces import Generator
-from colorkit.kernel.options import opt
-from colorkit_strided_unet.layers import check_widths, conv4
-
-
-@dataclass(frozen=True)
-class StridedUNetOptions:
-    encoder_widths: tuple[int, ...] = opt(
-        (64, 128, 256, 512, 512), "channels of each 4x4 encoder conv (the authors' CIFAR-10 generator)"
-    )
-    decoder_widths: tuple[int, ...] = opt(
-        (512, 256, 128, 64), "channels of each 4x4 stride-2 transposed conv, deepest first; one per stride-2 encoder conv"
-    )
-    first_stride: Literal[1, 2] = opt(1, "stride of the first encoder conv (the authors' code: 1; pix2pix: 2)")
-    dropout: float = opt(0.5, "dropout probability in the first dropout_layers decoder units")
-    dropout_layers: int = opt(1, "how many decoder units, deepest first, use dropout (authors: 1 on CIFAR-10, 3 on Places365)")
-    output: Literal["ab", "lab"] = opt("ab", "predict a*b* and reuse the input L, or all of L*a*b* (the paper)")
-
-    def __post_init__(self) -> None:
-        check_widths("gen.encoder_widths", self.encoder_widths)
-        down = self.downsamplings
-        if down < 1:
-            raise ValueError("gen.encoder_widths needs at least one stride-2 conv (two widths with gen.first_stride=1)")
-        if len(self.decoder_widths) != down:
-            raise ValueError(
-                f"gen.decoder_widths needs one width per stride-2 encoder conv: {down} for "
-                f"{len(self.encoder_widths)} encoder widths with gen.first_stride={self.first_stride}, "
-                f"got {len(self.decoder_widths)}"
-            )
-        check_widths("gen.decoder_widths", self.decoder_widths)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("gen.dropout must be in [0, 1)")
-        if not 0 <= self.dropout_layers <= len(self.decoder_widths):
-            raise ValueError(f"gen.dropout_layers must be between 0 and {len(self.decoder_widths)}")
-
-    @property
-    def downsamplings(self) -> int:
-        """How many encoder convs halve the image (and so how many decoder units there are)."""
-        return len(self.encoder_widths) - (1 if self.first_stride == 1 else 0)
+from colorkit_strided_unet.layers import conv4
+from colorkit_strided_unet.options import StridedUNetOptions
 
 
 def _encoder_unit(cin: int, cout: int, stride: int, batch_norm: bool) -> nn.Sequential:

@@ -17,9 +17,3 @@ def conv4(cin: int, cout: int, stride: int, *, bias: bool = True) -> nn.Sequenti
         return nn.Sequential(nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(cin, cout, 4, stride=1, bias=bias))
     raise ValueError(f"stride must be 1 or 2, got {stride}")
 
-
-def check_widths(key: str, widths: tuple[int, ...]) -> None:
-    if not widths:
-        raise ValueError(f"{key} needs at least one width")
-    if any(w < 1 for w in widths):
-        raise ValueError(f"{key} must all be positive, got {list(widths)}")
