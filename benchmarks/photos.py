@@ -211,39 +211,106 @@ def cmd_score(args: argparse.Namespace, folder: Path) -> None:
     print(text)
 
 
+def _row_variants(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``ROW:gen.KEY=V,gen.KEY=V`` ... to ``{row: {KEY: V}}``: the inference options a row's marks
+    are scored with (a bins row: the options chosen on val for the shipped model)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        row, _, sets = item.partition(":")
+        pairs = [kv.partition("=") for kv in sets.split(",")]
+        if not row or any(not k.startswith("gen.") or not v for k, _, v in pairs):
+            raise SystemExit(f"--variant {item}: expected ROW:gen.KEY=V[,gen.KEY=V]")
+        out[row] = {k[4:]: yaml.safe_load(v) for k, _, v in pairs}
+    return out
+
+
+def row_of(run: Path) -> str:
+    """A run directory's row: its name less the ``-sSEED`` suffix."""
+    name, _, seed = run.name.rpartition("-s")
+    return name if name and seed.isdigit() else run.name
+
+
 def cmd_marks(args: argparse.Namespace, folder: Path) -> None:
-    runs = sorted(p for p in (args.out / "runs").iterdir() if (p / "checkpoints").is_dir())
+    runs = sorted(p for out in args.out for p in (out / "runs").iterdir() if (p / "checkpoints").is_dir())
+    variants = _row_variants(args.variant)
     report = {}
     for split in args.splits.split(","):
         rows, floor = [], None
         for run in runs:
             marks = sorted((run / "checkpoints").glob("cpu-*min.pt"), key=lambda p: float(p.stem[4:-3]))
             for mark in marks:
-                r = score(mark, folder, split, cache=args.cache)
+                r = score(mark, folder, split, variants.get(row_of(run)), cache=args.cache)
                 floor = r["floor"]
                 rows.append((f"{run.name} @ {mark.stem[4:-3]} CPU-min", r["values"]))
-        report[split] = {"floor": floor, "rows": rows}
+        report[split] = {"floor": floor, "rows": rows, "seeds": seed_rows(rows)}
         print(table(rows, floor or {}, f"photos9k `{split}`"))
+        print(seed_table(report[split]["seeds"], floor or {}, f"photos9k `{split}`, mean ± sd over seeds"))
     if args.dest:
-        write_marks_report(args, report, runs)
+        write_marks_report(args, report, runs, variants)
 
 
-def write_marks_report(args: argparse.Namespace, report: dict[str, Any], runs: list[Path]) -> None:
-    """REPORT.md (test table first, then val), marks.json and each run's small files in ``--dest``."""
+def seed_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows ``RUN-sSEED @ M CPU-min`` grouped by row and mark: each metric's mean, sample
+    standard deviation and the seeds counted."""
+    import statistics
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for name, values in rows:
+        run, _, mark = name.partition(" @ ")
+        groups.setdefault((row_of(Path(run)), mark), []).append(values)
+    out = []
+    for (row, mark), values in groups.items():
+        stats = {}
+        for m in METRICS:
+            xs = [v[m] for v in values if v.get(m) is not None]
+            stats[m] = (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None) if xs else (None, None)
+        out.append({"row": row, "mark": mark, "seeds": len(values), "stats": stats})
+    return out
+
+
+def seed_table(groups: list[dict[str, Any]], floor: dict[str, float], title: str) -> str:
+    """The markdown table of :func:`seed_rows`: mean ± sd, targets judged on the mean."""
+    head = "| row @ mark | seeds | " + " | ".join(METRICS) + " | targets met |\n|---|---|" + "---|" * (len(METRICS) + 1)
+    lines = [head]
+    for g in groups:
+        means = {m: s[0] for m, s in g["stats"].items()}
+        met = targets_met(means, floor)
+        cells = []
+        for m in METRICS:
+            mean, sd = g["stats"][m]
+            text = _fmt(m, mean) + (f" ± {_fmt(m, sd)}" if sd is not None else "")
+            if mean is not None and m == "psnr" and mean <= floor.get("psnr", -1e9):
+                text = f"**{text}, below**"
+            cells.append(text + ("" if m not in met else (" ✓" if met[m] else " ✗")))
+        lines.append(f"| {g['row']} @ {g['mark']} | {g['seeds']} | " + " | ".join(cells) + f" | {sum(met.values())}/{len(met)} |")
+    return f"{title}\n\n" + "\n".join(lines) + "\n"
+
+
+def write_marks_report(args: argparse.Namespace, report: dict[str, Any], runs: list[Path],
+                       variants: dict[str, dict[str, Any]]) -> None:
+    """REPORT.md (test tables first, then val), marks.json and each run's small files in ``--dest``."""
     import shutil
 
     args.dest.mkdir(parents=True, exist_ok=True)
     (args.dest / "marks.json").write_text(json.dumps(report, indent=1))
     images = {split: next((r["images"] for r in _cached(args.cache, split)), None) for split in report}
-    parts = [f"## Real photos: time to quality ({args.out.name})", "",
+    outs = " ".join(str(o) for o in args.out)
+    scored = "; ".join(f"`{row}` scored with " + ", ".join(f"gen.{k}={v}" for k, v in v_.items())
+                       for row, v_ in variants.items())
+    parts = [f"## Real photos: time to quality ({', '.join(o.name for o in args.out)})", "",
              "Every CPU-minute mark of every run, scored on photos9k at the photos' stored size as `colorkit "
              "colorize` writes them, beside the floor of the same photos (✓ / ✗: issue 32's target for that metric "
-             "met or not; the targets are stated for `test`). One seed (0) per row. Reproduce:", "", "```bash",
-             f"python benchmarks/photos.py marks {args.out} --dest {args.dest}", "```", ""]
+             "met or not; the targets are stated for `test`), then each row's mean ± sample standard deviation over "
+             f"its seeds. {scored + '. ' if scored else ''}Reproduce:", "", "```bash",
+             f"python benchmarks/photos.py marks {outs} " + " ".join(f"--variant {v}" for v in args.variant)
+             + f" --dest {args.dest}", "```", ""]
     for split in [s for s in ("test", "val") if s in report]:
         block = report[split]
-        parts.append(table(block["rows"], block["floor"] or {},
-                           f"### photos9k `{split}`" + (f" ({images[split]} photos)" if images[split] else "")))
+        title = f"photos9k `{split}`" + (f" ({images[split]} photos)" if images[split] else "")
+        parts.append(table(block["rows"], block["floor"] or {}, f"### {title}"))
+        parts.append(seed_table(block["seeds"], block["floor"] or {}, f"### {title}, mean ± sd over seeds"))
     (args.dest / "REPORT.md").write_text("\n".join(parts))
     for run in runs:
         (args.dest / "runs" / run.name).mkdir(parents=True, exist_ok=True)
@@ -262,7 +329,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("marks")
-    p.add_argument("out", type=Path)
+    p.add_argument("out", type=Path, nargs="+", help="bench output folders (their runs/ are scored together)")
+    p.add_argument("--variant", action="append", default=[],
+                   help="ROW:gen.KEY=V,...: the inference options ROW's marks are scored with (repeatable)")
     p.add_argument("--splits", default="test,val", help="the splits to score every mark on")
     p.add_argument("--dest", type=Path)
     for name in ("scan", "score"):

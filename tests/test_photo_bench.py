@@ -85,6 +85,7 @@ def test_scan_scores_each_variant_beside_one_floor_and_caches(bench, tmp_path, m
     assert [r["values"] for r in again] == [r["values"] for r in results]
 
 
+@pytest.mark.slow
 def test_photo_model_ships_the_val_choice_with_its_card(bench, tmp_path):
     photo_model = _load("photo_model")
     root, ckpt = bench
@@ -111,3 +112,20 @@ def test_photo_model_ships_the_val_choice_with_its_card(bench, tmp_path):
     chosen = __import__("json").loads((report / "figures.json").read_text())["chosen"]
     assert model.working_size == 16 and model.gen.options.temperature == chosen["variant"]["temperature"]
     assert (report / "figures" / "test-grid.png").is_file() and (docs / "before-after.png").is_file()
+
+
+def test_marks_of_several_seeds_are_averaged_per_row_and_mark():
+    photos = _load("photos")
+    floor = {"psnr": 23.0, "mae": 14.0, "colorfulness_gap": 40.0, "auc_rebal": 78.0, "hist_intersection": 0.3}
+    rows = [("l1-s1 @ 30 CPU-min", {"psnr": 23.5, "mae": 13.0}), ("l1-s2 @ 30 CPU-min", {"psnr": 23.7, "mae": 13.4}),
+            ("bins-s1 @ 30 CPU-min", {"psnr": 22.8, "mae": 14.2}), ("l1-s1 @ 15 CPU-min", {"psnr": 23.1, "mae": 13.9})]
+    groups = {(g["row"], g["mark"]): g for g in photos.seed_rows(rows)}
+    assert set(groups) == {("l1", "30 CPU-min"), ("bins", "30 CPU-min"), ("l1", "15 CPU-min")}
+    l1 = groups["l1", "30 CPU-min"]
+    assert l1["seeds"] == 2 and l1["stats"]["psnr"][0] == pytest.approx(23.6)
+    assert l1["stats"]["psnr"][1] == pytest.approx(0.1414, abs=1e-4) and l1["stats"]["mae"][0] == pytest.approx(13.2)
+    assert groups["bins", "30 CPU-min"]["stats"]["psnr"][1] is None  # one seed: no spread
+    text = photos.seed_table(list(groups.values()), floor, "t")
+    assert "| l1 @ 30 CPU-min | 2 | 13.20 ± 0.28 ✓ | 23.60 ± 0.14 ✓ |" in text
+    assert "**22.80, below** ✗" in text  # a mean at or under the floor's PSNR is said so
+    assert photos.row_of(Path("runs/l1-nogan-s12")) == "l1-nogan" and photos.row_of(Path("x-sy")) == "x-sy"
