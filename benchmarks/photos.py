@@ -304,8 +304,8 @@ def write_marks_report(args: argparse.Namespace, report: dict[str, Any], runs: l
              "colorize` writes them, beside the floor of the same photos (✓ / ✗: issue 32's target for that metric "
              "met or not; the targets are stated for `test`), then each row's mean ± sample standard deviation over "
              f"its seeds. {scored + '. ' if scored else ''}Reproduce:", "", "```bash",
-             f"python benchmarks/photos.py marks {outs} " + " ".join(f"--variant {v}" for v in args.variant)
-             + f" --dest {args.dest}", "```", ""]
+             f"python benchmarks/photos.py marks {outs} --splits {args.splits} "
+             + " ".join(f"--variant {v}" for v in args.variant) + f" --dest {args.dest}", "```", ""]
     for split in [s for s in ("test", "val") if s in report]:
         block = report[split]
         title = f"photos9k `{split}`" + (f" ({images[split]} photos)" if images[split] else "")
