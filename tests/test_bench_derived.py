@@ -129,3 +129,19 @@ def test_a_from_row_option_that_changes_the_weights_is_refused_naming_the_file(t
     with pytest.raises(ColorkitError, match=r"vivid-s0: UsageError: .*vivid-s0/checkpoints/"):
         run_suite(suite, tmp_path / "out", registry=build_registry(autoload=False), log=None, figures=False)
 
+
+
+@pytest.mark.slow
+def test_a_derived_run_directory_holding_someone_elses_file_is_never_deleted(tmp_path):
+    suite, out, logs = _suite(tmp_path), tmp_path / "out", []
+    run_suite(suite, out, registry=build_registry(autoload=False), log=logs.append, figures=False, only=["plain"])
+    mine = out / "runs" / "vivid-s0" / "notes.txt"  # a folder the suite would make again from the source
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my notes")
+    with pytest.raises(ColorkitError, match=r"vivid-s0: holds 'notes.txt', which a derived row does not write; move it "
+                                            r"away and run again \(nothing was deleted\)"):
+        run_suite(suite, out, registry=build_registry(autoload=False), log=logs.append, figures=False, only=["vivid"])
+    assert mine.read_text() == "my notes"
+    mine.unlink()  # the folder holds nothing foreign now: derived as usual
+    run_suite(suite, out, registry=build_registry(autoload=False), log=logs.append, figures=False, only=["vivid"])
+    assert (out / "runs" / "vivid-s0" / "derived.json").is_file()

@@ -76,6 +76,24 @@ def ensure_trained(registry: Any, exp: Any, run_dir: Path, log: Callable[[str], 
 
 
 DERIVED_FILE = "derived.json"
+#: What a derived run directory holds (besides temporary files): all that a rerun may delete.
+DERIVED_NAMES = {DERIVED_FILE, "config.yaml", "environment.json", "metrics.jsonl", "checkpoints"}
+
+
+def _not_derived(run_dir: Path) -> Path | None:
+    """The first file in ``run_dir`` that deriving a run did not write (``None``: all of it did)."""
+    for entry in sorted(run_dir.rglob("*")):
+        rel = entry.relative_to(run_dir)
+        name = entry.name
+        temp = name.startswith(".") and name.endswith(".tmp")
+        if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
+            return entry
+        if len(rel.parts) == 1 and (name in DERIVED_NAMES or temp or (name.startswith("eval-") and name.endswith(".json"))):
+            continue
+        if rel.parts[0] == "checkpoints" and len(rel.parts) == 2 and entry.is_file() and (name.endswith(".pt") or temp):
+            continue
+        return entry
+    return None
 
 
 def ensure_derived(registry: Any, exp: Any, run_dir: Path, source_dir: Path,
@@ -107,6 +125,10 @@ def ensure_derived(registry: Any, exp: Any, run_dir: Path, source_dir: Path,
                              "move it away or use another --out")
         return "reused"
     if run_dir.exists():  # derived files only (stale or cut short): made again from the source
+        foreign = _not_derived(run_dir)
+        if foreign is not None:
+            raise UsageError(f"{run_dir}: holds {foreign.relative_to(run_dir).as_posix()!r}, which a derived row does "
+                             "not write; move it away and run again (nothing was deleted)")
         shutil.rmtree(run_dir)
     _log(log, f"derive {run_dir.name} from {source_dir.name}")
     (run_dir / "checkpoints").mkdir(parents=True)
