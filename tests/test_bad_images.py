@@ -179,3 +179,17 @@ def test_a_large_photo_is_decoded_quietly_up_to_pillows_limit_and_refused_beyond
         assert _decode.check_header(str(huge)) == _decode.TOO_LARGE
         with pytest.raises(Image.DecompressionBombError):
             read_image(huge)
+
+
+def test_a_half_precision_model_file_keeps_in_float32_what_half_precision_cannot_hold(tmp_path):
+    """Batch norm's running variance can pass half precision's 65,504: cast, it would be infinite and
+    silence its channels. The model file keeps such a tensor in float32; everything else is half."""
+    from colorkit.engine.checkpoints import load_checkpoint, save_checkpoint, write_model_file
+
+    weights = {"conv.weight": torch.randn(4, 1, 3, 3), "bn.running_var": torch.full((4,), 1e6),
+               "bn.num_batches_tracked": torch.tensor(3)}
+    source = tmp_path / "source.pt"
+    save_checkpoint(source, {"experiment": {"gen": {"name": "x"}}, "gen": weights})
+    saved = load_checkpoint(write_model_file(source, tmp_path / "model.pt"))["gen"]
+    assert saved["conv.weight"].dtype == torch.float16 and saved["bn.running_var"].dtype == torch.float32
+    assert torch.equal(saved["bn.running_var"], weights["bn.running_var"]) and saved["bn.num_batches_tracked"] == 3

@@ -380,7 +380,7 @@ def test_python_api_doc_examples_run(run_dir, tmp_path, monkeypatch):
 
 
 def test_eval_limit_scores_a_seeded_sample_spread_over_a_split_sorted_by_class(run_dir, tmp_path):
-    from colorkit.engine.evaluation import spread_indices
+    from colorkit.engine.images import sample_indices as spread_indices  # the one seeded spread sample
 
     labels = np.repeat(np.arange(10), 1000)  # CIFAR-10's test split: sorted by class
     picks = spread_indices(len(labels), 2000)

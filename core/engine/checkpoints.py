@@ -139,6 +139,12 @@ def _load_failure(exc: BaseException) -> str:
     return textwrap.shorten(re.split(r"(?<=\.)\s", first, maxsplit=1)[0].rstrip("."), 200, placeholder=" ...")
 
 
+def first_non_finite(weights: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor of ``weights`` holding NaN or infinite values."""
+    return next((k for k, v in weights.items() if torch.is_tensor(v) and torch.is_floating_point(v)
+                 and not bool(v.isfinite().all())), None)
+
+
 def weights_misfit(expected: dict[str, Any], saved: dict[str, Any]) -> str:
     """How the weights ``saved`` differ from the state dict ``expected`` (names and shapes), in a
     few words: ``2 missing (a, b), 1 mis-shaped (c: saved 8x1x3x3 vs built 64x1x3x3)``; ``''`` when
@@ -191,7 +197,8 @@ def build_saved(comp: Any, options: dict[str, Any], weights: dict[str, Any], pat
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path}: cannot rebuild {comp.kind} '{comp.name}' ({one_line(exc)})") from None
     if isinstance(module, torch.nn.Module):
-        _check_fit(comp, opts, module.state_dict(), weights, path, key)
+        if not isinstance(probe, torch.nn.Module):  # not checked on meta: the names and shapes now
+            _check_fit(comp, opts, module.state_dict(), weights, path, key)
         try:
             module.load_state_dict(weights, strict=True)
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -352,13 +359,13 @@ def write_model_file(source: str | Path, out: str | Path, *, half: bool = True,
     weights = state.get("gen_ema") or state.get("gen")
     if not isinstance(state.get("experiment"), dict) or not isinstance(weights, dict):
         raise UsageError(f"{state['path']}: the checkpoint lacks its experiment or generator weights")
-    if half:
-        weights = {k: v.half() if torch.is_floating_point(v) else v for k, v in weights.items()}
-    bad = next((k for k, v in weights.items() if torch.is_floating_point(v) and not bool(v.isfinite().all())), None)
-    if bad is not None:  # NaN in the source, or a weight too large for half precision
-        raise ColorkitError(f"{state['path']}: the weight {bad} is not finite{' in half precision' if half else ''} "
-                            "(NaN or infinite values); no model file written: pick another checkpoint"
-                            + (" or export in full precision" if half else ""))
+    bad = first_non_finite(weights)
+    if bad is not None:
+        raise ColorkitError(f"{state['path']}: the weight {bad} is not finite (NaN or infinite values); no model "
+                            "file written: pick another checkpoint")
+    if half:  # a tensor half precision cannot hold (batch norm's running variance can pass 65,504) stays float32
+        weights = {k: v.half() if torch.is_floating_point(v) and bool(v.half().isfinite().all()) else v
+                   for k, v in weights.items()}
     kept = {k: state[k] for k in ("experiment", "plugins", "epoch", "step", "images", "cpu_seconds", "working_size",
                                   "chroma_upsample") if k in state}
     out = Path(out)

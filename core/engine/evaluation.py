@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
+from colorkit.engine.images import sample_indices
 from colorkit.engine.photo_files import find_inputs, read_image
 from colorkit.engine.devices import pick_device
 from colorkit.engine.inference import LoadedModel, colorize_array, experiment_label, load_model
@@ -225,14 +226,6 @@ def default_metrics(models: Sequence[LoadedModel], registry: Any) -> list[str]:
     return [str(n) for n in registry.defaults.get("metrics") or []]
 
 
-def spread_indices(n_items: int, n: int, seed: int = 0) -> list[int]:
-    """``n`` indices spread over ``range(n_items)`` (all when ``n >= n_items``): one drawn (seeded)
-    from each of ``n`` equal runs, so a split sorted by class gives every class its share."""
-    edges = np.floor(np.linspace(0, n_items, min(n, n_items) + 1)).astype(np.int64)
-    return [int(i) for i in np.random.default_rng(seed).integers(edges[:-1], edges[1:])] if n < n_items else \
-        list(range(n_items))
-
-
 def evaluate(
     targets: Sequence[str | Path],
     *,
@@ -257,7 +250,7 @@ def evaluate(
 
     :param dataset: dataset name (default: the checkpoints' own, with their options).
     :param split: split name (default: the dataset's held-out split).
-    :param limit: a seeded sample of ``limit`` images spread over the split (:func:`spread_indices`);
+    :param limit: a seeded sample of ``limit`` images spread over the split (``images.sample_indices``);
         ``first``: its first ``first`` images instead (only those decoded; biased on a sorted split).
     :param metrics: names (default: the checkpoint's ``metrics``, else mae, accuracy, psnr).
     :param own_l_rows: add an ``(own L*)`` row for each generator that predicts L* too.
@@ -287,7 +280,7 @@ def evaluate(
     with progress_scope(progress):  # decoding shows progress too, unless quiet
         data = ds.split(split_name, train=False) if first is None else ds.head(split_name, first)
     if limit is not None:
-        data = Subset(data, spread_indices(len(data), limit, seed))
+        data = Subset(data, sample_indices(len(data), limit, seed))
     names = parse_metric_names(metrics) if metrics else default_metrics(models, registry)
     info = metric_info(registry, names)
     start = time.perf_counter()

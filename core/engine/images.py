@@ -59,7 +59,8 @@ CANDIDATES = 8
 def sample_indices(n_items: int, rows: int, seed: int = 0, score: Callable[[int], float] | None = None) -> list[int]:
     """``rows`` indices of a split, a seeded sample across it: one from each of ``rows`` equal
     slices, so a class-ordered split (CIFAR-10) shows several classes and a photo-ordered one
-    (``samples``) several photos; the same ``seed`` gives the same rows.
+    (``samples``) several photos; the same ``seed`` gives the same rows. ``eval --limit N`` scores
+    such a sample too (every class of CIFAR-10's class-sorted test split in its share).
 
     Without ``score``, each is drawn at random from its slice. With it (index to a number,
     :func:`showing`), up to :data:`CANDIDATES` are drawn from each slice, seeded, and the row is

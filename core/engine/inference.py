@@ -155,8 +155,9 @@ def load_model(
             raise
         raise UsageError(f"{entry.label}: {exc}") from None
     model.name = entry.name if entry is not None else None
-    bad = next((k for k, v in model.gen.named_parameters() if v.is_floating_point() and not bool(v.isfinite().all())),
-               None)
+    from colorkit.engine.checkpoints import first_non_finite
+
+    bad = first_non_finite(dict(model.gen.named_parameters()))  # statistics may overflow half precision harmlessly
     if bad is not None:  # every prediction would be NaN: a black image that loses L* too
         raise ColorkitError(f"{entry.label if entry is not None else model.path}: its weights hold NaN or infinite values "
                             f"({bad}), so its predictions are not finite; retrain it (or resume from an earlier "
