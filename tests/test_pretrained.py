@@ -69,7 +69,10 @@ def test_shipped_model_is_listed_fits_its_checksum_and_size_and_has_a_card():
         assert path.stat().st_size <= 10 * 2**20
         assert sha256_file(path) == spec["sha256"] == registry.models[name].sha256
         state = torch.load(path, weights_only=True)
-        assert {v.dtype for v in state["gen"].values() if v.is_floating_point()} == {torch.float16}
+        floats = {k: v for k, v in state["gen"].items() if v.is_floating_point()}
+        assert {v.dtype for v in floats.values()} <= {torch.float16, torch.float32}  # half, unless half overflows:
+        assert all(v.abs().max() > 65504 for v in floats.values() if v.dtype == torch.float32)
+        assert sum(v.dtype == torch.float16 for v in floats.values()) > len(floats) / 2
         card = registry.models[name].card_text()
         assert f"Working size: **{state['working_size']} px**" in card and "floor" in card
     result = invoke(["list", "model"])
