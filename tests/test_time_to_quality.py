@@ -252,7 +252,7 @@ def test_ab_gain_scan_scores_each_gain_as_eval_does(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [r["gain"] for r in rows] == ["no colour", 1.0, 3.0]
-    plain, _, _ = evaluate([run_dir / "checkpoints" / "last.pt"], split="val", limit=8,
+    plain, _, _ = evaluate([run_dir / "checkpoints" / "last.pt"], split="val", first=8,
                            metrics="mae,accuracy,psnr,colorfulness_gap", device="cpu")
     for metric in ("mae", "psnr", "colorfulness_gap"):
         assert rows[0][metric] == pytest.approx(plain.rows[0].values[metric])
