@@ -65,7 +65,7 @@ def child(photo: str, working_size: int | None, runs: int, threads: int | None, 
 
 
 def _case(folder: Path, photo: str, working_size: int | None, runs: int, threads: int | None, backend: str) -> dict:
-    from colorkit.front.cli_common import cpu_threads
+    from colorkit.engine.threads import cpu_threads
 
     with cpu_threads(threads):  # None: what colorkit colorize picks by itself
         return _measure(folder, photo, working_size, runs, backend)

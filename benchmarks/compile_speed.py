@@ -21,14 +21,12 @@ def step_cost(output: str, pad: str, compiled: bool, size: int, steps: int) -> d
     import torch
 
     from colorkit.kernel.interfaces import Prediction
-    from colorkit.plugins.loss_functions import L1, BinsCrossEntropy
-    from colorkit.plugins.losses import BinsOptions, RegressionOptions
-    from colorkit.plugins.unet import UNetOptions
-    from colorkit.plugins.unet_model import UNet
+    from colorkit.kernel.registry import build_registry
 
+    registry = build_registry(autoload=False)  # the built-in components, by name
     torch.manual_seed(0)
-    gen = UNet(UNetOptions(base=32, depth=4, output=output, pad=pad)).train()
-    loss = BinsCrossEntropy(BinsOptions()) if output == "bins" else L1(RegressionOptions())
+    gen = registry.build("generator", "unet", {"base": 32, "depth": 4, "output": output, "pad": pad}).train()
+    loss = registry.build("loss", "bins_ce" if output == "bins" else "l1")
     net = torch.compile(gen) if compiled else gen
     opt = torch.optim.Adam(gen.parameters(), lr=2e-3)
     l = torch.rand(32, 1, size, size) * 2 - 1  # noqa: E741

@@ -147,7 +147,7 @@ def run_case(label: str, preset: str, sets: list[str], cli: dict, args: argparse
         start = time.perf_counter()
         trainer = Trainer.from_experiment(reg, exp, Path(tmp) / "run", progress=False)  # builds the dataset, loads it
         load_s = time.perf_counter() - start
-        ds = trainer.c.dataset
+        ds = trainer.components.dataset
         data = trainer.train_data
         batch_size = exp.train.batch_size
         pipes = [pipeline_rate(data, batch_size, w, trainer.device, max_images, exp.train.seed) for w in args.workers]

@@ -51,7 +51,7 @@ METRICS = ["mae", "accuracy", "psnr", "colorfulness_gap"]
 
 def cifar_options() -> dict[str, Any]:
     """The time-to-quality suite's CIFAR-10 test sample (its dataset options less the data root)."""
-    from colorkit.front.bench_suite import load_suite
+    from colorkit.front.bench import load_suite
 
     options = load_suite(HERE / "time-to-quality.yaml").protocol.options
     return {k: v for k, v in options.items() if k in ("keep_gray", "limit", "seed")}

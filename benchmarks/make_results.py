@@ -85,7 +85,7 @@ def _fmt(v: Any, digits: int) -> str:
 
 def _table(blob: dict[str, Any], rows: list[dict[str, str]]) -> list[str]:
     """The suite's table: mean ± std over seeds per experiment, floors, the paper's numbers."""
-    from colorkit.front.bench_results import METRIC_DIGITS
+    from colorkit.front.bench import METRIC_DIGITS
 
     metrics = blob["protocol"]["metrics"]
     info = blob.get("metrics") or {}
@@ -258,7 +258,7 @@ def _suite_section(bench: Path, folder: Path) -> list[str]:
                   "seen, checkpoint):", "",
                   "| run | config sha256 | train wall s | train CPU s | steps | images | " + " | ".join(metrics) + " |",
                   "|---|---|---|---|---|---|" + "---|" * len(metrics)]
-        from colorkit.front.bench_results import METRIC_DIGITS
+        from colorkit.front.bench import METRIC_DIGITS
 
         for r in rows:
             lines.append(f"| {r['experiment']}-s{r['seed']} | `{r['config_sha256'][:12]}` | {_fmt(r['wall_seconds'], 0)} "
@@ -461,8 +461,7 @@ def _memory_gib() -> float | None:
 
 def collect(out: Path, suite_path: Path, label: str | None = None, bench: Path = HERE) -> Path:
     """Rewrite the suite's results in ``out`` and copy its small outputs into the repository."""
-    from colorkit.front.bench import run_suite
-    from colorkit.front.bench_suite import load_suite
+    from colorkit.front.bench import load_suite, run_suite
 
     suite = load_suite(suite_path)
     run_suite(suite_path, out, log=print, only_results=True)

@@ -84,7 +84,7 @@ def strip(registry: Any, model: Path, files: list[Path], path: Path) -> Path:
     from PIL import Image
 
     from colorkit.engine.inference import colorize_array, load_model
-    from colorkit.front.figures import plt, save_figure
+    from colorkit.front.bench import plt, save_figure
 
     m = load_model(model, registry, device="cpu")
     fig, axes = plt.subplots(2, len(files), figsize=(2.2 * len(files), 3.3), squeeze=False)

@@ -115,7 +115,7 @@ def _counts(ckpt: Path) -> dict[str, Any]:
 
 def summarise(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
     """Per experiment, mark and set: mean, std and seeds of every metric."""
-    from colorkit.front.bench_results import mean_std
+    from colorkit.front.bench import mean_std
 
     out: dict[str, Any] = {}
     for e in suite.experiments:
@@ -291,7 +291,7 @@ def report(suite: Any, marks: list[float], evals: dict[tuple[str, int], dict[str
 
 
 def curves_figure(suite: Any, marks: list[float], blob: dict[str, Any], path: Path) -> Path:
-    from colorkit.front.figures import save_figure, plt
+    from colorkit.front.bench import plt, save_figure
 
     panels = [("cifar", "psnr"), ("cifar", "colorfulness_gap"), (PHOTOS, "psnr"), (PHOTOS, "colorfulness_gap")]
     panels = [p for p in panels if p[1] in suite.metrics]
@@ -337,7 +337,7 @@ def photo_grid(registry: Any, ckpts: list[tuple[str, Path]], photo_dir: Path, pa
     import numpy as np
     from PIL import Image
 
-    from colorkit.front.figures import save_figure, plt
+    from colorkit.front.bench import plt, save_figure
     from colorkit.engine.inference import colorize_array, load_model
 
     models = [(name, load_model(c, registry, device="cpu")) for name, c in ckpts]
@@ -373,11 +373,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from colorkit.front.bench_suite import load_suite, run_name
+    from colorkit.front.bench import figure5_from_checkpoints, load_suite, run_name
     from colorkit.kernel.errors import ColorkitError
     from colorkit.kernel.files import atomic_write_bytes, json_text
     from colorkit.engine.scoring import metric_info
-    from colorkit.front.figures import figure5_from_checkpoints
     from colorkit.kernel.registry import build_registry
     from colorkit.engine.trainer_state import mark_checkpoint_name
 

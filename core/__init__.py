@@ -10,10 +10,11 @@ use.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
+
+from colorkit.kernel.lazy import lazy_exports
 
 try:
     __version__ = version("colorkit")
@@ -35,13 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'colorkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -16,7 +16,7 @@ _original = Trainer.train_batch
 
 
 def _train_batch(self, rgb):
-    if self.step == _step:
+    if self.state.step == _step:
         os.kill(os.getpid(), _signal)
     return _original(self, rgb)
 

@@ -5,6 +5,8 @@
 * no import cycle between modules (imports inside functions count as much as top-level ones);
 * no ``_private`` name of one module used by another (imported or reached as ``module._name``),
   and no ``_private`` module imported from outside its package;
+* no ``_private`` attribute of an object reached by anyone but the object itself (``self._x``,
+  ``cls._x``, ``super()._x``; never ``other._x``);
 * the kernel and the engine name no built-in plugin: no string literal there is the name of a
   component or model a built-in plugin registers (defaults live in ``registry.yaml``);
 * no module over the size a reader takes in at once, no function over one screen of jobs.
@@ -146,6 +148,34 @@ def test_no_private_name_crosses_modules():
     assert not bad, "private names used across modules:\n" + "\n".join(bad)
 
 
+def _private_reaches(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, expression)`` of every ``x._name`` (read, written or deleted) whose ``x`` is
+    not ``self``, ``cls`` or ``super()``: an object's private attributes are its own business."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+            continue
+        if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+            continue
+        found.append((node.lineno, node.col_offset, ast.unparse(node)))
+    return [(line, expr) for line, _, expr in sorted(found)]
+
+
+def test_private_reaches_are_found():
+    code = ("class A:\n    def f(self, other):\n        self._a = super()._b + other._c\n"
+            "        trainer._log({})\n        del x._d\n        return cls._e, y.__dict__, z.public\n")
+    assert [expr for _, expr in _private_reaches(ast.parse(code))] == ["other._c", "trainer._log", "x._d"]
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: {expr}" for m, tree in TREES.items()
+           for line, expr in _private_reaches(tree)]
+    assert not bad, "private attributes of another object (make them public, or pass what is needed):\n" + "\n".join(bad)
+
+
 def _builtin_names() -> set[str]:
     registry = build_registry(autoload=False)
     names = {c.name for c in registry} | set(registry.models)
@@ -196,3 +226,15 @@ def test_modules_and_functions_stay_readable():
 def test_each_layer_says_what_it_is(layer):
     doc = ast.get_docstring(TREES[f"colorkit.{layer}"])
     assert doc and len(doc.split()) >= 30, f"core/{layer}/__init__.py needs a one-paragraph docstring"
+
+
+def test_each_front_package_says_what_it_is_in_its_first_line():
+    """``colorkit.front`` is made of sub-packages (the command line, the benchmark suites, the
+    Turing test); each ``__init__.py`` opens with a docstring whose first line says what it is."""
+    packages = sorted(m for m, path in MODULES.items() if m.startswith("colorkit.front.") and path.name == "__init__.py")
+    assert {"colorkit.front.cli", "colorkit.front.bench", "colorkit.front.turing"} <= set(packages)
+    for package in packages:
+        lines = (ast.get_docstring(TREES[package]) or "").splitlines()
+        assert lines and lines[0].strip(), f"{MODULES[package].relative_to(ROOT)} needs a docstring"
+        assert len(lines) == 1 or not lines[1].strip(), \
+            f"{MODULES[package].relative_to(ROOT)}: the docstring's first line stands alone (a blank line after it)"

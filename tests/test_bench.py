@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from colorkit.front.bench import run_suite
-from colorkit.front.bench_suite import load_suite
+from colorkit.front.bench.suite import load_suite
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.registry import build_registry
 
@@ -140,7 +140,7 @@ def test_one_seed_has_no_spread_and_results_json_is_standard_json(done, tmp_path
     results.md; the file parses where NaN is refused."""
     import shutil
 
-    from colorkit.front.bench_results import write_results
+    from colorkit.front.bench.results import write_results
 
     suite, out, _ = done
     part = tmp_path / "out"
@@ -183,7 +183,7 @@ def test_interrupted_run_continues(done, tmp_path, registry, monkeypatch):
 
     def stop_after_two(self, rgb):
         logs = original(self, rgb)
-        if self.step + 1 >= 2:
+        if self.state.step + 1 >= 2:
             self._stop_requested = True
         return logs
 
@@ -209,7 +209,7 @@ def test_interrupted_run_continues(done, tmp_path, registry, monkeypatch):
 
 def test_partial_results_show_missing_seeds(tmp_path, registry):
     """Results written with runs missing say how many seeds each row has."""
-    from colorkit.front.bench_results import write_results
+    from colorkit.front.bench.results import write_results
 
     suite_path = write_suite(tmp_path)
     suite = load_suite(suite_path)
@@ -315,7 +315,7 @@ def test_cli_bench_errors_in_one_line(tmp_path):
 
 
 def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
-    from colorkit.front.bench_suite import resolve_path
+    from colorkit.front.bench.suite import resolve_path
 
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "bench").mkdir()
@@ -326,7 +326,7 @@ def test_relative_data_paths_resolve_against_the_suite_then_the_repo(tmp_path):
 
 
 def test_committed_suites_load(example_registry):
-    from colorkit.front.bench_plan import build_experiment
+    from colorkit.front.bench.plan import build_experiment
 
     registry = example_registry
 
@@ -347,7 +347,7 @@ def test_committed_suites_load(example_registry):
 def test_figure1_is_computed_from_the_losses(registry):
     import math
 
-    from colorkit.front.figures import generator_costs
+    from colorkit.front.bench.figures import generator_costs
 
     d, costs, labels = generator_costs(registry, points=5)
     assert set(costs) == {"minimax_l1", "ns_l1"} and "saturating" in labels["minimax_l1"]
@@ -360,7 +360,7 @@ def test_figure1_takes_a_third_party_loss_through_the_loss_interface(tmp_path):
     import torch
 
     import colorkit
-    from colorkit.front.figures import figure1, generator_costs
+    from colorkit.front.bench.figures import figure1, generator_costs
     from colorkit.kernel.registry import build_registry
 
     class Hinge(colorkit.Loss):
@@ -558,9 +558,9 @@ def test_a_turing_study_becomes_a_column_of_the_results(done, registry, tmp_path
     from PIL import Image
     from skimage import data
 
-    from colorkit.front.bench_results import write_results
-    from colorkit.front.turing import create_study, summarize
-    from colorkit.front.turing_server import StudyServer
+    from colorkit.front.bench.results import write_results
+    from colorkit.front.turing.study import create_study, summarize
+    from colorkit.front.turing.server import StudyServer
 
     suite_path, out, _ = done
     photos = tmp_path / "photos"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from colorkit.front.bench import run_suite
-from colorkit.front.bench_suite import load_suite
+from colorkit.front.bench.suite import load_suite
 from colorkit.kernel.errors import ColorkitError, UsageError
 from colorkit.kernel.registry import build_registry
 

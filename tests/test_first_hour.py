@@ -150,7 +150,7 @@ def test_the_samples_grid_shows_the_chosen_rows(val_crops):
 
 
 def test_default_threads_leave_busy_cores_alone_and_respect_omp_num_threads():
-    from colorkit.front.cli_common import MAX_DEFAULT_THREADS, default_threads
+    from colorkit.engine.threads import MAX_DEFAULT_THREADS, default_threads
 
     assert default_threads(2, 2.9) == 1  # two training jobs on a 2-core machine
     assert default_threads(2, 0.2) == 2
@@ -161,7 +161,7 @@ def test_default_threads_leave_busy_cores_alone_and_respect_omp_num_threads():
 
 
 def test_cpu_threads_sets_torch_and_restores_it():
-    from colorkit.front.cli_common import cpu_threads
+    from colorkit.engine.threads import cpu_threads
 
     before = torch.get_num_threads()
     with cpu_threads(2) as n:

@@ -156,7 +156,7 @@ PIPE_RUNS = {
                 "'-q']; main()",
     "eval": "from colorkit.front.cli import main; sys.argv = ['colorkit', 'eval', RUN, '--images', PHOTOS, "
             "'--metrics', 'mae', '-q']; main()",
-    "turing": "from colorkit.front.turing import create_study; from colorkit.kernel.registry import build_registry; "
+    "turing": "from colorkit.front.turing.study import create_study; from colorkit.kernel.registry import build_registry; "
               "create_study([RUN], PHOTOS, OUT, registry=build_registry(autoload=False), size=64)",
 }
 

@@ -254,17 +254,19 @@ def test_bench_workers_print_plain_lines_prefixed_with_their_run(tmp_path, every
 def test_a_time_budget_sets_the_expected_steps_of_the_display():
     """A run of 500 epochs with a 10 CPU-minute budget shows the steps the budget allows (so its
     ETA is the budget's), estimated from the share spent so far, never fewer than done."""
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from colorkit.engine.schedules import expected_steps
+    from colorkit.engine.trainer_state import TrainState
+    from colorkit.kernel.experiment import TrainOptions
 
-    t = SimpleNamespace(epochs=500, max_steps=None, max_minutes=None, max_cpu_minutes=10)
-    run = SimpleNamespace(t=t, step=300, per_epoch=700, train_seconds=200.0, cpu_seconds=120.0)
-    assert expected_steps(run, 350_000) == 1500  # 120 of 600 CPU-seconds spent in 300 steps
-    assert expected_steps(SimpleNamespace(**{**vars(run), "step": 0}), 350_000) == 350_000
-    assert expected_steps(SimpleNamespace(**{**vars(run), "cpu_seconds": 600.0}), 350_000) == 300
-    epochs_only = SimpleNamespace(**{**vars(run), "t": SimpleNamespace(**{**vars(t), "max_cpu_minutes": None})})
-    assert expected_steps(epochs_only, 350_000) == 350_000
+    t = TrainOptions(epochs=500, max_cpu_minutes=10)
+    state, per_epoch = TrainState(step=300, train_seconds=200.0, cpu_seconds=120.0), 700
+    assert expected_steps(t, state, per_epoch, 350_000) == 1500  # 120 of 600 CPU-seconds spent in 300 steps
+    assert expected_steps(t, replace(state, step=0), per_epoch, 350_000) == 350_000
+    assert expected_steps(t, replace(state, cpu_seconds=600.0), per_epoch, 350_000) == 300
+    epochs_only = replace(t, max_cpu_minutes=None)
+    assert expected_steps(epochs_only, state, per_epoch, 350_000) == 350_000
 
 
 def test_plain_lines_follow_a_changed_total(every_update, capsys):

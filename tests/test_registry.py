@@ -270,7 +270,7 @@ def test_a_hook_that_raises_under_a_wrapper_is_the_one_recorded_as_failed():
 
 
 def test_one_table_of_kinds_gives_every_other():
-    from colorkit.front.listing import ALIASES
+    from colorkit.front.cli.listing import ALIASES
     from colorkit.kernel import hookspecs
     from colorkit.kernel.experiment import COMPONENT_KEYS
     from colorkit.kernel.kinds import COMPONENT_KINDS

@@ -41,7 +41,7 @@ def config_temp(path, text):
 if kind == "step":
     training.Trainer.train_batch = kill_on_nth(training.Trainer.train_batch)
 elif kind == "validate":
-    training.Trainer.validate = kill_on_nth(training.Trainer.validate)
+    training.validate = kill_on_nth(training.validate)
 elif kind == "save":
     checkpoints.torch.save = kill_on_nth(checkpoints.torch.save, half_checkpoint)
 elif kind == "best":

@@ -126,7 +126,7 @@ def test_report_tables_are_mean_and_std_over_seeds_beside_the_floor(ttq):
 
 def test_results_json_is_standard_json_with_null_for_no_spread(ttq):
     """results.json parses where NaN is refused (jq, browsers); one seed's spread is null."""
-    from colorkit.front.bench_suite import load_suite
+    from colorkit.front.bench.suite import load_suite
     from colorkit.kernel.files import json_text
 
     suite, out, dest, mod = ttq
@@ -280,16 +280,18 @@ ROWS_AS_PRESETS = [("time-to-quality.yaml", "fast-fold2-gan-lam500", "fast-cifar
 
 @pytest.mark.parametrize("suite_file, row, preset", ROWS_AS_PRESETS)
 def test_a_suite_row_trains_exactly_the_preset_it_reports(suite_file, row, preset):
-    from colorkit.front.bench_plan import build_experiment
-    from colorkit.front.bench_suite import load_suite
+    from colorkit.front.bench.plan import build_experiment
+    from colorkit.front.bench.presets import preset_layer
+    from colorkit.front.bench.suite import load_suite
     from colorkit.kernel.experiment import experiment_defaults, merge_layers, resolve
     from colorkit.kernel.registry import build_registry
 
     registry = build_registry()
     suite = load_suite(REPO / "benchmarks" / suite_file)
     got = build_experiment(registry, suite, suite.experiment(row), 0)
+    # the preset as the suite reads it: registry.yaml's, or benchmarks/presets.yaml's
     want = resolve(registry, merge_layers([("defaults", experiment_defaults(registry)),
-                                           ("preset", dict(registry.preset(preset)))]))
+                                           preset_layer(registry, suite.presets, preset, suite.path)]))
     assert (got.gen, got.disc, got.loss, got.dataset.name) == (want.gen, want.disc, want.loss, want.dataset.name)
     for key in ("batch_size", "lr", "lr_d", "lr_schedule", "ema", "g_steps"):
         assert getattr(got.train, key) == getattr(want.train, key), key
@@ -304,7 +306,7 @@ def test_a_suite_row_trains_exactly_the_preset_it_reports(suite_file, row, prese
 def test_each_lever_is_measured_against_the_row_it_changes():
     """Ablation rows pair with the unchanged row of their preset (a `from` row with its source);
     the differences are paired by seed and bold only when their 95% interval excludes zero."""
-    from colorkit.front.bench_suite import load_suite
+    from colorkit.front.bench.suite import load_suite
 
     levers = _load("levers")
     refs = levers.references(load_suite(REPO / "benchmarks" / "time-to-quality-ablation.yaml"))

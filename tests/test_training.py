@@ -298,7 +298,7 @@ def test_he_init_keeps_what_a_third_party_generator_initialised(tmp_path, init):
         exp = experiment_from_sources(reg, cli={"gen": name, "disc": "none", "loss": "l2", "dataset": "samples"},
                                       sets=["dataset.size=32", f"train.init={init}", "train.device=cpu"])
         torch.manual_seed(0)
-        built[name] = Trainer.from_experiment(reg, exp, tmp_path / f"{name}-{init}", progress=False).c.gen
+        built[name] = Trainer.from_experiment(reg, exp, tmp_path / f"{name}-{init}", progress=False).components.gen
     floor, own = built["floor_start"], built["self_init"]
     # the marked output layer is still zero: the first prediction is the "no colour" floor
     assert not floor.out.weight.any() and not floor.out.bias.any()
@@ -324,7 +324,7 @@ def test_unet_zero_out_starts_at_the_no_colour_floor_and_survives_he_init(tmp_pa
     exp = experiment_from_sources(reg, cli={"gen": "unet", "disc": "none", "loss": "l1", "dataset": "samples"},
                                   sets=["gen.base=8", "gen.depth=3", "gen.zero_out=true", "dataset.size=32",
                                         "train.device=cpu"])
-    gen = Trainer.from_experiment(reg, exp, tmp_path / "run", progress=False).c.gen
+    gen = Trainer.from_experiment(reg, exp, tmp_path / "run", progress=False).components.gen
     assert torch.equal(gen.eval()(torch.randn(3, 1, 32, 32)), torch.zeros(3, 2, 32, 32))
     assert gen.encoders[0][0].weight.abs().sum() > 0  # the other layers were initialised as usual
 
@@ -424,9 +424,7 @@ def test_ema_is_the_model_that_validation_eval_and_colorize_use(tmp_path):
 
 
 def test_ema_update_follows_its_formula():
-    from types import SimpleNamespace
-
-    from colorkit.engine.training import Trainer
+    from colorkit.engine.training import update_ema
 
     live = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
     avg = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
@@ -435,8 +433,7 @@ def test_ema_update_follows_its_formula():
     with torch.no_grad():
         live[0].weight.add_(1.0)
         live[1].running_mean.fill_(3.0)
-    fake = SimpleNamespace(ema_gen=avg, gen=live, step=90, t=SimpleNamespace(ema=0.999))
-    Trainer._update_ema(fake)
+    update_ema(avg, live, step=90, ema=0.999)
     decay = min(0.999, 91 / 100)  # the ramp: (1 + step) / (10 + step)
     assert torch.allclose(avg[0].weight, decay * before + (1 - decay) * live[0].weight)
     assert torch.equal(avg[1].running_mean, live[1].running_mean)
@@ -517,3 +514,59 @@ def test_bad_lever_values_are_one_line_errors(tmp_path, key, value, message):
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+# -- one device choice per run, no loss built to resolve an experiment -----------------------------
+
+
+def test_a_run_chooses_its_device_once(tmp_path, monkeypatch):
+    from colorkit.engine import devices, runs, training
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return devices.pick_device(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "pick_device", counted)
+    monkeypatch.setattr(training, "pick_device", counted)
+    reg = build_registry(autoload=False)
+    exp = experiment_from_sources(reg, cli={"gen": "unet", "disc": "none", "loss": "l1", "dataset": "samples"},
+                                  sets=["gen.base=8", "gen.depth=2", "dataset.size=32", "dataset.crops_per_epoch=8",
+                                        "dataset.eval_crops=4", "train.batch_size=8", "train.max_steps=1"])
+    result = runs.train(reg, exp, tmp_path / "run", progress=False)
+    assert result.steps == 1 and calls == [("auto", 0)]
+
+
+class _NoBuildLoss(Loss):
+    """A loss that must not be built to know whether it needs a discriminator."""
+
+    needs_discriminator = True
+    built = 0
+
+    def __init__(self, options):
+        type(self).built += 1
+
+    def generator_loss(self, batch, disc):
+        raise NotImplementedError
+
+
+class _NoBuildPlugin:
+    @colorkit.hookimpl
+    def register_losses(self, register):
+        register("no_build", _NoBuildLoss)
+
+
+def test_resolving_an_experiment_reads_needs_discriminator_from_the_loss_class():
+    from colorkit.kernel.errors import UsageError
+    from colorkit.kernel.experiment import experiment_from_sources
+    from colorkit.kernel.registry import build_registry
+
+    reg = build_registry(autoload=False, extra_plugins=[_NoBuildPlugin()])
+    exp = experiment_from_sources(reg, cli={"loss": "no_build", "disc": "auto"})
+    assert exp.disc is not None  # disc: auto gave the adversarial loss a discriminator
+    with pytest.raises(UsageError, match="is adversarial and needs a discriminator"):
+        experiment_from_sources(reg, cli={"loss": "no_build", "disc": "none"})
+    assert _NoBuildLoss.built == 0

@@ -30,8 +30,8 @@ from PIL import Image
 from cli_helpers import invoke, one_line_error
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.registry import build_registry
-from colorkit.front.turing import Study, create_study, open_study, summarize, wilson
-from colorkit.front.turing_server import make_server
+from colorkit.front.turing.study import Study, create_study, open_study, summarize, wilson
+from colorkit.front.turing.server import make_server
 
 MODEL = "colorkit-cifar10"  # the shipped default: loads in a moment, no training needed
 
@@ -453,7 +453,7 @@ def test_a_session_or_answer_the_disk_refused_can_be_sent_again(fresh_study, mon
     """A session is on disk (written whole, with colorkit's atomic writer) before the page hears
     of it; an answer the disk refuses is a 503 and leaves the trial open, so the page's retry
     stores it, once."""
-    from colorkit.front import turing_store
+    from colorkit.front.turing import store as turing_store
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -623,7 +623,7 @@ def test_no_request_prints_a_traceback(fresh_study, capfd):
 def test_out_of_range_options_are_one_line_errors(photos, tmp_path, monkeypatch):
     """--seconds nan/inf/-1, --port 70000/-1, --limit -1 and --max-sessions 0 exit 2 with one line
     naming the option, before any work; the Python API refuses them too."""
-    from colorkit.front import turing_server
+    from colorkit.front.turing import server as turing_server
 
     monkeypatch.setattr(turing_server.StudyServer, "serve_forever",
                         lambda self, *a, **k: pytest.fail("a refused option was served"))

@@ -10,7 +10,7 @@ extra row from :func:`evaluate`, ``... (own L*)``, scored on its own L*.
 
 There is one scoring path, :func:`colorkit.engine.scoring.score`; everything else calls it:
 
-* the training loop's validation (:meth:`colorkit.engine.training.Trainer.validate`, on each rank's
+* the training loop's validation (:func:`colorkit.engine.validation.validate`, on each rank's
   shard of the ``val`` split, merged across ranks before any decision);
 * :func:`~colorkit.engine.scoring.evaluate_generators` (several generators and the reference
   in one pass) and :func:`~colorkit.engine.scoring.evaluate_generator`;

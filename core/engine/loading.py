@@ -11,6 +11,9 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
+from colorkit.engine.distributed import DistInfo
+from colorkit.kernel.experiment import TrainOptions
+
 
 class SkipFirst(Sampler[int]):
     """The indices of ``base`` after the first ``skip``."""
@@ -27,34 +30,34 @@ class SkipFirst(Sampler[int]):
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
 
 
-def workers(t: Any, device: torch.device, data: Any) -> int:
+def workers(options: TrainOptions, device: torch.device, data: Any) -> int:
     """``train.workers``, or for ``auto``: none for in-memory splits (decoded once, served by
     one indexing call) and on the CPU (workers would take the training's cores); up to 8 for
     splits decoded from files on a GPU, where one process cannot keep up at 256 px."""
-    if t.workers != "auto":
-        return int(t.workers)
+    if options.workers != "auto":
+        return int(options.workers)
     if device.type != "cuda" or not hasattr(data, "end_epoch"):
         return 0
     return max(0, min(8, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()) - 1))
 
 
-def epoch_loader(trainer: Any, epoch: int, skip_batches: int) -> tuple[DataLoader, int]:
-    """The training split's loader for ``epoch``, after ``skip_batches`` already consumed (by
-    index without workers; returned as a count to load and drop with workers)."""
-    t = trainer.t
-    sampler = DistributedSampler(trainer.train_data, num_replicas=trainer.info.world_size, rank=trainer.info.rank,
-                                 shuffle=True, seed=t.seed)
+def epoch_loader(data: Any, epoch: int, skip_batches: int, *, options: TrainOptions, info: DistInfo, workers: int,
+                 device: torch.device) -> tuple[DataLoader, int]:
+    """The loader of this rank's share of the training split ``data`` for ``epoch``, after
+    ``skip_batches`` already consumed (by index without ``workers``; returned as a count to load
+    and drop with workers)."""
+    sampler = DistributedSampler(data, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=options.seed)
     sampler.set_epoch(epoch)
-    drop_last = len(sampler) >= t.batch_size
-    by_index = skip_batches if trainer.workers == 0 else 0
-    batches = BatchSampler(SkipFirst(sampler, by_index * t.batch_size), t.batch_size, drop_last=drop_last)
-    gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch * 7_919 + trainer.info.rank)
-    loader = DataLoader(trainer.train_data, batch_sampler=batches, num_workers=trainer.workers, generator=gen,
-                        pin_memory=trainer.device.type == "cuda")
+    drop_last = len(sampler) >= options.batch_size
+    by_index = skip_batches if workers == 0 else 0
+    batches = BatchSampler(SkipFirst(sampler, by_index * options.batch_size), options.batch_size, drop_last=drop_last)
+    gen = torch.Generator().manual_seed(options.seed * 1_000_003 + epoch * 7_919 + info.rank)
+    loader = DataLoader(data, batch_sampler=batches, num_workers=workers, generator=gen,
+                        pin_memory=device.type == "cuda")
     return loader, skip_batches - by_index
 
 
-def batches_per_epoch(data: Any, info: Any, batch_size: int) -> int:
+def batches_per_epoch(data: Any, info: DistInfo, batch_size: int) -> int:
     """Batches in one epoch of this rank's share of ``data`` (at least one)."""
     n = len(DistributedSampler(data, num_replicas=info.world_size, rank=info.rank))
     return n // batch_size if n >= batch_size else 1

@@ -15,7 +15,7 @@ from typing import Any
 from colorkit.engine import distributed as ckdist
 from colorkit.engine.checkpoints import RunLock, environment_manifest, load_checkpoint, new_run_dir
 from colorkit.engine.devices import pick_device
-from colorkit.engine.trainer_state import save_best_copy
+from colorkit.engine.trainer_state import TrainState, load_state, save_best_copy
 from colorkit.engine.training import RunResult, Trainer
 from colorkit.kernel.errors import DiskFullError, UsageError
 from colorkit.kernel.experiment import Experiment, config_diff, experiment_from_dict, load_yaml_file
@@ -62,55 +62,56 @@ def _lock(path: Path, info: ckdist.DistInfo, locks: list[RunLock], new: bool = F
 def _train(registry: Registry, exp: Experiment | None, out: str | Path | None, *, progress: bool,
            resume: str | Path | None, fork: bool, console: Any, info: ckdist.DistInfo,
            locks: list[RunLock], label: str | None) -> RunResult:
-    state = None
+    checkpoint = None
     run_dir: Path | None = None
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         if (resume_dir / "config.yaml").is_file():
             _lock(resume_dir, info, locks)
-        state, exp, run_dir = _resume(registry, resume_dir, exp, fork)
-        if run_dir is not None and _has_ended(run_dir, state):
+        checkpoint, exp, run_dir = _resume(registry, resume_dir, exp, fork)
+        if run_dir is not None and _has_ended(run_dir, checkpoint):
+            ended = TrainState.from_checkpoint(checkpoint)
             best_metric = exp.train.best_metric or (exp.metrics[0] if exp.metrics else None)
-            best = {"metric": best_metric, "value": state.get("best_value")} if best_metric else None
-            return RunResult(run_dir, int(state["step"]), int(state["images"]), list(state.get("epoch_logs", [])), 0.0,
-                             best, finished_already=True)
+            best = {"metric": best_metric, "value": ended.best_value} if best_metric else None
+            return RunResult(run_dir, ended.step, ended.images, ended.epoch_logs, 0.0, best, finished_already=True)
     if exp is None:
         raise UsageError("nothing to train: give an experiment or --resume RUN_DIR")
-    ckdist.init(info, pick_device(exp.train.device, info.local_rank))
+    device = pick_device(exp.train.device, info.local_rank)  # the run's one device choice
+    ckdist.init(info, device)
     trainer = None
     try:
         # Build everything first: a bad component or option leaves no empty run directory behind.
         trainer = Trainer.from_experiment(registry, exp, run_dir or Path(), progress=progress, console=console,
-                                          info=info)
+                                          info=info, device=device)
         trainer.label = label or trainer.label
         if run_dir is None:
             made = new_run_dir(out, exp.label) if info.is_main else None
             if made is not None:
                 _lock(made, info, locks, new=True)
             run_dir = trainer.run_dir = Path(ckdist.broadcast_object(str(made) if made else None, info))
-        if state is not None:
-            trainer.load_state(state)
+        if checkpoint is not None:
+            trainer.state = load_state(checkpoint, trainer.models, info)
         if info.is_main:
             for folder in (run_dir, run_dir / "checkpoints"):  # what a killed save left
                 remove_stale_temps(folder)
-            if state is not None and run_dir == resume_dir and state.get("is_best"):
+            if checkpoint is not None and run_dir == resume_dir and checkpoint.get("is_best"):
                 # killed between last.pt and its best.pt
-                save_best_copy(Path(state["path"]), state, exp.train.keep_best_state)
-            if run_dir != resume_dir or state is None:  # a new run (or one restarted from step 0)
+                save_best_copy(Path(checkpoint["path"]), checkpoint, exp.train.keep_best_state)
+            if run_dir != resume_dir or checkpoint is None:  # a new run (or one restarted from step 0)
                 if run_dir != resume_dir:  # written once
                     write_new_text(run_dir / "config.yaml", exp.to_yaml() + splits_yaml(trainer))
-                manifest = environment_manifest(seed=exp.train.seed, device=trainer.device, plugins=trainer.c.plugins)
+                manifest = environment_manifest(seed=exp.train.seed, device=device, plugins=trainer.components.plugins)
                 manifest["world_size"] = info.world_size
-                if state is not None:
-                    manifest["forked_from"] = state["path"]
+                if checkpoint is not None:
+                    manifest["forked_from"] = checkpoint["path"]
                 atomic_write_bytes(run_dir / "environment.json", json.dumps(manifest, indent=2).encode())
-                if state is not None or run_dir == resume_dir:
+                if checkpoint is not None or run_dir == resume_dir:
                     _truncate_log(run_dir / "metrics.jsonl", 0)
-                    trainer.log_lines = 0
+                    trainer.state.log_lines = 0
             else:
-                _truncate_log(run_dir / "metrics.jsonl", trainer.log_lines)
-        if state is not None:
-            trainer._log({"event": "resume", "step": trainer.step, "from": state["path"]})
+                _truncate_log(run_dir / "metrics.jsonl", trainer.state.log_lines)
+        if checkpoint is not None:
+            trainer.log({"event": "resume", "step": trainer.state.step, "from": checkpoint["path"]})
         return trainer.run()
     finally:
         trainer = None  # its DDP wrappers must go before their process group (see ckdist.shutdown)
@@ -187,9 +188,9 @@ def _truncate_log(path: Path, lines: int) -> None:
 def splits(trainer: Trainer) -> dict[str, dict[str, Any]]:
     """The split each data role reads and its image count (``validated``: how many of the val
     images each validation scores, after ``train.val_limit``)."""
-    ds = trainer.c.dataset
+    ds = trainer.components.dataset
     n_val = len(trainer.val_data)
-    validated = n_val if trainer.t.val_limit is None else min(trainer.t.val_limit, n_val)
+    validated = n_val if trainer.options.val_limit is None else min(trainer.options.val_limit, n_val)
     return {"train": {"split": ds.train_split, "images": len(trainer.train_data)},
             "val": {"split": ds.val_split, "images": n_val, "validated": validated},
             "test": {"split": ds.test_split, "note": "not read by training; colorkit eval and bench report on it"}}

@@ -29,11 +29,12 @@ from colorkit.engine import trainer_state
 from colorkit.engine.components import Components, build_components, check_fit, component_name, he_init, split_target
 from colorkit.engine.devices import pick_device, resolve_precision, uses_channels_last
 from colorkit.engine.images import comparison_grid, save_png
+from colorkit.engine.inference import experiment_label
 from colorkit.engine.loading import batches_per_epoch, epoch_loader, workers
 from colorkit.engine.schedules import budget_progress, budget_reached, expected_steps, make_scheduler, set_step_lr
 from colorkit.engine.scoring import ColourL1, build_metrics
 from colorkit.engine.seeding import seed_everything
-from colorkit.engine.trainer_state import keep_marks, unwrap
+from colorkit.engine.trainer_state import TrainModels, TrainState, keep_marks, unwrap
 from colorkit.engine.validation import validate
 from colorkit.kernel import color
 from colorkit.kernel.errors import ColorkitError, UsageError
@@ -68,70 +69,52 @@ class Trainer:
     what the caller built, a hand-made generator module included (see ``docs/python-api.md``);
     :meth:`from_experiment` builds an experiment's components from the registry first, as
     ``colorkit run`` does. Seed before building the networks for a reproducible start
-    (:meth:`from_experiment` does).
+    (:meth:`from_experiment` does). Where the run is: :attr:`state` (a
+    :class:`~colorkit.engine.trainer_state.TrainState`); what it updates: :attr:`models`.
     """
 
     def __init__(self, gen: Generator, loss: Loss, dataset: Dataset, *, disc: Discriminator | None = None,
                  metrics: dict[str, Metric] | None = None, options: TrainOptions | None = None,
                  run_dir: str | Path = "runs/trainer", experiment: Experiment | None = None,
                  plugins: dict[str, Any] | None = None, progress: bool = True, console: Any = None,
-                 info: ckdist.DistInfo | None = None) -> None:
-        t = self.t = options or TrainOptions()
+                 info: ckdist.DistInfo | None = None, device: torch.device | None = None) -> None:
+        opts = self.options = options or TrainOptions()
         self.run_dir, self.experiment_dict = Path(run_dir), experiment.to_dict() if experiment else {}
         self.label = experiment.label if experiment else type(gen).__name__
-        self.plugins = dict(plugins or {})
-        self.c = Components(gen, disc, loss, dataset, self.plugins)
+        self.components = Components(gen, disc, loss, dataset, dict(plugins or {}))
         self.info = info or ckdist.DistInfo()
-        self.device = pick_device(t.device, self.info.local_rank)
+        #: ``train.device`` as the caller chose it for the run (``runs.train`` does, once), else chosen here.
+        self.device = device if device is not None else pick_device(opts.device, self.info.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.amp_dtype = resolve_precision(t.precision, self.device)
-        self.channels_last = uses_channels_last(t.channels_last, self.device)
-        check_fit(self.c)
-        if t.init == "he":
+        self.amp_dtype = resolve_precision(opts.precision, self.device)
+        self.channels_last = uses_channels_last(opts.channels_last, self.device)
+        check_fit(self.components)
+        if opts.init == "he":
             he_init(gen)
             if disc is not None:
                 he_init(disc)
-        self.gen: nn.Module = self._prepare(gen)
-        self.disc: nn.Module | None = self._prepare(disc) if disc is not None else None
-        self.opt_g = torch.optim.Adam(unwrap(self.gen).parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
-        self.opt_d = (torch.optim.Adam(unwrap(self.disc).parameters(), lr=t.lr_d or t.lr, betas=(t.beta1, t.beta2))
-                      if self.disc is not None else None)
-        #: The exponential moving average of the generator (``train.ema``): what validation,
-        #: ``best.pt``, eval and colorize use when it is on.
-        self.ema_gen: nn.Module | None = None
-        if t.ema > 0:
-            self.ema_gen = copy.deepcopy(unwrap(self.gen)).requires_grad_(False)
-        self.sched_g = make_scheduler(t, self.opt_g)
-        self.sched_d = make_scheduler(t, self.opt_d) if self.opt_d is not None else None
-        fp16 = self.amp_dtype == torch.float16
-        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.models = self._build_models(gen, disc)
         if type(loss).prepare is not Loss.prepare:  # a loss that needs statistics of the data (a colour prior)
             loss.prepare(dataset.split(dataset.train_split, train=False))
             if loss.class_weights is not None:  # kept in the generator for inference (the EMA copies buffers)
-                unwrap(self.gen).adopt_class_weights(loss.class_weights)
+                unwrap(self.models.gen).adopt_class_weights(loss.class_weights)
         self.train_data, self.val_data = dataset.split(dataset.train_split, train=True), dataset.split(dataset.val_split)
         for role, data in (("train", self.train_data), ("val", self.val_data)):
             if len(data) == 0:
-                raise UsageError(f"dataset '{component_name(self.c, 'dataset')}': its {role} split "
+                raise UsageError(f"dataset '{component_name(self.components, 'dataset')}': its {role} split "
                                  f"('{getattr(dataset, role + '_split')}') is empty")
-        self.workers = workers(t, self.device, self.train_data)
-        self.per_epoch = batches_per_epoch(self.train_data, self.info, t.batch_size)  # the epochs' share of the budget (budget_progress)
+        self.workers = workers(opts, self.device, self.train_data)
+        self.per_epoch = batches_per_epoch(self.train_data, self.info, opts.batch_size)  # the epochs' share of the budget
         self._set_metrics(dict(metrics or {}))
         self.progress, self.console = progress and self.info.is_main, console
-        # Progress counters, all saved in checkpoints.
-        self.epoch, self.batch_in_epoch, self.step, self.images = 1, 0, 0, 0
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self.best_value: float | None = None
-        self.epoch_logs: list[dict[str, Any]] = []
-        self.log_lines, self.step_text, self.val_text = 0, "", ""  # the latest loss parts and validation, for the display
-        self.train_seconds = self.cpu_seconds = 0.0
-        self._budget_done = self._stop_requested = False
+        #: The counters, sums, best value, logs and timers: all of them saved in checkpoints.
+        self.state = TrainState()
+        self.step_text, self.val_text = "", ""  # the latest loss parts and validation, for the display
+        self._stop_requested = False
         #: A new best validation value whose ``best.pt`` the next ``last.pt`` save makes.
         self.best_pending = False
-        torch.manual_seed(t.seed + 1_000_003 * self.info.rank)  # per-rank dropout/augmentation streams
+        torch.manual_seed(opts.seed + 1_000_003 * self.info.rank)  # per-rank dropout/augmentation streams
 
     @classmethod
     def from_experiment(cls, registry: Registry, exp: Experiment, run_dir: str | Path, **kwargs: Any) -> Trainer:
@@ -148,7 +131,7 @@ class Trainer:
         signal; ``best.pt`` follows ``train.best_metric`` (default: the first metric)."""
         self.metric_names = list(metrics)
         self.val_metrics = {**metrics, ColourL1.key: ColourL1()}
-        self.best_metric = self.t.best_metric or (self.metric_names[0] if self.metric_names else None)
+        self.best_metric = self.options.best_metric or (self.metric_names[0] if self.metric_names else None)
         if self.best_metric is not None:
             if self.best_metric not in metrics:
                 raise UsageError(f"train.best_metric '{self.best_metric}' is not among the validation metrics "
@@ -156,8 +139,25 @@ class Trainer:
             self.best_higher = metrics[self.best_metric].higher_is_better
 
     # -- set-up -----------------------------------------------------------------------------------
+    def _build_models(self, gen: nn.Module, disc: nn.Module | None) -> TrainModels:
+        """The networks on the device (wrapped as the options ask), their Adam optimisers,
+        schedulers and gradient scalers, and the generator's moving average (``train.ema``): what
+        validation, ``best.pt``, eval and colorize use when it is on."""
+        opts = self.options
+        gen = self._prepare(gen)
+        disc = self._prepare(disc) if disc is not None else None
+        opt_g = torch.optim.Adam(unwrap(gen).parameters(), lr=opts.lr, betas=(opts.beta1, opts.beta2))
+        opt_d = (torch.optim.Adam(unwrap(disc).parameters(), lr=opts.lr_d or opts.lr, betas=(opts.beta1, opts.beta2))
+                 if disc is not None else None)
+        ema_gen = copy.deepcopy(unwrap(gen)).requires_grad_(False) if opts.ema > 0 else None
+        fp16 = self.amp_dtype == torch.float16
+        return TrainModels(gen, disc, opt_g, opt_d, sched_g=make_scheduler(opts, opt_g),
+                           sched_d=make_scheduler(opts, opt_d) if opt_d is not None else None,
+                           scaler_g=torch.amp.GradScaler(self.device.type, enabled=fp16),
+                           scaler_d=torch.amp.GradScaler(self.device.type, enabled=fp16), ema_gen=ema_gen)
+
     def _prepare(self, module: nn.Module) -> nn.Module:
-        if self.info.enabled and self.t.sync_bn:
+        if self.info.enabled and self.options.sync_bn:
             if self.device.type != "cuda":
                 raise UsageError("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); "
                                  "drop it on the CPU")
@@ -165,34 +165,17 @@ class Trainer:
         module = module.to(self.device)
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
-        if self.t.compile:
+        if self.options.compile:
             module = torch.compile(module)
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         return module
 
-    def budget_progress(self) -> float:
-        """How much of the run's budget is spent, 0..1 (:func:`colorkit.engine.schedules.budget_progress`)."""
-        return budget_progress(self)
-
-    def _update_ema(self) -> None:
-        """One step of the weights' moving average; buffers (batch-norm statistics) are copied. The decay
-        ramps up as ``min(ema, (1 + step) / (10 + step))``: early steps forget the initial weights fast."""
-        if self.ema_gen is None:
-            return
-        decay = min(self.t.ema, (1 + self.step) / (10 + self.step))
-        live = unwrap(self.gen)
-        with torch.no_grad():
-            for avg, p in zip(self.ema_gen.parameters(), live.parameters()):
-                avg.lerp_(p.detach(), 1.0 - decay)
-            for avg, b in zip(self.ema_gen.buffers(), live.buffers()):
-                avg.copy_(b)
-
     @property
     def eval_gen(self) -> nn.Module:
         """The generator that validation, sample grids and ``best.pt`` users see."""
-        return self.ema_gen if self.ema_gen is not None else unwrap(self.gen)
+        return self.models.ema_gen if self.models.ema_gen is not None else unwrap(self.models.gen)
 
     # -- one batch ----------------------------------------------------------------------------------
     def _autocast(self) -> Any:
@@ -206,97 +189,103 @@ class Trainer:
 
     def train_batch(self, rgb: torch.Tensor) -> dict[str, float]:
         """One discriminator step and ``g_steps`` generator steps; returns the logged values."""
-        set_step_lr(self)
+        opts, models, loss = self.options, self.models, self.components.loss
+        set_step_lr(opts, self.state, self.per_epoch, models.opt_g, models.opt_d)
         lab = self._to_model(rgb)
-        l, target = split_target(self.c.gen, lab)  # noqa: E741
+        l, target = split_target(self.components.gen, lab)  # noqa: E741
         parts: dict[str, torch.Tensor] = {}
-        decode = unwrap(self.gen).decode  # the colour of the training output (class logits: their mean)
+        decode = unwrap(models.gen).decode  # the colour of the training output (class logits: their mean)
         with self._autocast():
-            pred = self.gen(l)
+            pred = models.gen(l)
             colour = decode(pred)
-        adversarial = self.disc is not None and self.budget_progress() >= self.t.gan_start
+        adversarial = models.disc is not None and budget_progress(opts, self.state, self.per_epoch) >= opts.gan_start
         if adversarial:
-            assert self.opt_d is not None
-            self.opt_d.zero_grad(set_to_none=True)
+            assert models.opt_d is not None
+            models.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
-                d_parts = self.c.loss.discriminator_loss(Prediction(l, pred, target, colour).detached(), self.disc)
-            self.scaler_d.scale(d_parts["total"]).backward()
-            self.scaler_d.step(self.opt_d)
-            self.scaler_d.update()
+                d_parts = loss.discriminator_loss(Prediction(l, pred, target, colour).detached(), models.disc)
+            models.scaler_d.scale(d_parts["total"]).backward()
+            models.scaler_d.step(models.opt_d)
+            models.scaler_d.update()
             parts.update({("d_total" if k == "total" else k): v.detach() for k, v in d_parts.items()})
         # The generator sees the bare discriminator: no DDP gradient sync for D during G steps.
-        plain_disc = unwrap(self.disc) if adversarial else None
+        plain_disc = unwrap(models.disc) if adversarial else None
         if plain_disc is not None:
             plain_disc.requires_grad_(False)
         try:
-            for k in range(self.t.g_steps):
+            for k in range(opts.g_steps):
                 if k > 0:
                     with self._autocast():
-                        pred = self.gen(l)
+                        pred = models.gen(l)
                         colour = decode(pred)
-                self.opt_g.zero_grad(set_to_none=True)
+                models.opt_g.zero_grad(set_to_none=True)
                 with self._autocast():
-                    g_parts = self.c.loss.generator_loss(Prediction(l, pred, target, colour), plain_disc)
-                self.scaler_g.scale(g_parts["total"]).backward()
-                self.scaler_g.step(self.opt_g)
-                self.scaler_g.update()
+                    g_parts = loss.generator_loss(Prediction(l, pred, target, colour), plain_disc)
+                models.scaler_g.scale(g_parts["total"]).backward()
+                models.scaler_g.step(models.opt_g)
+                models.scaler_g.update()
         finally:
             if plain_disc is not None:
                 plain_disc.requires_grad_(True)
-        self._update_ema()
+        if models.ema_gen is not None:
+            update_ema(models.ema_gen, unwrap(models.gen), self.state.step, opts.ema)
         parts.update({("g_total" if k == "total" else k): v.detach() for k, v in g_parts.items()})
         parts["train_l1"] = (colour.detach().float() - target).abs().mean()
         logs = dict(zip(parts, torch.stack([v.float() for v in parts.values()]).tolist()))  # one device sync per step
         for name, value in logs.items():
             if not math.isfinite(value):
                 raise ColorkitError(
-                    f"step {self.step + 1}: loss part '{name}' is {value}; training stopped, the last good "
+                    f"step {self.state.step + 1}: loss part '{name}' is {value}; training stopped, the last good "
                     "checkpoint is kept (lower the learning rate, try train.precision=fp32, or check the data)"
                 )
         return logs
 
-    # -- validation ---------------------------------------------------------------------------------
-    def validate(self) -> dict[str, float]:
-        """The validation metrics and ``val_l1`` (:func:`colorkit.engine.validation.validate`)."""
-        return validate(self)
+    # -- validation, checkpoints, logs --------------------------------------------------------------
+    def _validate(self) -> dict[str, float]:
+        return validate(self.eval_gen, self.val_data, self.val_metrics, options=self.options, info=self.info,
+                        device=self.device, workers=self.workers, step=self.state.step, progress=self.progress,
+                        console=self.console)
 
-    # -- outputs ------------------------------------------------------------------------------------
+    def _about(self) -> dict[str, Any]:
+        """What every checkpoint says of the run: its experiment and plugin versions."""
+        return {"experiment": self.experiment_dict, "plugins": self.components.plugins}
+
+    def _save(self) -> None:
+        """``checkpoints/last.pt`` (every rank calls it; rank 0 writes), and after a new best
+        validation value ``best.pt`` made from it."""
+        trainer_state.save(self.run_dir / "checkpoints", self.state, self.models, self._about(), self.info,
+                           best=self.best_pending, keep_best_state=self.options.keep_best_state)
+        self.best_pending = False
+
     def write_grid(self, path: Path | None = None) -> Path:
         """``samples.png``: eval's Figure 5 grid (grayscale | original | prediction) of a seeded sample of
         ``grid_rows`` val images, by the checkpoint eval and colorize read (``best.pt``, else ``last.pt``)."""
-        gen, label = trainer_state.checkpoint_generator(self)
-        grid = comparison_grid([gen], self.val_data, rows=self.t.grid_rows, device=self.device, labels=[label],
-                               seed=self.t.seed)
+        title = experiment_label(self.experiment_dict, "/") if self.experiment_dict else self.label
+        gen, label = trainer_state.checkpoint_generator(self.run_dir, self.eval_gen, self.state.step, title, self.device)
+        grid = comparison_grid([gen], self.val_data, rows=self.options.grid_rows, device=self.device, labels=[label],
+                               seed=self.options.seed)
         path = path or self.run_dir / "samples.png"
         save_png(grid, path)
         return path
 
-    def save(self, name: str = "last.pt") -> None:
-        """Save ``checkpoints/NAME`` (every rank calls it; rank 0 writes); ``last.pt`` after a
-        new best validation value then gives ``best.pt`` (:func:`trainer_state.save_best_copy`)."""
-        trainer_state.save(self, name)
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint's weights, optimisers, schedulers, counters and RNG."""
-        trainer_state.load_state(self, state)
-
-    def _log(self, record: dict[str, Any]) -> None:
+    def log(self, record: dict[str, Any]) -> None:
+        """One record of ``metrics.jsonl`` (rank 0 writes; every rank counts it)."""
         if self.info.is_main:
             append_jsonl(self.run_dir / "metrics.jsonl", record)
-        self.log_lines += 1
+        self.state.log_lines += 1
 
     def _after_validation(self, values: dict[str, float]) -> None:
-        record = {"event": "val", "epoch": self.epoch, "step": self.step, "images": self.images, **values}
-        self._log(record)
+        state = self.state
+        self.log({"event": "val", "epoch": state.epoch, "step": state.step, "images": state.images, **values})
         self.val_text = "  | " + format_parts(values)
-        for sched in (self.sched_g, self.sched_d):
+        for sched in (self.models.sched_g, self.models.sched_d):
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(values["val_l1"])
         if self.best_metric is not None:
-            value = values[f"val_{self.best_metric}"]
-            better = self.best_value is None or (value > self.best_value if self.best_higher else value < self.best_value)
+            value, best = values[f"val_{self.best_metric}"], state.best_value
+            better = best is None or (value > best if self.best_higher else value < best)
             if better and math.isfinite(value):
-                self.best_value = value
+                state.best_value = value
                 self.best_pending = True  # best.pt: made from the next last.pt (written first)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
@@ -304,116 +293,124 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop_requested = True
 
+    # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> RunResult:
         """Train until the budget is spent; returns the counters and the best validation value."""
-        t = self.t
+        opts, state, models = self.options, self.state, self.models
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         per_epoch = self.per_epoch
-        total = t.epochs * per_epoch if t.max_steps is None else min(t.epochs * per_epoch, t.max_steps)
+        total = opts.epochs * per_epoch if opts.max_steps is None else min(opts.epochs * per_epoch, opts.max_steps)
         old_handler = None
         with contextlib.suppress(ValueError):  # not the main thread: no signal handling
             old_handler = signal.signal(signal.SIGINT, self._request_stop)
         try:
             progress_note(f"{self.label}: run directory {self.run_dir}", self.progress, self.console)
             with progress_bar(self.progress, self.console) as bar:
-                task = bar.add_task(self.label, total=total, completed=min(self.step, total), unit="step",
-                                    images=self.images)
+                task = bar.add_task(self.label, total=total, completed=min(state.step, total), unit="step",
+                                    images=state.images)
                 self._loop(bar, task, per_epoch, total)
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         if self.info.is_main:
             self.write_grid()
-        sums = ckdist.gather_objects({"gen": trainer_state.params_checksum(unwrap(self.gen)),
-                                      "disc": trainer_state.params_checksum(unwrap(self.disc)) if self.disc is not None else None},
-                                     self.info)
+        sums = ckdist.gather_objects({"gen": trainer_state.params_checksum(unwrap(models.gen)),
+                                      "disc": trainer_state.params_checksum(unwrap(models.disc))
+                                      if models.disc is not None else None}, self.info)
         seconds = time.perf_counter() - start
-        self._log({"event": "end", "step": self.step, "images": self.images, "seconds": round(seconds, 3),
-                   "train_seconds": round(self.train_seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
-                   "world_size": self.info.world_size, "param_checksums": sums,
-                   "ranks_in_sync": all(s == sums[0] for s in sums)})
-        best = {"metric": self.best_metric, "value": self.best_value} if self.best_metric else None
-        return RunResult(self.run_dir, self.step, self.images, self.epoch_logs, seconds, best)
+        self.log({"event": "end", "step": state.step, "images": state.images, "seconds": round(seconds, 3),
+                  "train_seconds": round(state.train_seconds, 3), "cpu_seconds": round(state.cpu_seconds, 3),
+                  "world_size": self.info.world_size, "param_checksums": sums,
+                  "ranks_in_sync": all(s == sums[0] for s in sums)})
+        best = {"metric": self.best_metric, "value": state.best_value} if self.best_metric else None
+        return RunResult(self.run_dir, state.step, state.images, state.epoch_logs, seconds, best)
 
     def _loop(self, bar: Any, task: Any, per_epoch: int, total: int) -> None:
-        t = self.t
-        self.gen.train()
-        if self.disc is not None:
-            self.disc.train()
-        while self.epoch <= t.epochs:
-            loader, drop = epoch_loader(self, self.epoch, self.batch_in_epoch)
+        opts, state = self.options, self.state
+        self.models.gen.train()
+        if self.models.disc is not None:
+            self.models.disc.train()
+        budget_done = budget_reached(opts, state)  # a resumed run may have spent it (its last save)
+        while state.epoch <= opts.epochs:
+            loader, drop = epoch_loader(self.train_data, state.epoch, state.batch_in_epoch, options=opts,
+                                        info=self.info, workers=self.workers, device=self.device)
             for i, rgb in enumerate(loader):
                 if i < drop:
                     continue  # resumed with workers: these batches were consumed before the checkpoint
-                if self._budget_done:
+                if budget_done:
                     break
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 logs = self.train_batch(rgb)
-                self.step += 1
-                self.batch_in_epoch += 1
-                self.images += rgb.shape[0] * self.info.world_size
-                self.count += 1
-                self.train_seconds += time.perf_counter() - wall0
-                cpu_before = self.cpu_seconds
-                self.cpu_seconds += time.process_time() - cpu0
-                keep_marks(self, cpu_before)
-                for k, v in logs.items():
-                    self.sums[k] = self.sums.get(k, 0.0) + v
-                if self.step % t.log_every == 0 or self.step == 1:
-                    self._log({"event": "step", "step": self.step, "epoch": self.epoch, "images": self.images,
-                               "lr": self.opt_g.param_groups[0]["lr"], **logs})
-                if t.val_every and self.step % t.val_every == 0:
-                    self._after_validation(self.validate())
+                cpu_before = state.cpu_seconds
+                state.add_step(logs, rgb.shape[0] * self.info.world_size, time.perf_counter() - wall0,
+                               time.process_time() - cpu0)
+                if self.info.is_main:
+                    keep_marks(self.run_dir / "checkpoints", opts.keep_cpu_minutes, cpu_before, state, self.models,
+                               self._about())
+                if state.step % opts.log_every == 0 or state.step == 1:
+                    self.log({"event": "step", "step": state.step, "epoch": state.epoch, "images": state.images,
+                              "lr": self.models.opt_g.param_groups[0]["lr"], **logs})
+                if opts.val_every and state.step % opts.val_every == 0:
+                    self._after_validation(self._validate())
                 self.step_text = format_parts(logs, skip=("train_l1",))  # (train_l1: in the log only)
-                bar.update(task, advance=1, parts=self.step_text + self.val_text, images=self.images,
-                           total=expected_steps(self, total))
-                stop, budget = self._stop_requested, budget_reached(self)
+                bar.update(task, advance=1, parts=self.step_text + self.val_text, images=state.images,
+                           total=expected_steps(opts, state, per_epoch, total))
+                stop, budget_done = self._stop_requested, budget_reached(opts, state)
                 if self.info.enabled:  # every rank takes rank-consistent decisions
-                    flag = torch.tensor([int(stop), int(budget)], device=self.device if self.device.type == "cuda" else "cpu")
+                    flag = torch.tensor([int(stop), int(budget_done)],
+                                        device=self.device if self.device.type == "cuda" else "cpu")
                     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                    stop, budget = bool(flag[0].item()), bool(flag[1].item())
-                self._budget_done = budget
+                    stop, budget_done = bool(flag[0].item()), bool(flag[1].item())
                 if stop:
-                    self.save()
+                    self._save()
                     raise TrainingInterrupted(
-                        f"interrupted at step {self.step}: checkpoint saved in {self.run_dir / 'checkpoints'}; "
+                        f"interrupted at step {state.step}: checkpoint saved in {self.run_dir / 'checkpoints'}; "
                         f"continue with: colorkit run --resume {self.run_dir}"
                     )
-                if self.best_pending or (t.ckpt_every and self.step % t.ckpt_every == 0):
-                    self.save()
-            if self._budget_done and self.batch_in_epoch < per_epoch:
-                if self.count:
+                if self.best_pending or (opts.ckpt_every and state.step % opts.ckpt_every == 0):
+                    self._save()
+            if budget_done and state.batch_in_epoch < per_epoch:
+                if state.count:
                     self._end_epoch(partial=True)
                     bar.update(task, parts=self.step_text + self.val_text)  # the last line: this validation
-                self.save()
+                self._save()
                 return
             self._end_epoch()
             bar.update(task, parts=self.step_text + self.val_text)
-            self.save()
-            if self._budget_done:
+            self._save()
+            if budget_done:
                 return
 
     def _end_epoch(self, partial: bool = False) -> None:
+        state = self.state
         report_bad_images = getattr(self.train_data, "end_epoch", None)
         if callable(report_bad_images) and self.info.is_main:
             report_bad_images()  # one line about unusable images found while reading this epoch
-        means = {k: v / max(1, self.count) for k, v in self.sums.items()}
-        record = {"event": "epoch", "epoch": self.epoch, "step": self.step, "images": self.images,
-                  "lr": self.opt_g.param_groups[0]["lr"], "partial": partial, **means}
-        if not self.t.val_every:
-            values = self.validate()
+        record = {"event": "epoch", "epoch": state.epoch, "step": state.step, "images": state.images,
+                  "lr": self.models.opt_g.param_groups[0]["lr"], "partial": partial, **state.means()}
+        if not self.options.val_every:
+            values = self._validate()
             record.update(values)
-            self._log(record)
+            self.log(record)
             self._after_validation(values)
         else:
-            self._log(record)
-        self.epoch_logs.append(record)
-        for sched in (self.sched_g, self.sched_d):
+            self.log(record)
+        state.epoch_logs.append(record)
+        for sched in (self.models.sched_g, self.models.sched_d):
             if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step()
-        if not partial:
-            self.epoch += 1
-            self.batch_in_epoch = 0
-        self.sums, self.count = {}, 0
+        state.end_epoch(partial)
+
+
+def update_ema(average: nn.Module, live: nn.Module, step: int, ema: float) -> None:
+    """One step of the weights' moving average ``average`` of ``live`` after ``step`` steps; buffers
+    (batch-norm statistics) are copied. The decay ramps up as ``min(ema, (1 + step) / (10 + step))``:
+    early steps forget the initial weights fast."""
+    decay = min(ema, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for avg, p in zip(average.parameters(), live.parameters()):
+            avg.lerp_(p.detach(), 1.0 - decay)
+        for avg, b in zip(average.buffers(), live.buffers()):
+            avg.copy_(b)

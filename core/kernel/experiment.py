@@ -282,6 +282,16 @@ def _auto_disc(registry: Registry, options: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "options": options}
 
 
+def _needs_discriminator(registry: Registry, loss: ComponentSpec) -> bool:
+    """``Loss.needs_discriminator`` of the registered loss class, read without building a loss
+    (a factory that is a function, not a class, is asked through what it builds)."""
+    comp = registry.get("loss", loss.name)
+    factory = comp.load()
+    if isinstance(factory, type):
+        return bool(factory.needs_discriminator)
+    return bool(comp.build(loss.options).needs_discriminator)
+
+
 def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
     """Validate a merged experiment dict against the registry and fill in every default."""
     data = {**experiment_defaults(registry), **{k: v for k, v in merged.items() if v is not None}}
@@ -298,7 +308,7 @@ def resolve(registry: Registry, merged: dict[str, Any]) -> Experiment:
 
     gen = component("gen")
     loss = component("loss")
-    needs_disc = registry.get("loss", loss.name).build(loss.options).needs_discriminator
+    needs_disc = _needs_discriminator(registry, loss)
     disc_raw = data.get("disc", "none")
     if disc_raw == "auto" or (isinstance(disc_raw, dict) and disc_raw.get("name") == "auto"):
         auto_options = disc_raw.get("options", {}) if isinstance(disc_raw, dict) else {}

@@ -179,10 +179,13 @@ class Registry:
                 yield self.components[kind][name]
 
     # -- loading ----------------------------------------------------------------------------
-    def _add_plugin(self, plugin: object, name: str, package: str, version: str) -> bool:
+    def add_plugin(self, plugin: object, name: str, package: str, version: str, *, builtin: bool = False) -> bool:
+        """Register a plugin of ``package``; a third-party one that fails goes to ``failed``."""
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break colorkit
+            if builtin:
+                raise
             self.failed.append(FailedPlugin(name, package, one_line(exc, first_line=True)))
             return False
         self._info[name] = (package, version)
@@ -201,7 +204,9 @@ class Registry:
                 self.pm.unregister(exc.plugin)
                 self.failed.append(FailedPlugin(name, package, one_line(exc, first_line=True)))
 
-    def _collect(self, builtin: set[str]) -> None:
+    def collect(self, builtin: set[str]) -> None:
+        """Once every plugin is added: check and call their hooks (``builtin`` plugins raise)."""
+        self._check_pending(builtin)
         for kind in COMPONENT_KINDS:
             for comp in self._call_hook(kind.hook, self._component_register(kind.name), builtin):
                 self._add_unique(self.components[kind.name], kind.name, comp)
@@ -377,8 +382,7 @@ def build_registry(
         except ImportError as exc:
             raise PluginError(f"built-in plugin {module_name} listed in registry.yaml: "
                               f"{one_line(exc, first_line=True)}") from exc
-        pm.register(module, name=module_name)
-        reg._info[module_name] = ("colorkit", __version__)
+        reg.add_plugin(module, module_name, "colorkit", __version__, builtin=True)
         builtin.add(module_name)
 
     if autoload is None:
@@ -398,15 +402,14 @@ def build_registry(
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded and shown, never swallowed
                 reg.failed.append(FailedPlugin(label, dist, one_line(exc, first_line=True)))
                 continue
-            reg._add_plugin(plugin, label, dist, version)
+            reg.add_plugin(plugin, label, dist, version)
 
     for plugin in extra_plugins:
         package, version = _package_of(plugin)
         label = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__name__}"
         if pm.has_plugin(label):
             label = f"{label}#{id(plugin)}"
-        reg._add_plugin(plugin, label, package, version)
+        reg.add_plugin(plugin, label, package, version)
 
-    reg._check_pending(builtin)
-    reg._collect(builtin)
+    reg.collect(builtin)
     return reg

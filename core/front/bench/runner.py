@@ -1,6 +1,6 @@
 """Running a benchmark suite: train what is missing, evaluate every run on the suite's protocol
 (cached per run), in this process or in worker processes, then write the tables and figures
-(``colorkit bench SUITE.yaml``; the file format is in :mod:`colorkit.front.bench_suite`).
+(``colorkit bench SUITE.yaml``; the file format is in :mod:`colorkit.front.bench.suite`).
 
 A rerun trains only what is missing: a run whose ``metrics.jsonl`` has an ``end`` event is
 reused, an interrupted one resumes from its ``checkpoints/last.pt``, and a cached evaluation is
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from colorkit.front.bench_plan import budget_line, build_experiment
-from colorkit.front.bench_results import write_results
-from colorkit.front.bench_suite import Protocol, Suite, load_suite, run_finished, run_name
+from colorkit.front.bench.plan import budget_line, build_experiment
+from colorkit.front.bench.results import write_results
+from colorkit.front.bench.rundirs import run_finished, run_name
+from colorkit.front.bench.suite import Protocol, Suite, load_suite
 from colorkit.kernel.errors import ColorkitError, UsageError, one_line
 from colorkit.kernel.files import file_key
 
@@ -359,7 +360,7 @@ def _write_outputs(registry: Any, suite: Suite, out_dir: Path, figures: bool, on
         return rows
     made: list[str] = []
     try:
-        from colorkit.front.figures import suite_figures
+        from colorkit.front.bench.figures import suite_figures
 
         made = suite_figures(suite, out_dir, registry, log=log)
     except Exception as exc:  # noqa: BLE001 - the tables are written already

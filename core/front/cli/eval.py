@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.front.cli_common import THREADS_HELP, cpu_threads, get_registry, handle_errors
+from colorkit.engine.threads import cpu_threads
+from colorkit.front.cli.common import THREADS_HELP, get_registry, handle_errors
 
 CHROMA_HELP = ("How the predicted colour is upsampled to the photo's size: bilinear, or guided by the photo's own "
                "L* (colour edges follow its lightness edges); default: what the model file records, else bilinear.")

@@ -1,4 +1,4 @@
-"""``colorkit turing``: the visual Turing test as a local web page (see :mod:`colorkit.front.turing`)."""
+"""``colorkit turing``: the visual Turing test as a local web page (see :mod:`colorkit.front.turing.study`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.front.cli_common import get_registry
+from colorkit.front.cli.common import get_registry
 from colorkit.kernel.errors import UsageError
 
 
@@ -42,7 +42,7 @@ def turing_command(
 
     `--results STUDY_DIR` prints each model's fooling rate (its colorizations judged real, 95% CI).
     """
-    from colorkit.front.turing import check_timing, create_study, format_summary, summarize
+    from colorkit.front.turing.study import check_timing, create_study, format_summary, summarize
 
     if results is not None:
         if models or images is not None:
@@ -53,7 +53,7 @@ def turing_command(
     if images is None or out is None:
         raise UsageError("a new study needs models, --images DIR_OR_DATASET and --out STUDY_DIR "
                          "(or --results STUDY_DIR to read one)")
-    from colorkit.front.turing_server import make_server
+    from colorkit.front.turing.server import make_server
 
     check_timing(seconds, limit)  # NaN, infinite or negative values are one line, before any work
     log = lambda s: typer.echo(s, err=True)  # noqa: E731

@@ -1,6 +1,7 @@
-"""Benchmark suite files: parsing and validation, and the run directories a suite owns
-(``colorkit bench SUITE.yaml``; :mod:`colorkit.front.bench_plan` resolves the experiment of each
-entry and seed, :mod:`colorkit.front.bench` runs a suite, :mod:`colorkit.front.bench_results`
+"""Benchmark suite files: parsing and validation (``colorkit bench SUITE.yaml``;
+:mod:`~colorkit.front.bench.presets` reads the suite's presets, :mod:`~colorkit.front.bench.plan`
+resolves the experiment of each entry and seed, :mod:`~colorkit.front.bench.runner` runs a suite
+in the run directories of :mod:`~colorkit.front.bench.rundirs`, :mod:`~colorkit.front.bench.results`
 tabulates it).
 
 A suite is a YAML file::
@@ -11,12 +12,15 @@ A suite is a YAML file::
     threads: 1                            # torch.set_num_threads for training and evaluation
     jobs: 2                               # runs trained side by side, each in its own process
     checkpoint: last                      # evaluate checkpoints/last.pt (default) or best.pt
+    presets_file: presets.yaml            # optional: a presets file, against the suite file's folder only
+    presets:                              # optional: the suite's own presets (name: experiment keys)
+      mine: {gen: {name: unet, options: {base: 16}}, loss: l1}
     defaults:                             # experiment keys shared by every experiment
       dataset: {name: cifar10, options: {root: ../shared/data/cifar10-jpeg.tar.gz}}
       train: {max_cpu_minutes: 10, batch_size: 64}
     experiments:
       - name: unet-l2                     # [A-Za-z0-9_.-]; the run directories are runs/<name>-s<seed>
-        preset: table1-cifar10-unet       # optional: a preset of registry.yaml
+        preset: table1-cifar10-unet       # optional: a preset of the suite, else of registry.yaml
         config: {loss: l2, train: {...}}  # optional: experiment keys (as in a --config file)
         set: [gen.base=32]                # optional: --set overrides
         paper: {label: "...", mae: 5.9, accuracy: 24.8}   # optional: the paper's numbers
@@ -38,10 +42,11 @@ A suite is a YAML file::
       study: studies/cifar10              # a study directory of `colorkit turing`
       models: {unet-l2: unet-l2-s0}       # experiment: the study's label for its model
 
-Layering, lowest first: the experiment defaults of colorkit, the experiment's ``preset``, the
-suite's ``defaults`` (the suite-wide budget and data win over a preset's), the experiment's
-``config``, then ``set``; ``train.seed`` is set per seed last. A ``from`` row is an earlier row's
-training with ``gen.*`` sets on top; its runs are derived, not trained (``bench.ensure_derived``).
+Layering, lowest first: the experiment defaults of colorkit, the experiment's ``preset`` (the
+suite's, which may not shadow one of ``registry.yaml``, else ``registry.yaml``'s), the suite's
+``defaults`` (the suite-wide budget and data win over a preset's), the experiment's ``config``,
+then ``set``; ``train.seed`` is set per seed last. A ``from`` row is an earlier row's training
+with ``gen.*`` sets on top; its runs are derived, not trained (``runner.ensure_derived``).
 
 Relative paths (a dataset ``root``) are resolved against the suite file's directory, then the
 repository root (the nearest folder above with ``pyproject.toml`` or ``.git``), then the current
@@ -60,18 +65,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from colorkit.front.bench.presets import SuitePreset, suite_presets
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import load_yaml
 
 SUITE_KEYS = {"name", "description", "seeds", "threads", "jobs", "checkpoint", "defaults", "experiments", "evaluation",
-              "figures", "turing", "plugins"}
+              "figures", "turing", "plugins", "presets", "presets_file"}
 EXPERIMENT_KEYS = {"name", "preset", "config", "set", "paper", "description", "evaluation", "from"}
 EXPERIMENT_EVAL_KEYS = {"dataset", "options", "split", "images"}
 EVAL_KEYS = {"dataset", "options", "split", "images", "metrics", "batch_size", "device"}
@@ -126,6 +130,8 @@ class Suite:
     turing: dict[str, Any] | None = None
     #: plugin packages the suite needs: ``{distribution name: its install command}``
     plugins: dict[str, str] = field(default_factory=dict)
+    #: the suite's presets (``presets`` and ``presets_file``): ``{name: SuitePreset}``
+    presets: dict[str, SuitePreset] = field(default_factory=dict)
 
     def experiment(self, name: str) -> SuiteExperiment:
         for e in self.experiments:
@@ -208,7 +214,8 @@ def load_suite(path: str | Path) -> Suite:
     figures = _figures(p, data.get("figures") or {}, experiments, seeds)
     return Suite(p, str(data.get("name") or p.stem), str(data.get("description") or "").strip(), list(seeds),
                  threads, checkpoint, resolve_roots(defaults, suite_dir), experiments, protocol, figures, jobs,
-                 _turing_key(p, data.get("turing"), experiments, suite_dir), _plugins_key(p, data.get("plugins")))
+                 _turing_key(p, data.get("turing"), experiments, suite_dir), _plugins_key(p, data.get("plugins")),
+                 suite_presets(p, data, suite_dir))
 
 
 def _plugins_key(p: Path, plugins: Any) -> dict[str, str]:
@@ -391,30 +398,3 @@ def _turing_key(p: Path, turing: Any, experiments: list[SuiteExperiment], suite_
         if not any(e.name == name for e in experiments):
             raise _err(p, "turing.models", f"names '{name}', which is not an experiment of the suite")
     return {"study": resolve_path(turing["study"], suite_dir), "models": dict(models)}
-
-
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line of a killed process
-    return out
-
-
-def run_finished(run_dir: Path) -> bool:
-    return any(e.get("event") == "end" for e in read_events(run_dir))
-
-
-def config_hash(run_dir: Path) -> str:
-    return hashlib.sha256((run_dir / "config.yaml").read_bytes()).hexdigest()
-
-
-def run_name(experiment: str, seed: int) -> str:
-    return f"{experiment}-s{seed}"

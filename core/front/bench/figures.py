@@ -193,7 +193,7 @@ def training_curves(runs: dict[str, list[Path]], path: str | Path, title: str = 
 
 def suite_figures(suite: Any, out: Path, registry: Any, log: Callable[[str], None] | None = None) -> list[str]:
     """Figure 1, Figure 5 (the runs of one seed) and the training curves of a suite's runs."""
-    from colorkit.front.bench_suite import run_finished, run_name
+    from colorkit.front.bench.rundirs import run_finished, run_name
 
     cfg = suite.figures or {}
     fig_dir = Path(out) / "figures"

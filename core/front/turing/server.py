@@ -7,7 +7,7 @@ Routes, and nothing else (every other path, ``..`` included, is 404):
   (which version of a photo a URL shows is never in the URL or the response);
 - ``POST /api/answer``: ``{"session", "trial", "answer": "real"|"fake", "rt_ms"}``, appended to
   ``answers/SESSION.jsonl`` before it is acknowledged; the same answer sent again is acknowledged
-  and stored once (:mod:`colorkit.front.turing_store` keeps the sessions, on disk);
+  and stored once (:mod:`colorkit.front.turing.store` keeps the sessions, on disk);
 - ``GET /img/NAME.png``: a stimulus, looked up by name among the study's stimuli only.
 
 What it takes: on a loopback address, only requests whose ``Host`` names a loopback address
@@ -30,8 +30,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from colorkit.front.turing import Study
-from colorkit.front.turing_store import MAX_SESSIONS, Refused, SessionStore
+from colorkit.front.turing.study import Study
+from colorkit.front.turing.store import MAX_SESSIONS, Refused, SessionStore
 from colorkit.kernel.errors import UsageError
 
 MAX_BODY = 4096
@@ -150,7 +150,7 @@ class StudyServer(ThreadingHTTPServer):
         self.store = SessionStore(study, self.max_sessions)
 
     def new_session(self) -> dict[str, Any]:
-        """A new participant session (raises :class:`~colorkit.front.turing_store.Refused`)."""
+        """A new participant session (raises :class:`~colorkit.front.turing.store.Refused`)."""
         return self.store.create()
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any] | None:

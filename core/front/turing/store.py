@@ -25,7 +25,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from colorkit.front.turing import Study, append_line, now_iso
+from colorkit.front.turing.study import Study, append_line, now_iso
 from colorkit.kernel.errors import ColorkitError
 from colorkit.kernel.files import atomic_write_bytes
 

@@ -1,4 +1,4 @@
-"""``colorkit bench SUITE.yaml [--out DIR]``: run a benchmark suite (see :mod:`colorkit.front.bench`)."""
+"""``colorkit bench SUITE.yaml [--out DIR]``: run a benchmark suite (see :mod:`colorkit.front.bench.runner`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorkit.front.cli_common import get_registry, handle_errors
+from colorkit.front.cli.common import get_registry, handle_errors
 
 
 @handle_errors
@@ -28,8 +28,8 @@ def bench_command(
     goes to stderr: a line as each run starts and ends, and each run's progress display; the
     results table goes to stdout at the end.
     """
-    from colorkit.front.bench import run_suite
-    from colorkit.front.bench_suite import load_suite
+    from colorkit.front.bench.runner import run_suite
+    from colorkit.front.bench.suite import load_suite
     from colorkit.kernel.errors import UsageError
 
     seed_list = None

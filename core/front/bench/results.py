@@ -13,7 +13,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from colorkit.front.bench_suite import Protocol, Suite, config_hash, read_events, run_finished, run_name
+from colorkit.front.bench.rundirs import config_hash, read_events, run_finished, run_name
+from colorkit.front.bench.suite import Protocol, Suite
 from colorkit.kernel.errors import UsageError
 from colorkit.kernel.files import atomic_write_bytes, json_text
 
@@ -22,7 +23,7 @@ def turing_column(suite: Suite) -> tuple[str, dict[str, str]] | None:
     """The header and per-experiment cells of the fooling-rate column, from the suite's study."""
     if suite.turing is None:
         return None
-    from colorkit.front.turing import summarize
+    from colorkit.front.turing.study import summarize
 
     summary = summarize(suite.turing["study"])
     rates = {row["condition"]: row for row in summary["models"]}

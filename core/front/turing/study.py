@@ -12,7 +12,7 @@ A study directory holds everything one study needs and produces::
 Each participant sees every photo once, in an order shuffled with the study's seed and the
 participant's number; which version of a photo (the original or one model's colorization) is
 rotated with the participant's number, so conditions are balanced within a session (their
-counts differ by at most one) and across sessions. :mod:`colorkit.front.turing_server` serves the page;
+counts differ by at most one) and across sessions. :mod:`colorkit.front.turing.server` serves the page;
 :func:`summarize` turns the answers into fooling rates with 95% Wilson intervals.
 """
 

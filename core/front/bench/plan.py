@@ -1,12 +1,13 @@
 """From a suite file to what ``colorkit bench`` trains: the resolved experiment of each entry and
 seed, what to install when a plugin is missing, and the one line that says what an invocation will
-train and for how long (:mod:`colorkit.front.bench_suite` parses the file)."""
+train and for how long (:mod:`colorkit.front.bench.suite` parses the file)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from colorkit.front.bench_suite import Suite, SuiteExperiment, resolve_roots
+from colorkit.front.bench.presets import preset_layer
+from colorkit.front.bench.suite import Suite, SuiteExperiment, resolve_roots
 from colorkit.kernel.errors import ColorkitError, UnknownNameError, UsageError
 
 
@@ -20,7 +21,7 @@ def build_experiment(registry: Any, suite: Suite, e: SuiteExperiment, seed: int)
     layers: list[tuple[str, dict[str, Any]]] = [("registry.yaml defaults", experiment_defaults(registry))]
     try:
         if trained.preset:
-            layers.append((f"preset '{trained.preset}'", dict(registry.preset(trained.preset))))
+            layers.append(preset_layer(registry, suite.presets, trained.preset, suite.path))
         layers.append((f"{suite.path}: defaults", suite.defaults))
         layers.append((f"{where} config", resolve_roots(trained.config, suite.path.resolve().parent)))
         merged = merge_layers(layers)

@@ -1,7 +1,10 @@
-"""The ``colorkit`` command line: thin commands over functions that tests call directly.
+"""The ``colorkit`` command line: the app, with ``list`` and ``run``, and the commands of its modules.
 
-User mistakes print one line (``error: ...``) and exit with code 2 (bad input) or 1 (a failure
-while running); no traceback.
+Thin commands over functions that tests call directly: :mod:`~colorkit.front.cli.eval` (``eval``,
+``colorize``, ``export``), :mod:`~colorkit.front.cli.bench`, :mod:`~colorkit.front.cli.turing`
+and :mod:`~colorkit.front.cli.listing` (``list``); :mod:`~colorkit.front.cli.common` holds what
+they share. Every command imports torch only once it runs. User mistakes print one line
+(``error: ...``) and exit with code 2 (bad input) or 1 (a failure while running); no traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from colorkit.front.cli_common import OneLineGroup, fail, get_registry, handle_errors
+from colorkit.front.cli.common import OneLineGroup, fail, get_registry, handle_errors
 from colorkit.kernel.errors import ColorkitError
 from colorkit.kernel.registry import read_registry_file
 
@@ -76,7 +79,7 @@ def list_command(
     options: Annotated[bool, typer.Option("--options", help="Also list each component's options.")] = False,
 ) -> None:
     """List registered components (kind, name, package, description), presets and failed plugins."""
-    from colorkit.front.listing import list_components
+    from colorkit.front.cli.listing import list_components
 
     list_components(get_registry(ctx), kind, as_json=as_json, show_options=options)
 
@@ -133,6 +136,10 @@ def run_command(
         if cli or sets:
             exp = experiment_from_sources(registry, config=resume / "config.yaml", cli=cli, sets=sets)
     else:
+        if preset is not None:
+            from colorkit.front.bench.presets import check_not_a_benchmark_preset
+
+            check_not_a_benchmark_preset(registry, preset)
         exp = experiment_from_sources(registry, preset=preset, config=config, cli=cli, sets=sets)
     if nproc > 1 and not distributed.env_info().enabled:
         # Validate here, so that a user mistake is one line rather than one per process.
@@ -175,13 +182,13 @@ def _argv_without_nproc(argv: list[str]) -> list[str]:
 
 
 # --- commands defined in other modules are attached below (keep each on its own line) ---
-from colorkit.front.cli_eval import colorize_command, eval_command, export_command  # noqa: E402
+from colorkit.front.cli.eval import colorize_command, eval_command, export_command  # noqa: E402
 app.command("eval")(eval_command)
 app.command("colorize")(colorize_command)
 app.command("export")(export_command)
-from colorkit.front.cli_bench import bench_command  # noqa: E402
+from colorkit.front.cli.bench import bench_command  # noqa: E402
 app.command("bench")(bench_command)
-from colorkit.front.cli_turing import turing_command  # noqa: E402
+from colorkit.front.cli.turing import turing_command  # noqa: E402
 app.command("turing")(handle_errors(turing_command))
 
 
