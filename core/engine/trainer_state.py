@@ -69,11 +69,8 @@ class TrainState:
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> TrainState:
         """The counters of a ``last.pt``; those older files lack take their start values."""
-        return cls(epoch=int(state["epoch"]), batch_in_epoch=int(state["batch_in_epoch"]), step=int(state["step"]),
-                   images=int(state["images"]), sums=dict(state["sums"]), count=int(state["count"]),
-                   best_value=state.get("best_value"), epoch_logs=list(state.get("epoch_logs", [])),
-                   log_lines=int(state.get("log_lines", 0)), train_seconds=float(state.get("train_seconds", 0.0)),
-                   cpu_seconds=float(state.get("cpu_seconds", 0.0)))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: copy.copy(v) for k, v in state.items() if k in names})
 
 
 @dataclass
